@@ -1,0 +1,49 @@
+"""attribot-rag: which retrieved passages did a RAG answer really use?
+
+Context attribution for any causal language model answer: exact leave-one-out made fast
+with prefix KV-cache reuse and batching (AttriBoT), more methods behind one interface.
+"""
+
+from .attributor import Attributor, attribute
+from .errors import (
+    AttribotError,
+    ContextTooLongError,
+    InputError,
+    MethodNotAvailableError,
+    ModelNotFoundError,
+)
+from .layout import PromptLayout
+from .methods import AttributionMethod, AttributionTask, MethodOutput, available_methods, register_method
+from .models import ALIASES, DEFAULT_MODEL, LoadedModel, load_model
+from .result import Attribution, ScoredSource
+from .scoring import Response
+from .sources import Passage, Source, make_sources, split_sentences
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALIASES",
+    "DEFAULT_MODEL",
+    "AttribotError",
+    "Attribution",
+    "AttributionMethod",
+    "AttributionTask",
+    "Attributor",
+    "ContextTooLongError",
+    "InputError",
+    "LoadedModel",
+    "MethodNotAvailableError",
+    "MethodOutput",
+    "ModelNotFoundError",
+    "Passage",
+    "PromptLayout",
+    "Response",
+    "ScoredSource",
+    "Source",
+    "attribute",
+    "available_methods",
+    "load_model",
+    "make_sources",
+    "register_method",
+    "split_sentences",
+]

@@ -1,0 +1,207 @@
+"""The public entry point: :class:`Attributor` (holds a model) and :func:`attribute`."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable, Sequence
+
+from .errors import InputError
+from .layout import PromptLayout, check_fits
+from .methods import AttributionMethod, AttributionTask, create_method
+from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .result import Attribution
+from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
+from .sources import Passage, coerce_passages, make_sources
+
+DEFAULT_MAX_NEW_TOKENS = 96
+
+
+def _check_question(question: Any) -> str:
+    if question is None or not isinstance(question, str) or not question.strip():
+        raise InputError("the question is empty or missing")
+    return question
+
+
+class Attributor:
+    """Generates answers and attributes them to their context with one language model.
+
+    >>> att = Attributor()                       # the offline default, smollm2-135m
+    >>> result = att.attribute("Who ...?", passages)          # generate, then attribute
+    >>> result = att.attribute("Who ...?", passages, answer="...")  # explain a given answer
+
+    ``model`` is an alias, a Hugging Face id, a local folder, a :class:`LoadedModel` or a
+    transformers model object (pass its ``tokenizer`` too).
+    """
+
+    def __init__(
+        self,
+        model: str | LoadedModel | Any = DEFAULT_MODEL,
+        tokenizer: Any | None = None,
+        *,
+        method: str | AttributionMethod = "loo",
+        level: str = "passage",
+        layout: PromptLayout | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        system_prompt: str | None = None,
+        instruction: str | None = None,
+        method_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.lm = load_model(model, tokenizer)
+        if layout is None:
+            kwargs = {}
+            if system_prompt is not None:
+                kwargs["system_prompt"] = system_prompt
+            if instruction is not None:
+                kwargs["instruction"] = instruction
+            layout = PromptLayout(self.lm.tokenizer, **kwargs)
+        self.layout = layout
+        self.method = method
+        self.level = level
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.method_options = dict(method_options or {})
+
+    @property
+    def model_name(self) -> str:
+        return self.lm.name
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self,
+        question: str,
+        passages: Iterable[Any],
+        *,
+        max_new_tokens: int | None = None,
+        **generate_kwargs: Any,
+    ) -> Response:
+        """The model's (greedy) answer to the question over the passages."""
+        question = _check_question(question)
+        ps = coerce_passages(passages)
+        prompt = self.layout.render(question, ps)
+        new = max_new_tokens or self.max_new_tokens
+        check_fits(len(prompt), new, self.lm.context_window, self.lm.name)
+        return Scorer(self.lm).generate(prompt.input_ids, max_new_tokens=new, **generate_kwargs)
+
+    # ------------------------------------------------------------------ attribution
+    def task(
+        self,
+        question: str,
+        passages: Iterable[Any],
+        answer: str | Response,
+        *,
+        level: str | None = None,
+        span: tuple[int, int] | None = None,
+    ) -> AttributionTask:
+        """The task a method scores; useful to run several methods on the same inputs."""
+        question = _check_question(question)
+        ps = coerce_passages(passages)
+        level = level or self.level
+        sources = make_sources(ps, level)
+        if isinstance(answer, Response):
+            response = answer
+        else:
+            if answer is None or not isinstance(answer, str):
+                raise InputError("the answer must be a non-empty string")
+            response = response_from_text(self.lm.tokenizer, answer)
+        target = response.token_slice(span)
+        task = AttributionTask(
+            lm=self.lm,
+            layout=self.layout,
+            scorer=Scorer(self.lm, self.batch_size),
+            question=question,
+            passages=ps,
+            sources=sources,
+            response=response,
+            target=target,
+            level=level,
+        )
+        task.prompt  # renders and checks the context window
+        return task
+
+    def attribute(
+        self,
+        question: str,
+        passages: Iterable[Any],
+        answer: str | Response | None = None,
+        *,
+        method: str | AttributionMethod | None = None,
+        level: str | None = None,
+        span: tuple[int, int] | None = None,
+        max_new_tokens: int | None = None,
+        **method_options: Any,
+    ) -> Attribution:
+        """Attribute ``answer`` (generated by the model when None) to the passages.
+
+        ``span`` is a character range of the answer to explain (default: all of it).
+        """
+        gen_s = 0.0
+        ps = coerce_passages(passages)
+        if answer is None:
+            t0 = time.perf_counter()
+            answer = self.generate(question, ps, max_new_tokens=max_new_tokens)
+            gen_s = time.perf_counter() - t0
+        task = self.task(question, ps, answer, level=level, span=span)
+        return self.run(task, method=method, generation_s=gen_s, **method_options)
+
+    def run(
+        self,
+        task: AttributionTask,
+        *,
+        method: str | AttributionMethod | None = None,
+        generation_s: float = 0.0,
+        **method_options: Any,
+    ) -> Attribution:
+        """Run one method on a prepared task and package the result."""
+        m = method or self.method
+        opts = {**self.method_options, **method_options} if not isinstance(m, AttributionMethod) else {}
+        impl = create_method(m, **opts)
+        tokens0, passes0 = task.scorer.forward_tokens, task.scorer.forward_passes
+        t0 = time.perf_counter()
+        out = impl.score(task)
+        elapsed = time.perf_counter() - t0
+        if len(out.scores) != len(task.sources):
+            raise RuntimeError(
+                f"method {impl.name!r} returned {len(out.scores)} scores for {len(task.sources)} sources"
+            )
+        response = task.response
+        a, b = task.target
+        span = None
+        if (a, b) != (0, len(response)):
+            span = (response.offsets[a][0], response.offsets[b - 1][1])
+        return Attribution.build(
+            scores=out.scores,
+            sources=task.sources,
+            question=task.question,
+            answer=response.text,
+            passages=task.passages,
+            method=impl.name,
+            model=self.lm.name,
+            level=task.level,
+            target_span=span,
+            target_tokens=(a, b),
+            timings={"generation_s": generation_s, "attribution_s": elapsed},
+            forward_tokens=task.scorer.forward_tokens - tokens0,
+            forward_passes=task.scorer.forward_passes - passes0,
+            info=out.info,
+        )
+
+
+def attribute(
+    question: str,
+    passages: Sequence[Passage | dict | str],
+    answer: str | None = None,
+    *,
+    method: str = "loo",
+    level: str = "passage",
+    model: str | LoadedModel | Any = DEFAULT_MODEL,
+    span: tuple[int, int] | None = None,
+    **kwargs: Any,
+) -> Attribution:
+    """One-call attribution: load the model (cached per process), generate if needed, attribute."""
+    from .models import get_model
+
+    lm = get_model(model) if isinstance(model, str) else load_model(model)
+    return Attributor(lm, method=method, level=level).attribute(
+        question, passages, answer, span=span, **kwargs
+    )

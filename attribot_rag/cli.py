@@ -1,0 +1,145 @@
+"""The ``attribot-rag`` command line: attribute, demo, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Sequence
+
+from .errors import AttribotError
+
+# Nothing here downloads: the default model ships in a Python package.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .models import DEFAULT_MODEL
+
+    p.add_argument("--model", default=DEFAULT_MODEL, help="alias, Hugging Face id or local path")
+    p.add_argument("--batch-size", type=int, default=None, help="ablations per forward pass")
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .attributor import Attributor
+    from .errors import InputError
+    from .sources import load_passages_file
+
+    passages, file_question = load_passages_file(args.passages)
+    question = args.question or file_question
+    if not question:
+        raise InputError("no question: pass --question (the passages file is not a HotpotQA example)")
+    kwargs = {}
+    if args.batch_size:
+        kwargs["batch_size"] = args.batch_size
+    attributor = Attributor(args.model, method=args.method, level=args.level, **kwargs)
+    result = attributor.attribute(question, passages, args.answer, max_new_tokens=args.max_new_tokens)
+    if args.json:
+        print(result.to_json())
+    else:
+        console = Console()
+        console.print(f"[bold]Question:[/bold] {result.question}")
+        console.print(f"[bold]Answer:[/bold] {result.answer.strip()}")
+        t = result.timings
+        console.print(
+            f"generation {t['generation_s']:.2f}s, attribution {t['attribution_s']:.2f}s, "
+            f"{result.forward_tokens} forward-pass tokens"
+        )
+        console.print(result.table(limit=args.top))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(model=args.model, method=args.method, k=args.k, questions=args.question or None)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .evaluation.bench import run_bench
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    report = run_bench(
+        data=args.data,
+        n=args.n,
+        level=args.level,
+        methods=methods,
+        model=args.model,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+    )
+    text = json.dumps(report, indent=2)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    print(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .methods import available_methods
+
+    parser = argparse.ArgumentParser(
+        prog="attribot-rag",
+        description="Which retrieved passages did the answer really use? Context attribution for RAG.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("attribute", help="attribute an answer to its passages")
+    p.add_argument("--question", "-q", help="the question (default: the HotpotQA example's)")
+    p.add_argument("--passages", "-p", required=True, help="JSON list of {id, text, title?} or one HotpotQA example")
+    p.add_argument("--answer", "-a", help="the answer to explain (default: generate it with the model)")
+    p.add_argument("--method", default="loo", choices=available_methods())
+    p.add_argument("--level", default="passage", choices=["passage", "sentence"])
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--top", type=int, default=None, help="show only the top N sources")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_attribute)
+
+    p = sub.add_parser("demo", help="offline end-to-end RAG demo over the bundled handbook")
+    p.add_argument("--method", default="loo", choices=available_methods())
+    p.add_argument("--k", type=int, default=4, help="passages retrieved per question")
+    p.add_argument("--question", action="append", help="ask this instead of the sample questions")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="speed and agreement of methods on HotpotQA-format data")
+    p.add_argument("--data", required=True, help="HotpotQA-format JSON file")
+    p.add_argument("--n", type=int, default=10, help="first N examples")
+    p.add_argument("--level", default="sentence", choices=["passage", "sentence"])
+    p.add_argument("--methods", default="loo-naive,loo", help="comma-separated method names")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--json", metavar="OUT", help="also write the report to this file")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+    try:
+        return args.func(args)
+    except AttribotError as exc:
+        print(f"attribot-rag: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attribot-rag: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: HotpotQA reader, metrics and the ``bench`` command."""

@@ -1,0 +1,58 @@
+"""Reading HotpotQA-format files (distractor setting, original JSON)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError
+from ..sources import Passage, hotpotqa_passages
+
+
+@dataclass(frozen=True)
+class HotpotExample:
+    id: str
+    question: str
+    answer: str
+    passages: list[Passage]
+    gold_titles: frozenset[str]  # titles of the supporting paragraphs
+
+    @property
+    def gold_passage_ids(self) -> list[str]:
+        return [p.id for p in self.passages if p.title in self.gold_titles]
+
+
+def parse_example(obj: dict[str, Any]) -> HotpotExample:
+    try:
+        gold = frozenset(str(t) for t, _ in obj.get("supporting_facts", []))
+        return HotpotExample(
+            id=str(obj.get("_id", obj.get("id", ""))),
+            question=str(obj["question"]),
+            answer=str(obj.get("answer", "")),
+            passages=hotpotqa_passages(obj),
+            gold_titles=gold,
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"not a HotpotQA example: {exc}") from exc
+
+
+def load_hotpotqa(path: str | Path, n: int | None = None) -> list[HotpotExample]:
+    """The first ``n`` examples (all if None) of a HotpotQA-format JSON file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"data file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise InputError(f"data file {str(path)!r} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise InputError(f"data file {str(path)!r} must hold a non-empty JSON list of HotpotQA examples")
+    if n is not None:
+        if n < 1:
+            raise InputError(f"--n must be at least 1, got {n}")
+        data = data[:n]
+    return [parse_example(x) for x in data]

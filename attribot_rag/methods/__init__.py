@@ -1,0 +1,22 @@
+"""Attribution methods: one module each, behind :class:`AttributionMethod`."""
+
+from .base import (
+    METHODS,
+    AttributionMethod,
+    AttributionTask,
+    MethodOutput,
+    available_methods,
+    create_method,
+    register_method,
+)
+from . import loo  # noqa: F401  (registers loo, loo-naive)
+
+__all__ = [
+    "METHODS",
+    "AttributionMethod",
+    "AttributionTask",
+    "MethodOutput",
+    "available_methods",
+    "create_method",
+    "register_method",
+]

@@ -1,0 +1,1 @@
+"""Human-readable views of attributions (terminal tables; HTML pages in later issues)."""

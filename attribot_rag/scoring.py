@@ -1,0 +1,274 @@
+"""Response log-probabilities, generation, and batched ablation scoring with prefix-KV reuse.
+
+LL(C) = sum_t log p(r_t | prompt(C), r_<t): the response is tokenized once and appended to
+the prompt tokens. We keep per-token log-probs so that a target span is a slice.
+
+Prefix-KV reuse (DESIGN.md section 4): the full prompt + response is run once and its
+KV cache kept. An ablated prompt shares its first tokens with the full prompt (compared on
+token ids, since removing text can change how neighbouring tokens merge); only the tokens
+after that common prefix are fed, with the cached keys and values of the prefix. At least
+the last prompt token is always recomputed so that the logits for r_1 exist. Ablations are
+run in batches that share one prefix length (the smallest common prefix in the batch),
+right-padded, pads masked, and each row's log-probs read at its own positions. In a causal
+model this is exact, not an approximation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .models import LoadedModel
+
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass
+class Response:
+    """The response being explained: its text, token ids and each token's character span."""
+
+    text: str
+    token_ids: list[int]
+    offsets: list[tuple[int, int]]
+    generated: bool = False
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def token_slice(self, span: tuple[int, int] | None) -> tuple[int, int]:
+        """Token slice [a, b) covering the character span (the whole response if None)."""
+        if span is None:
+            return 0, len(self.token_ids)
+        start, end = span
+        if not (0 <= start < end <= len(self.text)):
+            raise InputError(
+                f"answer span {span} is not a non-empty range inside the answer (length {len(self.text)})"
+            )
+        idx = [t for t, (s, e) in enumerate(self.offsets) if s < end and e > start]
+        if not idx:
+            raise InputError(f"answer span {span} covers no answer token")
+        return idx[0], idx[-1] + 1
+
+
+def response_from_text(tokenizer: Any, text: str) -> Response:
+    if text is None or not str(text).strip():
+        raise InputError("the answer is empty: there is nothing to attribute")
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = list(enc["input_ids"])
+    if not ids:
+        raise InputError("the answer tokenizes to no tokens")
+    return Response(text, ids, [tuple(o) for o in enc["offset_mapping"]], generated=False)
+
+
+def response_from_ids(tokenizer: Any, ids: Sequence[int]) -> Response:
+    """Response for generated token ids: text decoded without special tokens; offsets by
+    incremental decoding (a trailing end-of-turn token gets an empty span at the end)."""
+    ids = [int(i) for i in ids]
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    offsets: list[tuple[int, int]] = []
+    prev = 0
+    for t in range(len(ids)):
+        cur = len(tokenizer.decode(ids[: t + 1], skip_special_tokens=True))
+        cur = min(max(cur, prev), len(text))
+        offsets.append((prev, cur))
+        prev = cur
+    return Response(text, ids, offsets, generated=True)
+
+
+@dataclass
+class FullPass:
+    """The full-context run: per-token log-probs and the prompt's KV cache per layer."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    logprobs: np.ndarray
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(repr=False)
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Scorer:
+    """Scores responses with one model; counts the tokens it feeds through the model."""
+
+    def __init__(self, lm: LoadedModel, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        self.lm = lm
+        self.batch_size = batch_size
+        self.forward_tokens = 0
+        self.forward_passes = 0
+
+    @property
+    def model(self):
+        return self.lm.model
+
+    def _pad_id(self) -> int:
+        tok = self.lm.tokenizer
+        for cand in (tok.pad_token_id, tok.eos_token_id, 0):
+            if cand is not None:
+                return int(cand)
+        return 0
+
+    @staticmethod
+    def _gather(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        return logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+
+    # ---------------------------------------------------------------- single pass
+    @torch.inference_mode()
+    def logprobs(self, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> np.ndarray:
+        """Per-token log-probs of the response after the prompt: one full forward pass, no cache."""
+        p, r = len(prompt_ids), len(response_ids)
+        ids = torch.tensor([list(prompt_ids) + list(response_ids)], device=self.lm.device)
+        out = self.model(input_ids=ids, use_cache=False, logits_to_keep=r + 1)
+        self.forward_tokens += p + r
+        self.forward_passes += 1
+        logits = out.logits[0, :-1]
+        return self._gather(logits, ids[0, p:]).cpu().numpy().astype(np.float64)
+
+    @torch.inference_mode()
+    def full_pass(self, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> FullPass:
+        """The full-context run, keeping the KV cache of the prompt for later ablations."""
+        from transformers import DynamicCache
+
+        p, r = len(prompt_ids), len(response_ids)
+        ids = torch.tensor([list(prompt_ids) + list(response_ids)], device=self.lm.device)
+        # A cache without a config keeps every position on every layer (no sliding-window
+        # trimming), so it can be cut at any prefix length; masks still follow the config.
+        cache = DynamicCache()
+        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=r + 1)
+        self.forward_tokens += p + r
+        self.forward_passes += 1
+        lp = self._gather(out.logits[0, :-1], ids[0, p:]).cpu().numpy().astype(np.float64)
+        kv = [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in out.past_key_values.layers]
+        return FullPass(list(prompt_ids), list(response_ids), lp, kv)
+
+    # ---------------------------------------------------------------- ablations
+    def ablation_logprobs_naive(
+        self, prompts: Sequence[Sequence[int]], response_ids: Sequence[int]
+    ) -> list[np.ndarray]:
+        """Reference path: each ablated prompt gets its own full forward pass (batch size 1)."""
+        return [self.logprobs(p, response_ids) for p in prompts]
+
+    @torch.inference_mode()
+    def ablation_logprobs(
+        self,
+        full: FullPass,
+        prompts: Sequence[Sequence[int]],
+        batch_size: int | None = None,
+    ) -> list[np.ndarray]:
+        """Per-token log-probs of the response under each ablated prompt, reusing the
+        full prompt's KV cache up to the common token prefix, in batches."""
+        from transformers import DynamicCache
+
+        bs = batch_size or self.batch_size
+        r_ids = full.response_ids
+        r = len(r_ids)
+        prefixes = []
+        for p in prompts:
+            if len(p) < 1:
+                raise InputError("an ablated prompt is empty")
+            prefixes.append(min(common_prefix(full.prompt_ids, p), len(p) - 1))
+        # Batch ablations with similar prefix lengths together: less recomputation.
+        order = sorted(range(len(prompts)), key=lambda i: prefixes[i])
+        results: list[np.ndarray | None] = [None] * len(prompts)
+        device = self.lm.device
+        pad = self._pad_id()
+        for b0 in range(0, len(order), bs):
+            rows = order[b0 : b0 + bs]
+            shared = min(prefixes[i] for i in rows)
+            suffixes = [list(prompts[i][shared:]) + list(r_ids) for i in rows]
+            width = max(len(s) for s in suffixes)
+            n = len(rows)
+            ids = torch.full((n, width), pad, dtype=torch.long, device=device)
+            mask = torch.zeros((n, shared + width), dtype=torch.long, device=device)
+            mask[:, :shared] = 1
+            # Row j predicts response token k at suffix position (len(prompt suffix) - 1 + k).
+            starts = []
+            for j, s in enumerate(suffixes):
+                ids[j, : len(s)] = torch.tensor(s, device=device)
+                mask[j, shared : shared + len(s)] = 1
+                starts.append(len(s) - r - 1)
+            lo, hi = min(starts), max(starts) + r
+            keep = torch.arange(lo, hi, device=device)
+            cache = None
+            if shared > 0:
+                cache = DynamicCache(
+                    ddp_cache_data=[
+                        (k[:, :, :shared].expand(n, -1, -1, -1), v[:, :, :shared].expand(n, -1, -1, -1))
+                        for k, v in full.kv
+                    ]
+                )
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                past_key_values=cache,
+                use_cache=cache is not None,
+                logits_to_keep=keep,
+            )
+            self.forward_tokens += sum(len(s) for s in suffixes)
+            self.forward_passes += 1
+            targets = torch.tensor(r_ids, device=device)
+            for j, i in enumerate(rows):
+                a = starts[j] - lo
+                logits = out.logits[j, a : a + r]
+                results[i] = self._gather(logits, targets).cpu().numpy().astype(np.float64)
+            del out, cache
+        return results  # type: ignore[return-value]
+
+    # ---------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        max_new_tokens: int = 128,
+        **generate_kwargs: Any,
+    ) -> Response:
+        """Greedy answer to a prompt. The end-of-turn token is kept if the model produced it."""
+        tok = self.lm.tokenizer
+        ids = torch.tensor([list(prompt_ids)], device=self.lm.device)
+        kwargs = dict(
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self._pad_id(),
+        )
+        kwargs.update(generate_kwargs)
+        if not kwargs.get("do_sample"):
+            for key in ("temperature", "top_p", "top_k"):
+                kwargs.setdefault(key, None)
+        out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+        new = out[0, len(prompt_ids) :].tolist()
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
+        if tok.eos_token_id is not None:
+            eos_ids.add(tok.eos_token_id)
+        # Drop anything after the first end-of-turn token (there should be nothing).
+        for t, tid in enumerate(new):
+            if tid in eos_ids:
+                new = new[: t + 1]
+                break
+        response = response_from_ids(tok, new)
+        if not response.text.strip():
+            raise InputError("the model generated an empty answer; pass an answer or change the prompt")
+        return response
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "FullPass",
+    "Response",
+    "Scorer",
+    "common_prefix",
+    "response_from_ids",
+    "response_from_text",
+]
