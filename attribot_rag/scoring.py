@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .fastattn import prefix_split_attention
 from .models import LoadedModel
 
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = 4
 
 
 @dataclass
@@ -100,11 +101,14 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
 class Scorer:
     """Scores responses with one model; counts the tokens it feeds through the model."""
 
-    def __init__(self, lm: LoadedModel, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self, lm: LoadedModel, batch_size: int = DEFAULT_BATCH_SIZE, split_attention: bool = True
+    ) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
         self.lm = lm
         self.batch_size = batch_size
+        self.split_attention = split_attention
         self.forward_tokens = 0
         self.forward_passes = 0
 
@@ -209,13 +213,15 @@ class Scorer:
                         for k, v in full.kv
                     ]
                 )
-            out = self.model(
-                input_ids=ids,
-                attention_mask=mask,
-                past_key_values=cache,
-                use_cache=cache is not None,
-                logits_to_keep=keep,
-            )
+            with prefix_split_attention(self.model, self.split_attention) as split:
+                out = self.model(
+                    input_ids=ids,
+                    # The split kernel needs no mask (see fastattn); the stock path does.
+                    attention_mask=None if split else mask,
+                    past_key_values=cache,
+                    use_cache=cache is not None,
+                    logits_to_keep=keep,
+                )
             self.forward_tokens += sum(len(s) for s in suffixes)
             self.forward_passes += 1
             targets = torch.tensor(r_ids, device=device)
