@@ -5,6 +5,7 @@ with prefix KV-cache reuse and batching (AttriBoT), more methods behind one inte
 """
 
 from .attributor import Attributor, attribute
+from .citations import Citation, CitedAnswer, CitedSentence, Reference, cite
 from .errors import (
     AttribotError,
     ContextTooLongError,
@@ -15,6 +16,7 @@ from .errors import (
 from .layout import PromptLayout
 from .methods import AttributionMethod, AttributionTask, MethodOutput, available_methods, register_method
 from .models import ALIASES, DEFAULT_MODEL, LoadedModel, load_model
+from .pruning import PassageScore, PruneResult, prune
 from .result import Attribution, ScoredSource
 from .scoring import Response
 from .sources import Passage, Source, make_sources, split_sentences
@@ -29,6 +31,9 @@ __all__ = [
     "AttributionMethod",
     "AttributionTask",
     "Attributor",
+    "Citation",
+    "CitedAnswer",
+    "CitedSentence",
     "ContextTooLongError",
     "InputError",
     "LoadedModel",
@@ -36,14 +41,19 @@ __all__ = [
     "MethodOutput",
     "ModelNotFoundError",
     "Passage",
+    "PassageScore",
     "PromptLayout",
+    "PruneResult",
+    "Reference",
     "Response",
     "ScoredSource",
     "Source",
     "attribute",
     "available_methods",
+    "cite",
     "load_model",
     "make_sources",
+    "prune",
     "register_method",
     "split_sentences",
 ]

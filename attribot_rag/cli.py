@@ -50,6 +50,12 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             f"{result.forward_tokens} forward-pass tokens"
         )
         console.print(result.table(limit=args.top))
+    if args.html:
+        from .citations import cite
+        from .report.html import write_html
+
+        cited = cite(attributor, question, passages, result.answer, method=args.method)
+        print(f"wrote {write_html(args.html, cited, attribution=result)}", file=sys.stderr)
     return 0
 
 
@@ -100,6 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--top", type=int, default=None, help="show only the top N sources")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument(
+        "--html",
+        metavar="OUT",
+        help="also write a self-contained HTML page: the answer with citations, passages shaded by score",
+    )
     _add_model_args(p)
     p.set_defaults(func=cmd_attribute)
 

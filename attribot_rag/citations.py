@@ -1,0 +1,534 @@
+"""Citations: attribute every answer sentence to the sources and mark the ones it used.
+
+The answer is split into sentences; each sentence is a *target span* (DESIGN.md section 2)
+explained with one attribution method over the sources (sentences of the passages by
+default, so that every citation carries a verbatim quote and its character span). A
+source is cited for an answer sentence when its score
+
+* is positive (or at least ``threshold`` when an absolute threshold is given),
+* is at least ``relative_threshold`` x the best score for that sentence (default 0.5),
+* is at least ``answer_relative_threshold`` x the best score for any sentence of the
+  answer (default 0.1): a sentence whose best source is far weaker than what supports
+  the rest of the answer ("Thank you for asking.") is flagged unsupported, whatever the
+  scale of the method's scores,
+
+keeping at most ``max_per_sentence`` of them, best first. References are numbered per
+passage, in order of first appearance in the answer; the markers ``[n]`` go after the
+sentence they support (before its final punctuation). A sentence that nothing supports
+gets no marker and is flagged ``supported=False``.
+
+All sentences share one full forward pass. With ``method="loo"`` the ablations are also
+shared: LOO keeps per-token log-probabilities, so one set of ablated passes over the whole
+answer gives every sentence's scores by slicing (exactly what running LOO once per sentence
+gives, for a fraction of the cost). Any other registered method runs once per sentence.
+
+>>> cited = cite(attributor, question, passages)        # generate, then cite
+>>> print(cited.text)              # "The hotel limit is $260 per night [1]."
+>>> cited.references[0].passage_id, cited.citations[0].quote
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
+
+import numpy as np
+
+from .errors import InputError
+from .methods import AttributionMethod, AttributionTask, MethodOutput
+from .methods.loo import LeaveOneOut
+from .result import Attribution, _jsonable
+from .scoring import Response
+from .sources import Passage, coerce_passages, split_sentences
+
+if TYPE_CHECKING:
+    from .attributor import Attributor
+
+DEFAULT_RELATIVE_THRESHOLD = 0.5
+DEFAULT_ANSWER_RELATIVE_THRESHOLD = 0.1
+DEFAULT_MAX_PER_SENTENCE = 2
+_TRAILING_PUNCT = ".!?;:\u2026"
+
+
+@dataclass(frozen=True)
+class Citation:
+    """One answer sentence citing one source."""
+
+    number: int  # the marker [number]; ``references[number - 1]`` is its passage
+    sentence_index: int
+    sentence: str  # the answer sentence
+    sentence_span: tuple[int, int]  # its character span in the answer
+    source_id: str  # passage id, or "<passage id>#s<k>" for a sentence source
+    passage_id: str
+    passage_index: int
+    title: str | None
+    score: float
+    quote: str  # the source text, verbatim
+    quote_span: tuple[int, int]  # its character span in the passage text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "sentence_index": self.sentence_index,
+            "sentence": self.sentence,
+            "sentence_span": list(self.sentence_span),
+            "source_id": self.source_id,
+            "passage_id": self.passage_id,
+            "passage_index": self.passage_index,
+            "title": self.title,
+            "score": self.score,
+            "quote": self.quote,
+            "quote_span": list(self.quote_span),
+        }
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A cited passage, numbered by its first appearance in the answer."""
+
+    number: int
+    passage_id: str
+    passage_index: int
+    title: str | None
+    text: str  # the whole passage text
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} ({self.passage_id})" if self.title else self.passage_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "passage_id": self.passage_id,
+            "passage_index": self.passage_index,
+            "title": self.title,
+            "text": self.text,
+        }
+
+
+@dataclass(frozen=True)
+class CitedSentence:
+    """One sentence of the answer, its citations, and every source's score for it."""
+
+    index: int
+    text: str
+    span: tuple[int, int]  # character span in the answer
+    citations: tuple[Citation, ...]
+    scores: dict[str, float | None]  # source id -> score for this sentence (None: not scored)
+    attribution: Attribution | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def supported(self) -> bool:
+        return bool(self.citations)
+
+    @property
+    def numbers(self) -> list[int]:
+        """The markers after this sentence, ascending."""
+        return sorted({c.number for c in self.citations})
+
+    @property
+    def top_score(self) -> float | None:
+        vals = [v for v in self.scores.values() if v is not None]
+        return max(vals) if vals else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "text": self.text,
+            "span": list(self.span),
+            "supported": self.supported,
+            "markers": self.numbers,
+            "top_score": self.top_score,
+            "citations": [c.to_dict() for c in self.citations],
+            "scores": dict(self.scores),
+        }
+
+
+@dataclass
+class CitedAnswer:
+    """An answer with inline citation markers, its references and the structured citations."""
+
+    question: str
+    answer: str  # the answer as given / generated, without markers
+    text: str  # the answer with [n] markers
+    sentences: list[CitedSentence]
+    references: list[Reference]
+    passages: list[Passage]
+    method: str
+    model: str
+    level: str
+    settings: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    forward_tokens: int = 0
+    forward_passes: int = 0
+
+    @property
+    def citations(self) -> list[Citation]:
+        """Every citation, in answer order (then best score first)."""
+        return [c for s in self.sentences for c in s.citations]
+
+    @property
+    def unsupported(self) -> list[CitedSentence]:
+        return [s for s in self.sentences if not s.supported]
+
+    @property
+    def cited_passage_ids(self) -> list[str]:
+        return [r.passage_id for r in self.references]
+
+    def reference(self, number: int) -> Reference:
+        return self.references[number - 1]
+
+    def source_scores(self) -> dict[str, float | None]:
+        """Each source's score for the whole answer: the sum over the answer sentences.
+
+        (For LOO this is the LOO score of the sentence tokens of the answer.)
+        """
+        out: dict[str, float | None] = {}
+        for s in self.sentences:
+            for sid, v in s.scores.items():
+                if v is None:
+                    out.setdefault(sid, None)
+                else:
+                    prev = out.get(sid)
+                    out[sid] = v if prev is None else prev + v
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(
+            {
+                "question": self.question,
+                "answer": self.answer,
+                "text": self.text,
+                "method": self.method,
+                "model": self.model,
+                "level": self.level,
+                "settings": dict(self.settings),
+                "references": [r.to_dict() for r in self.references],
+                "citations": [c.to_dict() for c in self.citations],
+                "sentences": [s.to_dict() for s in self.sentences],
+                "unsupported": [s.index for s in self.unsupported],
+                "timings": dict(self.timings),
+                "forward_tokens": self.forward_tokens,
+                "forward_passes": self.forward_passes,
+            }
+        )
+
+    def to_json(self, **kwargs: Any) -> str:
+        kwargs.setdefault("indent", 2)
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def format(self, width: int = 100, quotes: bool = True) -> str:
+        """Plain text for a terminal: the cited answer, then the numbered references."""
+        lines = [_wrap(self.text.strip(), width)]
+        if self.references:
+            lines.append("")
+        for ref in self.references:
+            lines.append(f"[{ref.number}] {ref.label}")
+            if quotes:
+                seen: set[str] = set()
+                for c in self.citations:
+                    if c.number != ref.number or c.source_id in seen:
+                        continue
+                    seen.add(c.source_id)
+                    quote = _clip(c.quote, width - 20)
+                    lines.append(f"    \"{quote}\" (score {c.score:.2f})")
+        for s in self.unsupported:
+            lines.append(f"(unsupported: \"{_clip(s.text, width - 20)}\")")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    width = max(width, 20)
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
+
+
+def _wrap(text: str, width: int) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(p, width) if p.strip() else p for p in text.split("\n"))
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def select_citations(
+    scores: Sequence[float | None],
+    *,
+    threshold: float | None = None,
+    relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
+    max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+    floor: float | None = None,
+) -> list[int]:
+    """Indices of the sources to cite for one answer sentence, best first.
+
+    A source qualifies when its score is > 0 (or >= ``threshold`` when given),
+    >= ``relative_threshold`` x the best score, and >= ``floor`` when given; at most
+    ``max_per_sentence`` are kept. ``None`` and ``nan`` scores never qualify.
+    """
+    valid = [
+        (float(v), i) for i, v in enumerate(scores) if v is not None and not math.isnan(float(v))
+    ]
+    if not valid:
+        return []
+    top = max(v for v, _ in valid)
+    chosen = []
+    for v, i in sorted(valid, key=lambda t: (-t[0], t[1])):
+        if threshold is None and v <= 0:
+            continue
+        if threshold is not None and v < threshold:
+            continue
+        if relative_threshold is not None and v < relative_threshold * top:
+            continue
+        if floor is not None and v < floor:
+            continue
+        chosen.append(i)
+    if max_per_sentence is not None:
+        chosen = chosen[:max_per_sentence]
+    return chosen
+
+
+def insert_markers(answer: str, marks: Sequence[tuple[tuple[int, int], Sequence[int]]]) -> str:
+    """The answer with ``[n]`` markers placed at the end of each sentence span, before the
+    sentence's final punctuation ("... per night [1].")."""
+    out = []
+    pos = 0
+    for (a, b), numbers in sorted(marks, key=lambda m: m[0]):
+        if not numbers:
+            continue
+        cut = b
+        while cut > a and answer[cut - 1] in _TRAILING_PUNCT:
+            cut -= 1
+        if cut == a:  # the sentence is all punctuation
+            cut = b
+        out.append(answer[pos:cut].rstrip() if cut > pos else "")
+        out.append(" " + "".join(f"[{n}]" for n in numbers))
+        pos = cut
+    out.append(answer[pos:])
+    return "".join(out)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+class _Precomputed(AttributionMethod):
+    """Hands already computed scores to :meth:`Attributor.run` for packaging."""
+
+    name: ClassVar[str] = "precomputed"
+
+    def __init__(self, scores: np.ndarray, name: str, info: dict[str, Any] | None = None) -> None:
+        self._scores = scores
+        self.name = name  # type: ignore[misc]
+        self._info = info or {}
+
+    def score(self, task: AttributionTask) -> MethodOutput:
+        return MethodOutput(self._scores, dict(self._info))
+
+
+def _is_plain_loo(method: Any, options: dict[str, Any]) -> bool:
+    if isinstance(method, LeaveOneOut):
+        return True
+    return method == "loo" and set(options) <= {"batch_size"}
+
+
+def _loo_for_spans(task: AttributionTask, targets: Sequence[tuple[int, int]], batch_size: int | None):
+    """LOO scores of every source for each target token slice, from one set of ablations."""
+    full = task.full_pass()
+    prompts = task.ablated_prompt_ids([[s.index] for s in task.sources])
+    per_source = task.scorer.ablation_logprobs(full, prompts, batch_size=batch_size)
+    out = []
+    for a, b in targets:
+        full_ll = float(np.sum(full.logprobs[a:b]))
+        out.append(
+            (
+                np.array([full_ll - float(np.sum(lp[a:b])) for lp in per_source], dtype=np.float64),
+                full_ll,
+            )
+        )
+    return out
+
+
+def cite(
+    attributor: "Attributor",
+    question: str,
+    passages: Iterable[Any],
+    answer: str | Response | None = None,
+    *,
+    method: str | AttributionMethod | None = "loo",
+    level: str = "sentence",
+    threshold: float | None = None,
+    relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
+    answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
+    max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+    max_new_tokens: int | None = None,
+    **method_options: Any,
+) -> CitedAnswer:
+    """Cite the sources each sentence of the answer depends on.
+
+    ``answer`` None generates it with the attributor's model; a string (from any model)
+    is attributed as given. ``level`` is the source granularity: "sentence" (quotes are
+    single sentences of a passage) or "passage" (quotes are whole passages).
+    ``method`` is any registered attribution method ("loo" by default; None: the
+    attributor's own method).
+    """
+    if method is None:
+        method = attributor.method
+    if max_per_sentence is not None and max_per_sentence < 1:
+        raise InputError(f"max_per_sentence must be >= 1 (or None), got {max_per_sentence}")
+    for name, val in (
+        ("relative_threshold", relative_threshold),
+        ("answer_relative_threshold", answer_relative_threshold),
+    ):
+        if val is not None and not 0 <= val <= 1:
+            raise InputError(f"{name} must be in [0, 1] (or None), got {val}")
+    ps = coerce_passages(passages)
+    gen_s = 0.0
+    if answer is None:
+        t0 = time.perf_counter()
+        answer = attributor.generate(question, ps, max_new_tokens=max_new_tokens)
+        gen_s = time.perf_counter() - t0
+    base = attributor.task(question, ps, answer, level=level)
+    response = base.response
+    text = response.text
+
+    # Answer sentences and the token slice of each (None: the sentence has no token).
+    sentences: list[tuple[tuple[int, int], tuple[int, int] | None]] = []
+    for span in split_sentences(text):
+        try:
+            sentences.append((span, response.token_slice(span)))
+        except InputError:
+            sentences.append((span, None))
+    if not sentences:
+        raise InputError("the answer has no sentence to cite")
+
+    t0 = time.perf_counter()
+    tokens0, passes0 = base.scorer.forward_tokens, base.scorer.forward_passes
+    targets = [t for _, t in sentences if t is not None]
+    full = base.full_pass() if targets else None
+    attributions: list[Attribution | None] = []
+    if _is_plain_loo(method, {**attributor.method_options, **method_options}):
+        bs = method_options.get("batch_size", attributor.method_options.get("batch_size"))
+        if isinstance(method, LeaveOneOut):
+            bs = method.batch_size
+        sliced = iter(_loo_for_spans(base, targets, bs))
+        method_name = "loo"
+        for _, target in sentences:
+            if target is None:
+                attributions.append(None)
+                continue
+            scores, full_ll = next(sliced)
+            sub = dataclasses.replace(base, target=target, cache={"full_pass": full})
+            attributions.append(
+                attributor.run(sub, method=_Precomputed(scores, "loo", {"full_ll": full_ll}))
+            )
+    else:
+        method_name = method if isinstance(method, str) else method.name
+        for _, target in sentences:
+            if target is None:
+                attributions.append(None)
+                continue
+            # Same scorer and full pass for every sentence; nothing else is shared, since a
+            # method may cache target-specific results in ``task.cache``.
+            sub = dataclasses.replace(base, target=target, cache={"full_pass": full})
+            att = attributor.run(sub, method=method, **method_options)
+            method_name = att.method
+            attributions.append(att)
+    elapsed = time.perf_counter() - t0
+
+    # Select, number by first appearance (per passage), build the structures.
+    answer_top = max(
+        (
+            s.score
+            for att in attributions
+            if att is not None
+            for s in att.sources
+            if s.score is not None
+        ),
+        default=None,
+    )
+    floor = None
+    if answer_relative_threshold is not None and answer_top is not None and answer_top > 0:
+        floor = answer_relative_threshold * answer_top
+    numbers: dict[int, int] = {}  # passage index -> reference number
+    cited_sentences: list[CitedSentence] = []
+    for k, ((a, b), _), att in zip(range(len(sentences)), sentences, attributions):
+        sent_text = text[a:b]
+        if att is None:
+            cited_sentences.append(CitedSentence(k, sent_text, (a, b), (), {}, None))
+            continue
+        scores = [s.score for s in att.sources]
+        chosen = select_citations(
+            scores,
+            threshold=threshold,
+            relative_threshold=relative_threshold,
+            max_per_sentence=max_per_sentence,
+            floor=floor,
+        )
+        cits = []
+        for i in chosen:
+            src = att.sources[i].source
+            num = numbers.setdefault(src.passage_index, len(numbers) + 1)
+            passage = ps[src.passage_index]
+            cits.append(
+                Citation(
+                    number=num,
+                    sentence_index=k,
+                    sentence=sent_text,
+                    sentence_span=(a, b),
+                    source_id=src.id,
+                    passage_id=src.passage_id,
+                    passage_index=src.passage_index,
+                    title=passage.title,
+                    score=float(att.sources[i].score),  # type: ignore[arg-type]
+                    quote=src.text,
+                    quote_span=(src.start, src.end),
+                )
+            )
+        cited_sentences.append(
+            CitedSentence(
+                k, sent_text, (a, b), tuple(cits), {s.id: s.score for s in att.sources}, att
+            )
+        )
+    references = [
+        Reference(num, ps[pi].id, pi, ps[pi].title, ps[pi].text)
+        for pi, num in sorted(numbers.items(), key=lambda t: t[1])
+    ]
+    marked = insert_markers(text, [(s.span, s.numbers) for s in cited_sentences])
+    return CitedAnswer(
+        question=base.question,
+        answer=text,
+        text=marked,
+        sentences=cited_sentences,
+        references=references,
+        passages=ps,
+        method=method_name,
+        model=attributor.model_name,
+        level=base.level,
+        settings={
+            "threshold": threshold,
+            "relative_threshold": relative_threshold,
+            "answer_relative_threshold": answer_relative_threshold,
+            "max_per_sentence": max_per_sentence,
+        },
+        timings={"generation_s": gen_s, "attribution_s": elapsed},
+        forward_tokens=base.scorer.forward_tokens - tokens0,
+        forward_passes=base.scorer.forward_passes - passes0,
+    )
+
+
+__all__ = [
+    "Citation",
+    "CitedAnswer",
+    "CitedSentence",
+    "Reference",
+    "cite",
+    "insert_markers",
+    "select_citations",
+]
