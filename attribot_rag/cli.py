@@ -66,10 +66,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_command(args: argparse.Namespace) -> str:
+    """The bench command line that reproduces this run (for the Markdown table)."""
+    import shlex
+
+    parts = ["attribot-rag", "bench", "--data", args.data, "--n", str(args.n), "--level", args.level,
+             "--methods", args.methods, "--model", args.model]
+    for flag, value in (
+        ("--proxy-model", args.proxy_model),
+        ("--keep", args.keep),
+        ("--keep-mass", args.keep_mass),
+        ("--rescore", args.rescore),
+        ("--batch-size", args.batch_size),
+    ):
+        if value is not None:
+            parts += [flag, str(value)]
+    if args.max_new_tokens != 32:
+        parts += ["--max-new-tokens", str(args.max_new_tokens)]
+    if args.lds_masks != 16:
+        parts += ["--lds-masks", str(args.lds_masks)]
+    if args.seed != 0:
+        parts += ["--seed", str(args.seed)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .evaluation.bench import run_bench
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    command = _bench_command(args)
     report = run_bench(
         data=args.data,
         n=args.n,
@@ -78,6 +103,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model=args.model,
         batch_size=args.batch_size,
         max_new_tokens=args.max_new_tokens,
+        proxy_model=args.proxy_model,
+        keep=args.keep,
+        keep_mass=args.keep_mass,
+        rescore=args.rescore,
+        lds_masks=args.lds_masks,
+        seed=args.seed,
+        cache_dir=None if args.no_cache else args.cache,
+        markdown=args.markdown,
+        command=command,
+        progress=not args.no_progress,
     )
     text = json.dumps(report, indent=2)
     if args.json:
@@ -125,10 +160,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="HotpotQA-format JSON file")
     p.add_argument("--n", type=int, default=10, help="first N examples")
     p.add_argument("--level", default="sentence", choices=["passage", "sentence"])
-    p.add_argument("--methods", default="loo-naive,loo", help="comma-separated method names")
+    p.add_argument(
+        "--methods",
+        default="loo-naive,loo",
+        help="comma-separated method names; options as name:key=value, e.g. hierarchical:keep=3",
+    )
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--json", metavar="OUT", help="also write the report to this file")
+    p.add_argument("--markdown", metavar="OUT", help="also write the report as a Markdown table")
     _add_model_args(p)
+    p.add_argument(
+        "--target-model", dest="model", default=argparse.SUPPRESS, help="the target model (same as --model)"
+    )
+    p.add_argument("--proxy-model", help="proxy model for proxy and proxy-rescore (alias, id or path)")
+    keep = p.add_mutually_exclusive_group()
+    keep.add_argument("--keep", type=int, help="hierarchical: keep the top-K passages")
+    keep.add_argument("--keep-mass", type=float, help="hierarchical: keep this fraction of positive passage score")
+    p.add_argument("--rescore", type=int, help="proxy-rescore: sources rescored on the target")
+    p.add_argument("--lds-masks", type=int, default=16, help="random masks for LDS (at least 16)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the LDS masks")
+    p.add_argument("--cache", default=".bench-cache", metavar="DIR", help="results cache (resumable runs)")
+    p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
     return parser
 
