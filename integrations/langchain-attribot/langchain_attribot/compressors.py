@@ -1,0 +1,160 @@
+"""Draft, attribute, prune: a document compressor and a retriever wrapper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Optional, Sequence
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun, Callbacks
+from langchain_core.callbacks.manager import AsyncCallbackManagerForRetrieverRun
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables.config import run_in_executor
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, PruneResult, prune
+
+from ._common import copy_document, documents_to_passages, model_label, resolve_attributor
+
+logger = logging.getLogger(__name__)
+
+
+class AttribotCompressor(BaseDocumentCompressor):
+    """Drafts an answer with the attributing model, attributes it to the documents, and
+    returns copies of them with ``metadata["attribution_score"]`` / ``["attribution_rank"]``;
+    with ``top_n`` or ``keep_mass``, only the kept documents, in their original order
+    (never none).
+
+    >>> compressor = AttribotCompressor(model="smollm2-135m", top_n=2)
+    >>> docs = compressor.compress_documents(retrieved_docs, "question")
+
+    The model: ``model`` (a name, or a transformers model with ``tokenizer``, or a
+    ``HuggingFacePipeline``, whose weights are reused) or ``attributor``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: str = Field(default=DEFAULT_MODEL, description="attribot-rag alias, Hugging Face id or path")
+    method: str = Field(default="loo", description="attribution method")
+    top_n: Optional[int] = Field(default=None, ge=1, description="keep the n best documents (None: all)")
+    keep_mass: Optional[float] = Field(
+        default=None, gt=0, le=1, description="keep the fewest best documents holding this share of the positive score"
+    )
+    max_new_tokens: int = Field(default=64, description="length limit of the draft answer")
+    batch_size: int = Field(default=4, description="ablations per forward pass")
+    score_key: str = "attribution_score"
+    rank_key: str = "attribution_rank"
+    fail_open: bool = Field(
+        default=False, description="on an attribution error, log it and return the documents unchanged"
+    )
+
+    _attributor: Optional[Attributor] = PrivateAttr(default=None)
+    _objects: Optional[tuple] = PrivateAttr(default=None)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+    _last_result: Optional[PruneResult] = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        tokenizer: Any = None,
+        *,
+        attributor: Optional[Attributor] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model=model_label(model, attributor), **kwargs)
+        if attributor is not None:
+            self._attributor = attributor
+        elif not isinstance(model, str):
+            self._objects = (model, tokenizer)
+
+    @property
+    def attributor(self) -> Attributor:
+        """The attributing model (loaded on first use; names are cached per process)."""
+        if self._attributor is None:
+            opts = dict(method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+            if self._objects is not None:
+                self._attributor = resolve_attributor(*self._objects, **opts)
+            else:
+                self._attributor = resolve_attributor(self.model, **opts)
+        return self._attributor
+
+    @property
+    def last_result(self) -> Optional[PruneResult]:
+        """The latest call's :class:`attribot_rag.PruneResult` (draft, kept, dropped)."""
+        return self._last_result
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        documents = list(documents)
+        if not documents:
+            return []
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("AttribotCompressor needs the query")
+        passages, positions = documents_to_passages(documents)
+        if not passages:
+            return [copy_document(d, {}) for d in documents]
+        try:
+            with self._lock:
+                result = prune(
+                    self.attributor,
+                    query,
+                    passages,
+                    k=self.top_n if (self.top_n or self.keep_mass) else len(passages),
+                    keep_mass=self.keep_mass,
+                    method=self.method,
+                    second_pass=False,
+                    max_new_tokens=self.max_new_tokens,
+                )
+                self._last_result = result
+        except AttribotError as exc:
+            if not self.fail_open:
+                raise
+            logger.warning("attribution failed, documents passed through unchanged: %s", exc)
+            return [copy_document(d, {}) for d in documents]
+        by_position = {positions[p.index]: p for p in result.kept + result.dropped}
+        kept = {positions[i] for i in result.kept_indices}
+        out = []
+        for i, doc in enumerate(documents):
+            ps = by_position.get(i)
+            if ps is None:  # no text: kept, unscored
+                out.append(copy_document(doc, {}))
+            elif i in kept:
+                out.append(copy_document(doc, {self.score_key: ps.score, self.rank_key: ps.rank}))
+        return out
+
+
+class AttribotRetriever(BaseRetriever):
+    """Wraps a retriever: retrieve, then draft, attribute and prune with an
+    :class:`AttribotCompressor`.
+
+    >>> retriever = AttribotRetriever(base_retriever=store.as_retriever(search_kwargs={"k": 5}),
+    ...                               compressor=AttribotCompressor(top_n=2))
+
+    An empty retrieval returns ``[]``.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    base_retriever: BaseRetriever
+    compressor: AttribotCompressor = Field(default_factory=AttribotCompressor)
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        docs = self.base_retriever.invoke(query, config={"callbacks": run_manager.get_child()})
+        if not docs:
+            return []
+        return list(self.compressor.compress_documents(docs, query, callbacks=run_manager.get_child()))
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+    ) -> list[Document]:
+        docs = await self.base_retriever.ainvoke(query, config={"callbacks": run_manager.get_child()})
+        if not docs:
+            return []
+        return list(await run_in_executor(None, self.compressor.compress_documents, docs, query))
