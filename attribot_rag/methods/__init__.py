@@ -10,6 +10,8 @@ from .base import (
     register_method,
 )
 from . import loo  # noqa: F401  (registers loo, loo-naive)
+from . import hierarchical  # noqa: F401  (registers hierarchical)
+from . import proxy  # noqa: F401  (registers proxy, proxy-rescore)
 
 __all__ = [
     "METHODS",

@@ -1,0 +1,192 @@
+"""Proxy models (AttriBoT): a second, usually smaller model scores the answer.
+
+``proxy``: exact LOO (prefix-KV reuse + batching) run on the proxy model instead of the
+target. The proxy gets its own prompt: a :class:`PromptLayout` on the proxy's tokenizer
+and chat template (or its plain format, for a base model) with the *same* system prompt,
+instruction and title setting as the target's layout. The answer text (whoever wrote it:
+the target model, or an API model) is re-tokenized with the proxy's tokenizer, and the
+target span (a token slice of the target's tokens) is carried over as a character span.
+Sources are character spans of the passages, not tokens, so the proxy scores exactly the
+same sources even when the two models come from different families.
+
+The answer is scored as text: an end-of-turn token the target generated is not part
+of the proxy's response (the proxy did not produce it).
+
+``proxy-rescore``: a cheap first stage scores every source (the proxy's LOO by default;
+any method, given by name or as an object); the ``rescore`` best sources are then
+rescored with exact LOO on the target model (full context, the task's own prefix-KV
+reuse and batching), and only those get a score. The others are ``nan`` (not scored);
+the first-stage scores are in ``info["first_stage_scores"]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..layout import PromptLayout
+from ..models import LoadedModel, load_model
+from ..scoring import Scorer, response_from_text
+from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
+from .loo import LeaveOneOut
+
+DEFAULT_RESCORE = 5  # sources rescored on the target by proxy-rescore
+
+
+def target_char_span(task: AttributionTask) -> tuple[int, int] | None:
+    """Character span of the answer covered by the task's target tokens (None = all of it)."""
+    a, b = task.target
+    response = task.response
+    if (a, b) == (0, len(response)):
+        return None
+    spans = [response.offsets[t] for t in range(a, b) if response.offsets[t][1] > response.offsets[t][0]]
+    if not spans:
+        raise InputError("the target span covers no answer text (only special tokens)")
+    return min(s for s, _ in spans), max(e for _, e in spans)
+
+
+def proxy_layout(task: AttributionTask, proxy: LoadedModel, use_chat_template: bool | None = None) -> PromptLayout:
+    """The target's layout re-built on the proxy's tokenizer (same texts, proxy's template)."""
+    src = task.layout
+    return PromptLayout(
+        proxy.tokenizer,
+        system_prompt=src.system_prompt,
+        instruction=src.instruction,
+        use_chat_template=use_chat_template,
+        show_titles=src.show_titles,
+    )
+
+
+def proxy_task(
+    task: AttributionTask,
+    proxy: LoadedModel,
+    layout: PromptLayout | None = None,
+    batch_size: int | None = None,
+) -> AttributionTask:
+    """The same question, passages, sources and answer text, for the proxy model."""
+    layout = layout or proxy_layout(task, proxy)
+    response = response_from_text(proxy.tokenizer, task.response.text)
+    target = response.token_slice(target_char_span(task))
+    ptask = AttributionTask(
+        lm=proxy,
+        layout=layout,
+        scorer=Scorer(proxy, batch_size or task.scorer.batch_size),
+        question=task.question,
+        passages=list(task.passages),
+        sources=list(task.sources),
+        response=response,
+        target=target,
+        level=task.level,
+    )
+    ptask.prompt  # renders and checks the proxy's context window
+    return ptask
+
+
+def _as_loaded(proxy: Any) -> LoadedModel:
+    if proxy is None:
+        raise InputError(
+            "this method needs a proxy model: pass proxy=<LoadedModel>, e.g. "
+            "attributor.run(task, method='proxy', proxy=get_model('smollm2-135m'))"
+        )
+    if isinstance(proxy, LoadedModel):
+        return proxy
+    if isinstance(proxy, tuple) and len(proxy) == 2:  # (transformers model, tokenizer)
+        return load_model(proxy[0], proxy[1])
+    raise InputError(
+        f"proxy must be a LoadedModel (see attribot_rag.models.get_model), got {type(proxy).__name__}; "
+        "methods never load models by name"
+    )
+
+
+@register_method
+class Proxy(AttributionMethod):
+    name = "proxy"
+
+    def __init__(
+        self,
+        proxy: LoadedModel | None = None,
+        layout: PromptLayout | None = None,
+        use_chat_template: bool | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.proxy = _as_loaded(proxy)
+        if layout is not None and layout.tokenizer is not self.proxy.tokenizer:
+            raise InputError("proxy: the layout must be built on the proxy model's tokenizer")
+        self.layout = layout
+        self.use_chat_template = use_chat_template
+        self.batch_size = batch_size
+
+    def __repr__(self) -> str:
+        return f"Proxy(proxy={self.proxy.name!r})"
+
+    def score(self, task: AttributionTask) -> MethodOutput:
+        layout = self.layout or proxy_layout(task, self.proxy, self.use_chat_template)
+        ptask = proxy_task(task, self.proxy, layout, self.batch_size)
+        out = LeaveOneOut(self.batch_size).score(ptask)
+        info = {
+            "proxy_model": self.proxy.name,
+            "proxy_full_ll": out.info.get("full_ll"),
+            "proxy_target_tokens": list(ptask.target),
+            "proxy_prompt_tokens": len(ptask.prompt),
+            "proxy_forward_tokens": ptask.scorer.forward_tokens,
+            "proxy_forward_passes": ptask.scorer.forward_passes,
+        }
+        return MethodOutput(out.scores, info)
+
+
+@register_method
+class ProxyRescore(AttributionMethod):
+    name = "proxy-rescore"
+
+    def __init__(
+        self,
+        proxy: LoadedModel | None = None,
+        rescore: int = DEFAULT_RESCORE,
+        first_stage: str | AttributionMethod | None = None,
+        first_stage_options: dict[str, Any] | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        if not isinstance(rescore, (int, np.integer)) or rescore < 1:
+            raise InputError(f"proxy-rescore: rescore must be a positive integer, got {rescore!r}")
+        self.rescore = int(rescore)
+        self.batch_size = batch_size
+        opts = dict(first_stage_options or {})
+        if first_stage is None or first_stage == "proxy":
+            opts.setdefault("batch_size", batch_size)
+            self.first_stage = Proxy(proxy=proxy, **opts)
+        else:
+            self.first_stage = create_method(first_stage, **opts)
+
+    def __repr__(self) -> str:
+        return f"ProxyRescore(first_stage={self.first_stage!r}, rescore={self.rescore})"
+
+    def score(self, task: AttributionTask) -> MethodOutput:
+        first = self.first_stage.score(task)
+        stage1 = np.asarray(first.scores, dtype=np.float64)
+        if len(stage1) != len(task.sources):
+            raise RuntimeError(
+                f"first stage {self.first_stage.name!r} returned {len(stage1)} scores for {len(task.sources)} sources"
+            )
+        scored = [i for i in range(len(stage1)) if not np.isnan(stage1[i])]
+        chosen = sorted(scored, key=lambda i: (-stage1[i], i))[: self.rescore]
+        scores = np.full(len(task.sources), np.nan, dtype=np.float64)
+        full = task.full_pass()
+        full_ll = task.target_ll(full.logprobs)
+        if chosen:
+            prompts = task.ablated_prompt_ids([[task.sources[i].index] for i in chosen])
+            lps = task.scorer.ablation_logprobs(full, prompts, batch_size=self.batch_size)
+            for i, lp in zip(chosen, lps):
+                scores[i] = full_ll - task.target_ll(lp)
+        info = {
+            "full_ll": full_ll,
+            "first_stage": self.first_stage.name,
+            "first_stage_scores": stage1,
+            "first_stage_info": first.info,
+            "rescored": sorted(chosen),
+        }
+        for key in ("proxy_forward_tokens", "proxy_forward_passes", "proxy_model"):
+            if key in first.info:
+                info[key] = first.info[key]
+        return MethodOutput(scores, info)

@@ -1,0 +1,98 @@
+"""hierarchical: passage pass, keep rule, sentence pass; keep = all equals exact sentence LOO."""
+
+import numpy as np
+import pytest
+
+from attribot_rag import Attributor
+from attribot_rag.errors import InputError
+from attribot_rag.methods.hierarchical import Hierarchical, select_passages
+from attribot_rag.models import get_model
+
+PASSAGES = [
+    {"id": "lyon", "title": "Lyon", "text": "Lyon is a city in France. It lies on the Rhone."},
+    {"id": "ada", "title": "Ada", "text": "Ada Lovelace wrote the first program. She was born in London."},
+    {"id": "tea", "title": "Tea", "text": "Green tea comes from China. Black tea is oxidised."},
+    {"id": "owl", "title": "Owls", "text": "Owls hunt at night."},
+]
+QUESTION = "Where was Ada Lovelace born?"
+ANSWER = "She was born in London."
+
+
+@pytest.fixture(scope="module")
+def attributor():
+    return Attributor(get_model("smollm2-135m"), level="sentence")
+
+
+@pytest.fixture(scope="module")
+def exact(attributor):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    return attributor.run(task, method="loo").scores
+
+
+def test_select_passages_top_k_keeps_ties():
+    s = np.array([1.0, 3.0, 2.0, 2.0, -1.0])
+    assert select_passages(s, keep=1) == [1]
+    assert select_passages(s, keep=2) == [1, 2, 3]  # tie at the cutoff kept
+    assert select_passages(s, keep=10) == [0, 1, 2, 3, 4]
+
+
+def test_select_passages_mass():
+    s = np.array([1.0, 6.0, 3.0, -2.0])  # positive total 10
+    assert select_passages(s, keep_mass=0.5) == [1]
+    assert select_passages(s, keep_mass=0.6) == [1]
+    assert select_passages(s, keep_mass=0.61) == [1, 2]
+    assert select_passages(s, keep_mass=1.0) == [0, 1, 2]
+    # nothing positive: keep the best one so that something is scored
+    assert select_passages(np.array([-1.0, -0.5, -3.0]), keep_mass=0.9) == [1]
+
+
+def test_options_checked():
+    with pytest.raises(InputError):
+        Hierarchical(keep=2, keep_mass=0.5)
+    with pytest.raises(InputError):
+        Hierarchical(keep=0)
+    with pytest.raises(InputError):
+        Hierarchical(keep_mass=1.5)
+    with pytest.raises(InputError):
+        Hierarchical(sentence_context="half")
+
+
+def test_keep_all_equals_exact_sentence_loo(attributor, exact):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="hierarchical", keep=len(PASSAGES), sentence_context="full")
+    assert not np.isnan(res.scores).any()
+    np.testing.assert_allclose(res.scores, exact, atol=2e-4, rtol=0)
+    assert res.info["kept_passages"] == [p["id"] for p in PASSAGES]
+
+
+def test_dropped_passages_are_not_scored(attributor, exact):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="hierarchical", keep=1)
+    kept = res.info["kept_passages"]
+    assert len(kept) == 1
+    passage_scores = np.array(res.info["passage_scores"])
+    assert kept == [PASSAGES[int(np.argmax(passage_scores))]["id"]]
+    for s in res.sources:
+        if s.source.passage_id in kept:
+            assert s.score is not None
+            # full context: a kept sentence's score is its exact LOO score
+            assert s.score == pytest.approx(exact[s.source.index], abs=2e-4)
+        else:
+            assert s.score is None and s.rank is None
+
+
+def test_kept_context_scores_kept_sentences(attributor):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="hierarchical", keep_mass=0.9, sentence_context="kept")
+    kept = set(res.info["kept_passages"])
+    assert kept and res.info["sentence_context"] == "kept"
+    for s in res.sources:
+        assert (s.score is not None) == (s.source.passage_id in kept)
+
+
+def test_passage_level_task_is_passage_loo(attributor):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER, level="passage")
+    ref = attributor.run(task, method="loo").scores
+    task = attributor.task(QUESTION, PASSAGES, ANSWER, level="passage")
+    res = attributor.run(task, method="hierarchical", keep=1)
+    np.testing.assert_allclose(res.scores, ref, atol=2e-4, rtol=0)

@@ -1,0 +1,164 @@
+"""proxy and proxy-rescore: a second model with a different tokenizer scores the same text spans.
+
+The second model is built here, offline: a byte-level BPE tokenizer trained in the test
+(so its tokens differ from SmolLM2's) and a tiny random LlamaForCausalLM, with no chat
+template (the plain prompt format). Gemma is an optional extra and is not needed.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from attribot_rag import Attributor
+from attribot_rag.errors import InputError
+from attribot_rag.methods.proxy import Proxy, ProxyRescore, proxy_task
+from attribot_rag.models import get_model, load_model
+
+PASSAGES = [
+    {"id": "lyon", "title": "Lyon", "text": "Lyon is a city in France. It lies on the Rhone."},
+    {"id": "ada", "title": "Ada", "text": "Ada Lovelace wrote the first program. She was born in London."},
+    {"id": "tea", "title": "Tea", "text": "Green tea comes from China. Black tea is oxidised."},
+]
+QUESTION = "Where was Ada Lovelace born?"
+ANSWER = "Ada Lovelace was born in London, England."
+
+
+def _tiny_model():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [p["text"] for p in PASSAGES] + [QUESTION, ANSWER, "Documents: Title: Question: Answer:"] * 3
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+    )
+    model = LlamaForCausalLM(cfg)
+    return load_model(model, fast)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return _tiny_model()
+
+
+@pytest.fixture(scope="module")
+def attributor():
+    return Attributor(get_model("smollm2-135m"), level="sentence")
+
+
+def test_the_two_tokenizers_differ(attributor, tiny):
+    a = attributor.lm.tokenizer(ANSWER, add_special_tokens=False)["input_ids"]
+    b = tiny.tokenizer(ANSWER, add_special_tokens=False)["input_ids"]
+    assert a != b
+    assert not tiny.has_chat_template and attributor.lm.has_chat_template
+
+
+def test_proxy_task_renders_the_same_spans(attributor, tiny):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    ptask = proxy_task(task, tiny)
+    assert ptask.sources == task.sources
+    assert ptask.layout.system_prompt == task.layout.system_prompt
+    assert ptask.layout.instruction == task.layout.instruction
+    assert not ptask.layout.use_chat_template  # the proxy's own (plain) format
+    assert ptask.response.text == ANSWER
+    assert tiny.tokenizer.decode(ptask.response.token_ids) == ANSWER
+    # every source's text sits at its span in both prompts, and removing a source
+    # removes the same text from both
+    for prompt in (task.prompt, ptask.prompt):
+        for s in task.sources:
+            a, b = prompt.char_spans[s.index]
+            assert prompt.text[a:b] == s.text
+    for s in task.sources:
+        t_removed = task.render([s.index]).text
+        p_removed = ptask.render([s.index]).text
+        assert t_removed.count(s.text) == task.prompt.text.count(s.text) - 1
+        assert p_removed.count(s.text) == ptask.prompt.text.count(s.text) - 1
+
+
+def test_proxy_equals_loo_run_on_the_proxy(attributor, tiny):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="proxy", proxy=tiny)
+    # reference: an Attributor on the proxy model with the same prompt texts
+    ref_att = Attributor(
+        tiny,
+        level="sentence",
+        system_prompt=attributor.layout.system_prompt,
+        instruction=attributor.layout.instruction,
+    )
+    ref = ref_att.run(ref_att.task(QUESTION, PASSAGES, ANSWER), method="loo-naive")
+    assert [s.id for s in res.sources] == [s.id for s in ref.sources]
+    np.testing.assert_allclose(res.scores, ref.scores, atol=1e-4, rtol=0)
+    assert res.info["proxy_forward_tokens"] > 0
+    assert res.forward_tokens == 0  # nothing ran on the target
+
+
+def test_proxy_target_span_maps_by_characters(attributor, tiny):
+    span = (ANSWER.index("London"), ANSWER.index("London") + len("London"))
+    task = attributor.task(QUESTION, PASSAGES, ANSWER, span=span)
+    ptask = proxy_task(task, tiny)
+    a, b = ptask.target
+    assert 0 < a < b <= len(ptask.response)
+    covered = tiny.tokenizer.decode(ptask.response.token_ids[a:b])
+    assert "London" in covered and "Ada" not in covered
+    res = attributor.run(task, method="proxy", proxy=tiny)
+    ref_att = Attributor(tiny, level="sentence")
+    ref = ref_att.run(ref_att.task(QUESTION, PASSAGES, ANSWER, span=span), method="loo")
+    np.testing.assert_allclose(res.scores, ref.scores, atol=1e-4, rtol=0)
+
+
+def test_proxy_with_the_target_itself_is_exact_loo(attributor):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    exact = attributor.run(task, method="loo").scores
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="proxy", proxy=attributor.lm)
+    np.testing.assert_allclose(res.scores, exact, atol=2e-4, rtol=0)
+
+
+def test_proxy_rescore(attributor, tiny):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    exact = attributor.run(task, method="loo").scores
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="proxy-rescore", proxy=tiny, rescore=2)
+    first = np.array(res.info["first_stage_scores"])
+    top2 = sorted(np.argsort(-first, kind="stable")[:2].tolist())
+    assert res.info["rescored"] == top2
+    assert res.info["first_stage"] == "proxy"
+    for i, v in enumerate(res.scores):
+        if i in top2:
+            assert v == pytest.approx(exact[i], abs=2e-4)  # exact LOO on the target
+        else:
+            assert np.isnan(v)
+    # any method can be the first stage, by name or as an object
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method=ProxyRescore(first_stage="loo", rescore=3))
+    best3 = sorted(np.argsort(-exact, kind="stable")[:3].tolist())
+    assert res.info["rescored"] == best3
+    np.testing.assert_allclose(res.scores[best3], exact[best3], atol=2e-4, rtol=0)
+
+
+def test_proxy_needs_a_model():
+    with pytest.raises(InputError):
+        Proxy()
+    with pytest.raises(InputError):
+        Proxy(proxy="smollm2-135m")
+    with pytest.raises(InputError):
+        ProxyRescore(rescore=0, proxy=None)
