@@ -62,7 +62,7 @@ class FaissRetriever:
 
 
 def run_demo(
-    model: str = DEFAULT_MODEL,
+    model=DEFAULT_MODEL,
     method: str = "loo",
     k: int = 4,
     questions: Sequence[str] | None = None,
@@ -70,9 +70,12 @@ def run_demo(
 ) -> list:
     console = console or Console()
     passages = load_corpus()
-    console.print(f"[bold]attribot-rag demo[/bold]: {len(passages)} handbook passages, FAISS + all-MiniLM-L6-v2, model {model}")
     retriever = FaissRetriever(passages)
     attributor = Attributor(model, method=method, level="passage", max_new_tokens=48)
+    console.print(
+        f"[bold]attribot-rag demo[/bold]: {len(passages)} handbook passages, "
+        f"FAISS + all-MiniLM-L6-v2, model {attributor.model_name}"
+    )
     results = []
     for question in questions or SAMPLE_QUESTIONS:
         hits = retriever.retrieve(question, k)
