@@ -12,6 +12,9 @@ from .base import (
 from . import loo  # noqa: F401  (registers loo, loo-naive)
 from . import hierarchical  # noqa: F401  (registers hierarchical)
 from . import proxy  # noqa: F401  (registers proxy, proxy-rescore)
+from . import at2  # noqa: F401  (registers at2, attention)
+from . import contextcite  # noqa: F401  (registers contextcite)
+from . import similarity  # noqa: F401  (registers similarity)
 
 __all__ = [
     "METHODS",
