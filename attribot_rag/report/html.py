@@ -234,7 +234,13 @@ def render_html(
         out.append("</div></section>")
 
     if cited is not None:
-        data = json.dumps(cited.to_dict(), ensure_ascii=True).replace("</", "<\\/")
+        # \u-escape <, > and & so no markup can appear inside the data block.
+        data = (
+            json.dumps(cited.to_dict(), ensure_ascii=True)
+            .replace("<", "\\u003c")
+            .replace(">", "\\u003e")
+            .replace("&", "\\u0026")
+        )
         out.append(f'<script type="application/json" id="attribot-data">{data}</script>')
     out.append("</main></body></html>")
     return "\n".join(out) + "\n"
