@@ -122,6 +122,42 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_at2(args: argparse.Namespace) -> int:
+    import shlex
+    import time
+
+    from .at2.train import train_at2
+    from .models import load_model
+
+    parts = ["attribot-rag", "train-at2", "--model", args.model, "--data", *args.data, "--out", args.out,
+             "--examples", str(args.examples), "--masks", str(args.masks), "--steps", str(args.steps),
+             "--seed", str(args.seed), "--skip", str(args.skip), "--max-new-tokens", str(args.max_new_tokens)]
+    if args.lr != 1e-3:
+        parts += ["--lr", str(args.lr)]
+    command = " ".join(shlex.quote(str(a)) for a in parts)
+    lm = load_model(args.model)
+    t0 = time.perf_counter()
+    weights, summary = train_at2(
+        lm,
+        args.data,
+        args.out,
+        examples=args.examples,
+        masks=args.masks,
+        steps=args.steps,
+        seed=args.seed,
+        skip=args.skip,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size or 8,
+        lr=args.lr,
+        cache_dir=args.cache,
+        command=command,
+        progress=not args.no_progress,
+    )
+    summary["total_seconds"] = round(time.perf_counter() - t0, 1)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .methods import available_methods
 
@@ -183,6 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("train-at2", help="train AT2 per-head weights for a model (DESIGN.md section 5)")
+    p.add_argument("--data", nargs="+", required=True, metavar="FILE",
+                   help="HotpotQA-format and/or SQuAD v1.1 JSON files (never hotpotqa/test.json)")
+    p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
+    p.add_argument("--examples", type=int, default=150, help="training examples (across files)")
+    p.add_argument("--masks", type=int, default=32, help="random token masks per example")
+    p.add_argument("--steps", type=int, default=1000, help="Adam steps of the fit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip", type=int, default=100,
+                   help="leave out the first N examples of HotpotQA-format files (held for checking)")
+    p.add_argument("--max-new-tokens", type=int, default=32, help="length of the generated answers")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--cache", metavar="DIR", help="per-example results (default: OUT.cache); reruns resume")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_train_at2)
     return parser
 
 
