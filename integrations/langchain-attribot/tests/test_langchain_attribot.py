@@ -1,0 +1,198 @@
+"""The LangChain adapters: the real default model where attribution is asserted,
+FakeListChatModel and DeterministicFakeEmbedding for the chain plumbing."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import asyncio  # noqa: E402
+import copy  # noqa: E402
+from operator import itemgetter  # noqa: E402
+
+import pytest  # noqa: E402
+from langchain_core.documents import BaseDocumentCompressor, Document  # noqa: E402
+from langchain_core.embeddings import DeterministicFakeEmbedding  # noqa: E402
+from langchain_core.language_models import FakeListChatModel  # noqa: E402
+from langchain_core.messages import AIMessage  # noqa: E402
+from langchain_core.output_parsers import StrOutputParser  # noqa: E402
+from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
+from langchain_core.retrievers import BaseRetriever  # noqa: E402
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough  # noqa: E402
+from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
+
+from attribot_rag import Attributor  # noqa: E402
+from attribot_rag.models import get_model  # noqa: E402
+from langchain_attribot import (  # noqa: E402
+    AttribotCitations,
+    AttribotCompressor,
+    AttribotRetriever,
+    documents_to_passages,
+    message_text,
+    resolve_attributor,
+)
+
+QUESTION = "What is the hotel limit per night for international trips?"
+ANSWER = "The hotel limit for international trips is $260 per night."
+FILLER = "Thank you for asking, I hope you have a lovely day."
+
+
+def make_docs():
+    return [
+        Document(
+            "Full-time employees receive 22 paid vacation days per year. Unused days expire on March 31.",
+            metadata={"title": "Vacation", "source": "handbook"},
+            id="leave",
+        ),
+        Document(
+            "For international trips the hotel limit is $260 per night. Meals are covered up to $95 a day.",
+            metadata={"title": "International travel", "source": "handbook"},
+            id="travel",
+        ),
+        Document(
+            "The Pittsburgh office has 40 parking spaces. Bicycles can be stored in the basement.",
+            metadata={"title": "Parking", "source": "handbook"},
+            id="parking",
+        ),
+    ]
+
+
+class ListRetriever(BaseRetriever):
+    """Returns fixed documents (or none)."""
+
+    docs: list
+
+    def _get_relevant_documents(self, query, *, run_manager):
+        return list(self.docs)
+
+
+@pytest.fixture(scope="module")
+def attributor():
+    return Attributor(get_model(), max_new_tokens=24)
+
+
+# --------------------------------------------------------------------------- no model
+
+
+def test_public_names_and_types():
+    import langchain_attribot
+
+    assert sorted(langchain_attribot.__all__) == [
+        "AttribotCitations",
+        "AttribotCompressor",
+        "AttribotRetriever",
+        "documents_to_passages",
+        "message_text",
+        "resolve_attributor",
+    ]
+    assert issubclass(AttribotCompressor, BaseDocumentCompressor)
+    assert issubclass(AttribotRetriever, BaseRetriever)
+    comp = AttribotCompressor(model="smollm2-135m", top_n=2)
+    assert comp._attributor is None  # lazy: nothing loaded yet
+    with pytest.raises(ValueError):
+        AttribotCompressor(top_n=0)
+    with pytest.raises(ValueError):
+        AttribotCompressor(keep_mass=2.0)
+
+
+def test_empty_inputs_pass_through_without_a_model():
+    comp = AttribotCompressor(model="smollm2-135m", top_n=1)
+    assert comp.compress_documents([], QUESTION) == []
+    retriever = AttribotRetriever(base_retriever=ListRetriever(docs=[]), compressor=comp)
+    assert retriever.invoke(QUESTION) == []
+    assert asyncio.run(retriever.ainvoke(QUESTION)) == []
+    step = AttribotCitations(model="smollm2-135m")
+    out = step.invoke({"question": QUESTION, "context": [], "answer": ANSWER})
+    assert out["citations"] == [] and out["cited_answer"] == ANSWER and out["unsupported"] == []
+    out = step.invoke({"question": QUESTION, "context": make_docs(), "answer": AIMessage(content="")})
+    assert out["citations"] == []
+    assert comp._attributor is None and step._attributor is None
+    with pytest.raises(KeyError):
+        step.invoke({"context": make_docs(), "answer": ANSWER})
+
+
+def test_helpers():
+    passages, positions = documents_to_passages(
+        [Document("a text", id="x"), Document("   "), "plain string", Document("b", id="x")]
+    )
+    assert [p.id for p in passages] == ["x", "2", "x#3"] and positions == [0, 2, 3]
+    assert message_text(AIMessage(content=[{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}])) == "Hi there"
+    assert message_text("plain") == "plain"
+    lm = get_model()
+
+    class FakePipelineLLM:  # langchain_huggingface.HuggingFacePipeline keeps a transformers pipeline
+        class pipeline:
+            model = lm.model
+            tokenizer = lm.tokenizer
+
+    assert resolve_attributor(FakePipelineLLM()).lm.model is lm.model
+    assert AttribotCompressor(lm.model, lm.tokenizer).attributor.lm.model is lm.model
+
+
+# --------------------------------------------------------------------------- real model
+
+
+def test_compressor_prunes_copies(attributor):
+    docs = make_docs()
+    before = copy.deepcopy(docs)
+    comp = AttribotCompressor(attributor=attributor, top_n=1, max_new_tokens=24)
+    out = comp.compress_documents(docs, QUESTION)
+    assert [d.id for d in out] == ["travel"]
+    assert out[0].metadata["attribution_rank"] == 1 and out[0].metadata["attribution_score"] > 1
+    assert out[0].metadata["source"] == "handbook"
+    assert docs == before  # the caller's documents are unchanged
+    assert [p.id for p in comp.last_result.dropped] == ["leave", "parking"]
+    # top_n larger than the input keeps everything (scored)
+    kept = AttribotCompressor(attributor=attributor, top_n=10, max_new_tokens=24).compress_documents(
+        docs, QUESTION
+    )
+    assert [d.id for d in kept] == ["leave", "travel", "parking"]
+    assert [d.metadata["attribution_rank"] for d in kept] == [2, 1, 3] or kept[1].metadata["attribution_rank"] == 1
+
+
+def test_retriever_wrapper_with_fake_embeddings(attributor):
+    docs = make_docs()
+    store = InMemoryVectorStore(DeterministicFakeEmbedding(size=16))
+    store.add_documents(docs)
+    retriever = AttribotRetriever(
+        base_retriever=store.as_retriever(search_kwargs={"k": 3}),
+        compressor=AttribotCompressor(attributor=attributor, top_n=1, max_new_tokens=24),
+    )
+    sync = retriever.invoke(QUESTION)
+    async_ = asyncio.run(retriever.ainvoke(QUESTION))
+    assert [d.page_content for d in sync] == [docs[1].page_content]
+    assert [d.page_content for d in async_] == [docs[1].page_content]
+
+
+def test_citation_step_after_any_chat_model(attributor):
+    """A RAG chain with a fake chat model gets citations by adding one step; the local
+    model attributes the other model's answer as a proxy."""
+    docs = make_docs()
+    before = copy.deepcopy(docs)
+    retriever = ListRetriever(docs=docs)
+    prompt = ChatPromptTemplate.from_messages([("human", "{context}\n\nQuestion: {question}")])
+    chat_model = FakeListChatModel(responses=[ANSWER + " " + FILLER])
+    format_docs = RunnableLambda(lambda x: "\n\n".join(d.page_content for d in x["context"]))
+    chain = (
+        RunnablePassthrough.assign(context=itemgetter("question") | retriever)
+        .assign(answer=RunnablePassthrough.assign(context=format_docs) | prompt | chat_model | StrOutputParser())
+        | AttribotCitations(attributor=attributor)
+    )
+    out = chain.invoke({"question": QUESTION})
+    assert out["answer"] == ANSWER + " " + FILLER
+    assert out["cited_answer"].startswith("The hotel limit for international trips is $260 per night [1].")
+    assert out["unsupported"] == [FILLER]
+    cits = out["citations"]
+    assert cits and {c["passage_id"] for c in cits} == {"travel"}  # not the parking document
+    c = cits[0]
+    assert c["sentence"] == ANSWER and c["sentence_span"] == [0, len(ANSWER)]
+    assert c["source_id"] == "travel#s0" and c["passage_index"] == 1 and c["score"] > 0
+    assert docs[1].page_content[c["quote_span"][0] : c["quote_span"][1]] == c["quote"]
+    assert docs == before
+    # an AIMessage answer and the async path give the same citations
+    step = AttribotCitations(attributor=attributor, level="passage")
+    msg = {"question": QUESTION, "context": docs, "answer": AIMessage(content=ANSWER)}
+    sync = step.invoke(msg)
+    async_ = asyncio.run(step.ainvoke(msg))
+    assert sync["citations"][0]["quote"] == docs[1].page_content
+    assert sync["citations"] == async_["citations"]
