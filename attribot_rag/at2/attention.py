@@ -77,8 +77,8 @@ class FamilyAdapter:
         return int(value) if value else None
 
     def softcap(self, attn: Any, config: Any) -> float | None:
-        value = getattr(config, "attn_logit_softcapping", None)
-        return float(value) if value else None
+        """Attention-logit soft-capping the model applies (gemma2-style); none here."""
+        return None
 
     def scaling(self, attn: Any) -> float:
         value = getattr(attn, "scaling", None)
@@ -118,9 +118,8 @@ class Gemma3Adapter(FamilyAdapter):
     def project_k(self, attn: Any, x: torch.Tensor) -> torch.Tensor:
         return attn.k_norm(super().project_k(attn, x))
 
-    def softcap(self, attn: Any, config: Any) -> float | None:
-        value = getattr(attn, "attn_logit_softcapping", None)
-        return float(value) if value else None
+    # Gemma 3 keeps ``attn_logit_softcapping`` in its config but its attention never applies
+    # it (transformers passes no ``softcap``), so neither do we: the default ``softcap`` holds.
 
     def rotary_fallback(self, model, layer_idx, x, position_ids):
         layer_type = _config(model).layer_types[layer_idx]

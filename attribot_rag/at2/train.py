@@ -207,7 +207,10 @@ def process_example(
     prompt = layout.render(example.question, passages, sources)
     if len(prompt) + max_new_tokens > lm.context_window:
         return None
-    response = Scorer(lm).generate(prompt.input_ids, max_new_tokens=max_new_tokens)
+    try:
+        response = Scorer(lm).generate(prompt.input_ids, max_new_tokens=max_new_tokens)
+    except InputError:  # an empty answer: nothing to learn from
+        return None
     targets = target_slices(response)
     if not targets:
         return None

@@ -1,0 +1,277 @@
+"""AT2: recomputed attention rows, features, weights file, methods, trainer."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from attribot_rag.at2.attention import attention_rows, model_shape, source_features, span_matrix
+from attribot_rag.at2.train import fit_weights, masked_logprobs, read_examples, train_at2
+from attribot_rag.at2.weights import AT2Weights, load_default_weights, resolve_weights
+from attribot_rag.errors import InputError, MethodNotAvailableError
+from attribot_rag.models import LoadedModel
+
+from conftest import TRAVEL_QUESTION
+
+ANSWER = "The hotel limit is $260 per night."
+
+
+def _eager_rows(model, ids, rows):
+    """The model's own eager attention for the same rows (restoring its attention after)."""
+    old = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids]), output_attentions=True, use_cache=False)
+    finally:
+        model.set_attn_implementation(old)
+    k = max(rows) + 1
+    return [a[0][:, rows, :k].float() for a in out.attentions]
+
+
+def _assert_rows_match(model, ids, rows, atol=1e-5):
+    mine = attention_rows(model, ids, rows)
+    ref = _eager_rows(model, ids, rows)
+    assert len(mine) == len(ref) == model_shape(model)[0]
+    for layer, (a, b) in enumerate(zip(mine, ref)):
+        assert a.shape == b.shape
+        torch.testing.assert_close(a, b, atol=atol, rtol=0, msg=f"layer {layer}")
+
+
+def test_rows_match_eager_attention_on_default_model(lm):
+    assert lm.model.config._attn_implementation != "eager"
+    ids = lm.tokenizer("Documents: the hotel limit is $260 per night.\nQuestion: the limit?\nAnswer: $260.")[
+        "input_ids"
+    ]
+    n = len(ids)
+    _assert_rows_match(lm.model, ids, list(range(n - 6, n - 1)), atol=1e-4)
+    assert lm.model.config._attn_implementation != "eager"  # restored
+
+
+TINY = dict(
+    vocab_size=97,
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+)
+
+
+def _tiny(kind):
+    import transformers as tf
+
+    if kind == "llama":
+        cfg = tf.LlamaConfig(**TINY)
+    elif kind == "qwen2":
+        cfg = tf.Qwen2Config(**TINY, use_sliding_window=True, sliding_window=7, max_window_layers=1)
+    elif kind == "mistral":
+        cfg = tf.MistralConfig(**TINY, sliding_window=7)
+    elif kind == "phi3":
+        cfg = tf.Phi3Config(**TINY, pad_token_id=0, partial_rotary_factor=0.5)
+    elif kind == "gemma3":
+        cfg = tf.Gemma3TextConfig(
+            **TINY,
+            head_dim=8,
+            sliding_window=7,
+            layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        )
+    else:  # gemma3 with attention-logit soft-capping
+        cfg = tf.Gemma3TextConfig(
+            **TINY, head_dim=8, sliding_window=5, attn_logit_softcapping=2.0,
+            layer_types=["full_attention", "sliding_attention", "sliding_attention"],
+        )
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(cfg).eval()
+    # sharper attention than the default init, so masks and windows matter
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("q_proj.weight", "k_proj.weight", "qkv_proj.weight")):
+                p.mul_(8.0)
+    return model
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral", "phi3", "gemma3", "gemma3-config-softcap"])
+def test_rows_match_eager_attention_on_tiny_models(kind):
+    model = _tiny(kind)
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 97, (30,), generator=g).tolist()
+    rows = [0, 3, 12, 20, 25, 28]  # longer than the sliding windows
+    _assert_rows_match(model, ids, rows)
+
+
+def test_features_are_rows_summed_over_spans():
+    model = _tiny("gemma3")
+    ids = list(range(1, 31))
+    rows = [20, 24, 28]
+    spans = [(0, 5), (5, 17), (17, 29)]  # all keys up to the last row
+    feats = source_features(model, ids, rows, spans)
+    L, H = model_shape(model)
+    assert feats.shape == (3, 3, L * H) and feats.dtype == torch.float32
+    full = attention_rows(model, ids, rows)
+    for s, (a, b) in enumerate(spans):
+        expect = torch.stack([layer[:, :, a:b].sum(-1) for layer in full])  # [L, H, R]
+        torch.testing.assert_close(feats[s], expect.permute(2, 0, 1).reshape(3, L * H), atol=1e-6, rtol=0)
+    # spans covering every key: attention sums to 1 per (row, head)
+    torch.testing.assert_close(feats.sum(0), torch.ones(3, L * H), atol=1e-5, rtol=0)
+    m = span_matrix(spans, 29)
+    torch.testing.assert_close(source_features(model, ids, rows, m), feats)
+
+
+# ------------------------------------------------------------------ weights file
+def _tiny_lm(lm, name="tiny-llama", kind="llama"):
+    """A tiny random model that shares the default tokenizer (so layouts work)."""
+    import transformers as tf
+
+    cfg = dict(TINY, vocab_size=len(lm.tokenizer), num_hidden_layers=2, max_position_embeddings=2048)
+    torch.manual_seed(0)
+    model = tf.AutoModelForCausalLM.from_config(tf.LlamaConfig(**cfg)).eval()
+    return LoadedModel(model=model, tokenizer=lm.tokenizer, name=name)
+
+
+def test_weights_roundtrip_and_header(tmp_path):
+    w = AT2Weights(np.arange(6, dtype=np.float32).reshape(2, 3), {"model": "m", "architecture": "llama"})
+    path = w.save(tmp_path / "w.safetensors")
+    back = AT2Weights.load(path)
+    np.testing.assert_array_equal(back.weights, w.weights)
+    assert back.metadata["model"] == "m" and back.metadata["num_layers"] == 2 and back.metadata["num_heads"] == 3
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="np") as fh:
+        header = json.loads(fh.metadata()["at2"])
+        assert list(fh.keys()) == ["weights"]
+    assert {"model", "architecture", "num_layers", "num_heads", "date", "feature"} <= set(header)
+
+
+def test_weights_refuse_other_models(tmp_path, lm):
+    tiny = _tiny_lm(lm)  # 2 layers x 4 heads, llama
+    ok = AT2Weights.uniform(2, 4, model="tiny-llama", architecture="llama")
+    ok.check_model(tiny)
+    with pytest.raises(MethodNotAvailableError, match="3 layers x 4 heads.*2 layers x 4 heads.*train-at2"):
+        AT2Weights.uniform(3, 4, model="tiny-llama").check_model(tiny)
+    with pytest.raises(MethodNotAvailableError, match="not 'tiny-llama'"):
+        AT2Weights.uniform(2, 4, model="other-model", architecture="llama").check_model(tiny)
+    AT2Weights.uniform(2, 4, model="other-model").check_model(tiny, check_name=False)
+    with pytest.raises(MethodNotAvailableError, match="'gemma3_text'"):
+        AT2Weights.uniform(2, 4, model="tiny-llama", architecture="gemma3_text").check_model(tiny)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError):
+        AT2Weights.load(bad)
+    with pytest.raises(InputError, match="does not exist"):
+        AT2Weights.load(tmp_path / "missing.safetensors")
+
+
+def test_at2_without_weights_says_how_to_train(lm, attributor, handbook_passages):
+    with pytest.raises(MethodNotAvailableError, match="attribot-rag train-at2 --model tiny-llama"):
+        load_default_weights("tiny-llama")
+    from attribot_rag import Attributor
+
+    att = Attributor(_tiny_lm(lm), max_new_tokens=8)
+    with pytest.raises(MethodNotAvailableError, match="train-at2"):
+        att.attribute(TRAVEL_QUESTION, handbook_passages, ANSWER, method="at2")
+
+
+def test_at2_uniform_weights_equal_attention_on_default_model(attributor, handbook_passages):
+    task = attributor.task(TRAVEL_QUESTION, handbook_passages, ANSWER, level="sentence")
+    att = attributor.run(task, method="attention")
+    L, H = model_shape(attributor.lm.model)
+    uni = attributor.run(task, method="at2", weights=np.full((L, H), 1 / (L * H)))
+    np.testing.assert_allclose(uni.scores, att.scores, rtol=1e-5, atol=1e-7)
+    assert np.all(np.isfinite(att.scores)) and np.all(att.scores >= 0)
+    # a sub-span of the answer reuses the cached features
+    a, b = task.target
+    sub = attributor.task(TRAVEL_QUESTION, handbook_passages, ANSWER, level="sentence", span=(4, 20))
+    assert attributor.run(sub, method="attention").scores.shape == att.scores.shape
+    # a weights file given by path is checked against the model name
+    w = resolve_weights(AT2Weights.uniform(L, H, model="smollm2-135m"), attributor.lm)
+    assert w.num_layers == L
+
+
+# ------------------------------------------------------------------ trainer
+def test_masked_tokens_are_invisible(lm):
+    tiny = _tiny_lm(lm)
+    ids = list(range(100, 140))
+    drop = np.zeros((2, 40), dtype=bool)
+    drop[:, 10:20] = True
+    a = masked_logprobs(tiny, ids, 5, drop)
+    ids2 = ids[:10] + list(range(500, 510)) + ids[20:]
+    b = masked_logprobs(tiny, ids2, 5, drop)
+    assert np.all(np.isfinite(a))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    c = masked_logprobs(tiny, ids, 5, np.zeros((1, 40), dtype=bool))
+    assert not np.allclose(a[0], c[0])
+
+
+def test_fit_weights_recovers_a_planted_head():
+    rng = np.random.default_rng(0)
+    T, M, F = 200, 32, 12
+    G = rng.random((T, M, F)).astype(np.float32)
+    y = 5.0 * G[:, :, 3] + 0.05 * rng.standard_normal((T, M))
+    fit = fit_weights(G, y, steps=300, lr=0.05, progress=False)
+    assert abs(np.abs(fit.weights).sum() - 1) < 1e-5
+    assert int(np.argmax(fit.weights)) == 3
+    assert fit.train_corr > fit.train_corr_uniform and fit.val_corr > 0.9
+
+
+SQUAD = {
+    "version": "1.1",
+    "data": [
+        {
+            "title": "Hotels",
+            "paragraphs": [
+                {"context": "The hotel limit is $260 per night. Meals are covered up to $95.",
+                 "qas": [{"id": "q1", "question": "What is the hotel limit?", "answers": []}]},
+                {"context": "The office has 40 parking spaces. Bikes go in the basement.",
+                 "qas": [{"id": "q2", "question": "How many parking spaces?", "answers": []}]},
+                {"context": "", "qas": [{"id": "q3", "question": "Skipped?", "answers": []}]},
+            ],
+        }
+    ],
+}
+
+
+def test_train_at2_end_to_end_on_tiny_model(tmp_path, lm):
+    data = tmp_path / "squad.json"
+    data.write_text(json.dumps(SQUAD))
+    assert len(read_examples(data)) == 2
+    tiny = _tiny_lm(lm)
+    out = tmp_path / "w.safetensors"
+    w, summary = train_at2(tiny, [str(data)], out, examples=2, masks=6, steps=5, max_new_tokens=6,
+                           cache_dir=tmp_path / "cache", command="test", progress=False)
+    assert summary["computed_now"] == 2 and summary["targets"] >= 1
+    back = AT2Weights.load(out)
+    assert back.weights.shape == (2, 4) and abs(np.abs(back.weights).sum() - 1) < 1e-5
+    assert back.metadata["model"] == "tiny-llama" and back.metadata["command"] == "test"
+    assert back.metadata["training_data"]["masks"] == 6
+    # resumes from the cache: nothing recomputed
+    _, again = train_at2(tiny, [str(data)], out, examples=2, masks=6, steps=5, max_new_tokens=6,
+                         cache_dir=tmp_path / "cache", progress=False)
+    assert again["computed_now"] == 0
+    # the file scores with the at2 method
+    from attribot_rag import Attributor
+
+    att = Attributor(tiny)
+    res = att.attribute("What is the hotel limit?", ["The hotel limit is $260.", "Bikes go in the basement."],
+                        "It is $260.", method="at2", weights=str(out))
+    assert res.scores.shape == (2,) and np.all(np.isfinite(res.scores))
+
+
+def test_training_refuses_the_held_out_test_split(tmp_path):
+    bad = tmp_path / "hotpotqa" / "test.json"
+    bad.parent.mkdir()
+    bad.write_text("[]")
+    with pytest.raises(InputError, match="held-out"):
+        read_examples(bad)
+
+
+def test_train_at2_cli_parser():
+    from attribot_rag.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["train-at2", "--model", "smollm2-135m", "--data", "a.json", "b.json", "--out", "w.safetensors"]
+    )
+    assert args.data == ["a.json", "b.json"] and args.masks == 32 and args.steps == 1000
+    assert args.examples == 150 and args.skip == 100 and args.seed == 0
