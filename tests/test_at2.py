@@ -275,3 +275,21 @@ def test_train_at2_cli_parser():
     )
     assert args.data == ["a.json", "b.json"] and args.masks == 32 and args.steps == 1000
     assert args.examples == 150 and args.skip == 100 and args.seed == 0
+
+
+def test_features_from_generation_equal_a_fresh_forward_pass(attributor, handbook_passages):
+    from attribot_rag.at2.features import task_features
+    from attribot_rag.scoring import response_from_ids
+
+    resp = attributor.generate(TRAVEL_QUESTION, handbook_passages, max_new_tokens=10)
+    assert getattr(resp, "at2_capture", None) is not None
+    task = attributor.task(TRAVEL_QUESTION, handbook_passages, resp, level="sentence")
+    res = attributor.run(task, method="attention")
+    assert res.info["from_generation"] and res.forward_tokens == 0
+    fresh = attributor.task(TRAVEL_QUESTION, handbook_passages, response_from_ids(attributor.lm.tokenizer, resp.token_ids),
+                            level="sentence")
+    torch.testing.assert_close(task_features(task), task_features(fresh), atol=1e-5, rtol=0)
+    assert not fresh.cache["at2_from_generation"]
+    # another prompt (other passages) for the same answer: the capture does not apply
+    other = attributor.task(TRAVEL_QUESTION, handbook_passages[:2], resp, level="passage")
+    assert not attributor.run(other, method="attention").info["from_generation"]

@@ -208,6 +208,15 @@ def layer_rows(
     k = adapter.project_k(attn, x)  # [1, Hkv, K, D]
     q = adapter.rotate(attn, q, cos[:, :k_len][:, rows], sin[:, :k_len][:, rows])
     k = adapter.rotate(attn, k, cos[:, :k_len], sin[:, :k_len])
+    return rows_from_qk(adapter, attn, config, q, k, rows)
+
+
+def rows_from_qk(
+    adapter: FamilyAdapter, attn: Any, config: Any, q: torch.Tensor, k: torch.Tensor, rows: torch.Tensor
+) -> torch.Tensor:
+    """Softmax rows from rotated queries [1, H, R, D] (at positions ``rows``) and rotated
+    keys [1, Hkv, K, D] (positions 0..K-1): float32 [H, R, K]."""
+    k_len = k.shape[2]
     n_rep = q.shape[1] // k.shape[1]
     if n_rep > 1:
         k = k.repeat_interleave(n_rep, dim=1)  # same order as transformers' repeat_kv

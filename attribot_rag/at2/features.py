@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .attention import response_rows, source_features
+from .attention import response_rows, source_features, span_matrix
 
 CACHE_KEY = "at2_features"
 
@@ -24,11 +24,18 @@ def task_features(task: Any) -> torch.Tensor:
     prompt = task.prompt
     p, r = len(prompt.input_ids), len(task.response.token_ids)
     spans = [prompt.token_span(s.index) for s in task.sources]
-    rows = response_rows(p, (0, r))
-    ids = list(prompt.input_ids) + list(task.response.token_ids)
-    feats = source_features(task.lm.model, ids, rows, spans)
-    task.scorer.forward_tokens += p + r - 1
-    task.scorer.forward_passes += 1
+    capture = getattr(task.response, "at2_capture", None)
+    if capture is not None and capture.matches(task.lm.model, prompt.input_ids, task.response.token_ids):
+        # the same model generated this answer from this prompt: no forward pass at all
+        feats = capture.features(span_matrix(spans, p + r - 1))
+        task.cache["at2_from_generation"] = True
+    else:
+        rows = response_rows(p, (0, r))
+        ids = list(prompt.input_ids) + list(task.response.token_ids)
+        feats = source_features(task.lm.model, ids, rows, spans)
+        task.scorer.forward_tokens += p + r - 1
+        task.scorer.forward_passes += 1
+        task.cache["at2_from_generation"] = False
     task.cache[CACHE_KEY] = feats
     return feats
 

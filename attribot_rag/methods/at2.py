@@ -39,7 +39,11 @@ class AT2(AttributionMethod):
         w = self._weights(task)  # fails early (no forward pass) without weights
         feats = task_features(task)
         scores = span_scores(feats, w.vector, task.target)
-        info = {"weights": w.metadata.get("path", "given"), "features": int(feats.shape[-1])}
+        info = {
+            "weights": w.metadata.get("path", "given"),
+            "features": int(feats.shape[-1]),
+            "from_generation": bool(task.cache.get("at2_from_generation")),
+        }
         return MethodOutput(scores, info)
 
 
@@ -51,4 +55,5 @@ class AverageAttention(AttributionMethod):
         layers, heads = model_shape(task.lm.model)
         w = AT2Weights.uniform(layers, heads)
         feats = task_features(task)
-        return MethodOutput(span_scores(feats, w.vector, task.target), {"features": layers * heads})
+        info = {"features": layers * heads, "from_generation": bool(task.cache.get("at2_from_generation"))}
+        return MethodOutput(span_scores(feats, w.vector, task.target), info)

@@ -1,0 +1,161 @@
+"""Capture during generation what AT2 features need, so attribution needs no forward pass.
+
+While the model generates, every forward call feeds one position per decode step (the
+whole prompt at the first call). The query rows AT2 needs are exactly those positions:
+the last prompt position (predicts the first answer token) and every fed answer token
+(each predicts the next one). A forward pre-hook on each decoder layer keeps, per call,
+the layer's input hidden state and rotary (cos, sin) at the last fed position ([1, d] per
+layer and step), and a reference to the generation's KV cache, whose keys (after k-norm
+and the rotary embedding) cover every fed position. Attribution then only projects r
+queries per layer and multiplies them with the cached keys.
+
+Used by :meth:`attribot_rag.scoring.Scorer.generate` (which attaches the result to the
+response as ``response.at2_capture``); nothing is captured for unsupported families,
+batched or beam generation.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Sequence
+
+import torch
+
+from .attention import ADAPTERS, _base, _config, _layer_input, model_shape, rows_from_qk
+
+# Do not keep a KV cache alive on a response beyond this size (bytes); above it the
+# features fall back to one forward pass.
+MAX_CAPTURE_BYTES = 512 * 1024 * 1024
+
+
+@dataclass
+class GenerationCapture:
+    model: Any
+    hidden: list[list[torch.Tensor]] = field(default_factory=list)  # [layer][call] -> [1, 1, d]
+    cos: list[list[torch.Tensor]] = field(default_factory=list)
+    sin: list[list[torch.Tensor]] = field(default_factory=list)
+    cache: Any = None
+    prompt_ids: list[int] = field(default_factory=list)
+    response_ids: list[int] = field(default_factory=list)
+    valid: bool = True
+
+    def finish(self, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> "GenerationCapture | None":
+        """Check the capture is complete for this prompt and answer; None if not usable."""
+        self.prompt_ids, self.response_ids = list(prompt_ids), list(response_ids)
+        p, r = len(self.prompt_ids), len(self.response_ids)
+        if not self.valid or not self.hidden or self.cache is None or r == 0:
+            return None
+        if any(len(h) < r for h in self.hidden):
+            return None
+        try:
+            layers = self.cache.layers
+            if len(layers) != len(self.hidden):
+                return None
+            for layer in layers:
+                keys = layer.keys
+                if keys is None or keys.shape[0] != 1 or keys.shape[2] < p + r - 1:
+                    return None  # e.g. a sliding-window cache that dropped old keys
+            nbytes = sum(layer.keys.numel() * layer.keys.element_size() for layer in layers)
+        except AttributeError:
+            return None
+        if nbytes > MAX_CAPTURE_BYTES:
+            return None
+        # keep only the first r calls (the last generated token is never fed)
+        for lists in (self.hidden, self.cos, self.sin):
+            for i in range(len(lists)):
+                lists[i] = lists[i][:r]
+        return self
+
+    def matches(self, model: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> bool:
+        return (
+            model is self.model
+            and list(prompt_ids) == self.prompt_ids
+            and list(response_ids) == self.response_ids
+        )
+
+    @torch.inference_mode()
+    def features(self, smat: torch.Tensor) -> torch.Tensor:
+        """AT2 features [S, r, L*H] for sources given as a [K, S] matrix over key positions."""
+        model = self.model
+        adapter = ADAPTERS[str(model.config.model_type)]
+        config = _config(model)
+        n_layers, n_heads = model_shape(model)
+        p, r = len(self.prompt_ids), len(self.response_ids)
+        k_len = p + r - 1
+        rows = torch.arange(p - 1, p - 1 + r)
+        smat = smat[:k_len].float()
+        feats = torch.zeros(smat.shape[1], r, n_layers * n_heads, dtype=torch.float32)
+        for idx, layer in enumerate(_base(model).layers):
+            attn = adapter.attention(layer)
+            hidden = torch.cat(self.hidden[idx], dim=1)  # [1, r, d]
+            cos = torch.cat(self.cos[idx], dim=1)
+            sin = torch.cat(self.sin[idx], dim=1)
+            x = adapter.input_norm(layer)(hidden)
+            q = adapter.rotate(attn, adapter.project_q(attn, x), cos, sin)
+            k = self.cache.layers[idx].keys[:, :, :k_len]
+            dev = q.device
+            probs = rows_from_qk(adapter, attn, config, q, k, rows.to(dev))
+            per_source = torch.matmul(probs, smat.to(dev))  # [H, r, S]
+            feats[:, :, idx * n_heads : (idx + 1) * n_heads] = per_source.permute(2, 1, 0).cpu()
+        return feats
+
+
+@contextmanager
+def capture_generation(model: Any) -> Iterator[GenerationCapture | None]:
+    """Hooks that record the per-layer query inputs during ``model.generate``.
+
+    Yields None (and records nothing) for model families AT2 does not support.
+    """
+    if str(getattr(model.config, "model_type", None)) not in ADAPTERS:
+        yield None
+        return
+    layers = list(_base(model).layers)
+    cap = GenerationCapture(model=model)
+    cap.hidden = [[] for _ in layers]
+    cap.cos = [[] for _ in layers]
+    cap.sin = [[] for _ in layers]
+    handles = []
+
+    def make(idx: int):
+        def pre_hook(module, args, kwargs):
+            if not cap.valid:
+                return None
+            hidden = _layer_input(args, kwargs)
+            pe = kwargs.get("position_embeddings")
+            if hidden.shape[0] != 1 or pe is None:
+                cap.valid = False
+                return None
+            cos, sin = pe
+            cap.hidden[idx].append(hidden[:, -1:].detach().clone())
+            cap.cos[idx].append(cos[:, -1:].detach().clone())
+            cap.sin[idx].append(sin[:, -1:].detach().clone())
+            pkv = kwargs.get("past_key_values")
+            if pkv is not None:
+                cap.cache = pkv
+            return None
+
+        return pre_hook
+
+    try:
+        for i, layer in enumerate(layers):
+            handles.append(layer.register_forward_pre_hook(make(i), with_kwargs=True))
+        yield cap
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def attach_capture(response: Any, cap: GenerationCapture | None, prompt_ids, response_ids) -> None:
+    """Set ``response.at2_capture`` when the capture is complete (else leave it unset)."""
+    if cap is None:
+        return
+    done = cap.finish(prompt_ids, response_ids)
+    if done is not None:
+        try:
+            response.at2_capture = done
+        except AttributeError:  # pragma: no cover - a frozen response type
+            pass
+
+
+__all__ = ["GenerationCapture", "attach_capture", "capture_generation"]
