@@ -252,7 +252,11 @@ class Scorer:
         if not kwargs.get("do_sample"):
             for key in ("temperature", "top_p", "top_k"):
                 kwargs.setdefault(key, None)
-        out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+        from .at2.capture import attach_capture, capture_generation
+
+        # AT2 features of this answer come almost free from generation's own pass.
+        with capture_generation(self.model) as capture:
+            out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         new = out[0, len(prompt_ids) :].tolist()
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
@@ -266,6 +270,7 @@ class Scorer:
         response = response_from_ids(tok, new)
         if not response.text.strip():
             raise InputError("the model generated an empty answer; pass an answer or change the prompt")
+        attach_capture(response, capture, prompt_ids, new)
         return response
 
 
