@@ -147,7 +147,7 @@ def test_compressor_prunes_copies(attributor):
         docs, QUESTION
     )
     assert [d.id for d in kept] == ["leave", "travel", "parking"]
-    assert [d.metadata["attribution_rank"] for d in kept] == [2, 1, 3] or kept[1].metadata["attribution_rank"] == 1
+    assert kept[1].metadata["attribution_rank"] == 1 and all("attribution_score" in d.metadata for d in kept)
 
 
 def test_retriever_wrapper_with_fake_embeddings(attributor):
