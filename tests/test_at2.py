@@ -293,3 +293,12 @@ def test_features_from_generation_equal_a_fresh_forward_pass(attributor, handboo
     # another prompt (other passages) for the same answer: the capture does not apply
     other = attributor.task(TRAVEL_QUESTION, handbook_passages[:2], resp, level="passage")
     assert not attributor.run(other, method="attention").info["from_generation"]
+
+
+def test_alias_checkpoint_folders_count_as_the_alias():
+    from attribot_rag.at2.weights import same_model_name
+
+    assert same_model_name("smollm2-135m", "/root/.cache/attribot-rag/models/smollm2-135m-1326b384b7ff")
+    assert same_model_name("smollm2-135m", "smollm2-135m")
+    assert not same_model_name("smollm2-135m", "gemma3-270m")
+    assert not same_model_name("smollm2-135m", "other/smollm2-135m-instruct")

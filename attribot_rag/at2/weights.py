@@ -149,17 +149,32 @@ class AT2Weights:
             )
 
 
-def same_model_name(a: str, b: str) -> bool:
-    def norm(x: str) -> str:
-        return str(x).rstrip("/").split("/")[-1].lower()
+def _canonical(name: str) -> str:
+    """A model name without its folder; an alias's converted checkpoint folder
+    (``<cache>/models/<alias>-<12 hex>``, what a model object loaded from it reports as its
+    name) maps back to the alias."""
+    import re
 
-    return norm(a) == norm(b)
+    from ..models import ALIASES
+
+    base = str(name).rstrip("/").split("/")[-1].lower()
+    m = re.fullmatch(r"(.+)-[0-9a-f]{12}", base)
+    if m and m.group(1) in ALIASES:
+        return m.group(1)
+    return base
+
+
+def same_model_name(a: str, b: str) -> bool:
+    return _canonical(a) == _canonical(b)
 
 
 def default_weights_path(model_name: str) -> Path | None:
     """The weights shipped inside the package for this model name, if any."""
-    path = WEIGHTS_DIR / f"{_safe_name(model_name)}.safetensors"
-    return path if path.exists() else None
+    for cand in (str(model_name), _canonical(model_name)):
+        path = WEIGHTS_DIR / f"{_safe_name(cand)}.safetensors"
+        if path.exists():
+            return path
+    return None
 
 
 def load_default_weights(model_name: str) -> AT2Weights:
