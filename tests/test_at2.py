@@ -302,3 +302,36 @@ def test_alias_checkpoint_folders_count_as_the_alias():
     assert same_model_name("smollm2-135m", "smollm2-135m")
     assert not same_model_name("smollm2-135m", "gemma3-270m")
     assert not same_model_name("smollm2-135m", "other/smollm2-135m-instruct")
+
+
+def test_train_at2_command_line(tmp_path, lm, capsys):
+    from attribot_rag.cli import main
+
+    tiny = _tiny_lm(lm)
+    folder = tmp_path / "tiny-model"
+    tiny.model.save_pretrained(folder)
+    lm.tokenizer.save_pretrained(folder)
+    data = tmp_path / "squad.json"
+    data.write_text(json.dumps(SQUAD))
+    out = tmp_path / "w.safetensors"
+    rc = main(["train-at2", "--model", str(folder), "--data", str(data), "--out", str(out), "--examples", "2",
+               "--masks", "4", "--steps", "3", "--max-new-tokens", "5", "--no-progress"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["examples"] == 2 and summary["steps"] == 3
+    w = AT2Weights.load(out)
+    assert w.metadata["command"].startswith("attribot-rag train-at2 --model ")
+    assert "--masks 4" in w.metadata["command"]
+    rc = main(["train-at2", "--model", str(folder), "--data", str(tmp_path / "nope.json"), "--out", str(out)])
+    assert rc == 2 and "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not (__import__("attribot_rag.at2.weights", fromlist=["x"]).WEIGHTS_DIR
+                         / "smollm2-135m.safetensors").exists(), reason="no shipped weights")
+def test_shipped_weights_fit_the_default_model(lm):
+    w = load_default_weights("smollm2-135m")
+    w.check_model(lm)
+    assert w.weights.shape == model_shape(lm.model)
+    assert abs(np.abs(w.weights).sum() - 1) < 1e-4
+    meta = w.metadata
+    assert meta["command"].startswith("attribot-rag train-at2") and "test.json" not in json.dumps(meta)
