@@ -134,6 +134,8 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
              "--seed", str(args.seed), "--skip", str(args.skip), "--max-new-tokens", str(args.max_new_tokens)]
     if args.lr != 1e-3:
         parts += ["--lr", str(args.lr)]
+    if args.non_negative:
+        parts += ["--non-negative"]
     command = " ".join(shlex.quote(str(a)) for a in parts)
     lm = load_model(args.model)
     t0 = time.perf_counter()
@@ -149,6 +151,7 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         batch_size=args.batch_size or 8,
         lr=args.lr,
+        non_negative=args.non_negative,
         cache_dir=args.cache,
         command=command,
         progress=not args.no_progress,
@@ -231,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the first N examples of HotpotQA-format files (held for checking)")
     p.add_argument("--max-new-tokens", type=int, default=32, help="length of the generated answers")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--non-negative", action="store_true", help="keep every head weight >= 0 while fitting")
     p.add_argument("--cache", metavar="DIR", help="per-example results (default: OUT.cache); reruns resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_model_args(p)

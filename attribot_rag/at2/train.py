@@ -272,9 +272,12 @@ def fit_weights(
     batch: int = 512,
     seed: int = 0,
     val_fraction: float = 0.1,
+    non_negative: bool = False,
     progress: bool = True,
 ) -> FitResult:
-    """Negative-Pearson fit of w over targets: G [T, M, F], y [T, M]."""
+    """Negative-Pearson fit of w over targets: G [T, M, F], y [T, M].
+
+    ``non_negative`` clamps w at 0 after every step (AT2's optional constraint)."""
     g = torch.as_tensor(G, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.float32)
     ok = torch.isfinite(yt).all(-1) & torch.isfinite(g).all(-1).all(-1) & (yt.std(-1) > 1e-6)
@@ -310,6 +313,9 @@ def fit_weights(
         torch.nn.utils.clip_grad_norm_([w], 1.0)
         opt.step()
         sched.step()
+        if non_negative:
+            with torch.no_grad():
+                w.clamp_(min=0.0)
         losses.append(float(loss.detach()))
     with torch.no_grad():
         wf = w.detach() / w.detach().abs().sum()
@@ -350,6 +356,7 @@ def train_at2(
     max_new_tokens: int = 32,
     batch_size: int = 8,
     lr: float = 1e-3,
+    non_negative: bool = False,
     cache_dir: str | Path | None = None,
     layout: PromptLayout | None = None,
     command: str = "",
@@ -399,7 +406,8 @@ def train_at2(
             bar.set_postfix(s_per_ex=f"{np.mean(seconds):.1f}", targets=sum(len(g) for g in G))
     if not G:
         raise InputError("no training example produced a usable target")
-    fit = fit_weights(np.concatenate(G), np.concatenate(Y), steps=steps, lr=lr, seed=seed, progress=progress)
+    fit = fit_weights(np.concatenate(G), np.concatenate(Y), steps=steps, lr=lr, seed=seed,
+                      non_negative=non_negative, progress=progress)
     layers, heads = model_shape(lm.model)
     meta = {
         "model": lm.name,
@@ -415,7 +423,8 @@ def train_at2(
             "sources": "context tokens, keep probability 1/2, attention-mask zeros",
         },
         "fit": {
-            "steps": steps, "lr": lr, "seed": seed, "loss": "negative Pearson", "normalised": "unit L1",
+            "steps": steps, "lr": lr, "seed": seed, "non_negative": non_negative,
+            "loss": "negative Pearson", "normalised": "unit L1",
             "train_corr_uniform": fit.train_corr_uniform, "train_corr": fit.train_corr,
             "val_corr_uniform": fit.val_corr_uniform, "val_corr": fit.val_corr,
         },
