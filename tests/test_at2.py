@@ -288,6 +288,13 @@ def test_features_from_generation_equal_a_fresh_forward_pass(attributor, handboo
     assert res.info["from_generation"] and res.forward_tokens == 0
     fresh = attributor.task(TRAVEL_QUESTION, handbook_passages, response_from_ids(attributor.lm.tokenizer, resp.token_ids),
                             level="sentence")
+    from attribot_rag.at2.capture import clear_captures
+
+    # a response rebuilt from the same ids finds the remembered capture
+    assert attributor.run(fresh, method="attention").info["from_generation"]
+    clear_captures()
+    fresh = attributor.task(TRAVEL_QUESTION, handbook_passages, response_from_ids(attributor.lm.tokenizer, resp.token_ids),
+                            level="sentence")
     torch.testing.assert_close(task_features(task), task_features(fresh), atol=1e-5, rtol=0)
     assert not fresh.cache["at2_from_generation"]
     # another prompt (other passages) for the same answer: the capture does not apply

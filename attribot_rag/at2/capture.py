@@ -10,12 +10,14 @@ and the rotary embedding) cover every fed position. Attribution then only projec
 queries per layer and multiplies them with the cached keys.
 
 Used by :meth:`attribot_rag.scoring.Scorer.generate` (which attaches the result to the
-response as ``response.at2_capture``); nothing is captured for unsupported families,
-batched or beam generation.
+response as ``response.at2_capture``; the last ``MAX_RECENT`` captures are also found by
+(model, prompt ids, answer ids), so a response rebuilt from its token ids still uses
+them); nothing is captured for unsupported families, batched or beam generation.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
@@ -146,16 +148,47 @@ def capture_generation(model: Any) -> Iterator[GenerationCapture | None]:
             h.remove()
 
 
+# The most recent captures, so that a response rebuilt from the same token ids (e.g. by a
+# caller that stores only ids) still finds them. Bounded: each holds a KV cache.
+MAX_RECENT = 2
+_RECENT: "OrderedDict[tuple, GenerationCapture]" = OrderedDict()
+
+
+def _key(model: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> tuple:
+    return (id(model), len(prompt_ids), hash(tuple(prompt_ids)), tuple(int(t) for t in response_ids))
+
+
 def attach_capture(response: Any, cap: GenerationCapture | None, prompt_ids, response_ids) -> None:
-    """Set ``response.at2_capture`` when the capture is complete (else leave it unset)."""
+    """Set ``response.at2_capture`` when the capture is complete (else leave it unset) and
+    remember it among the most recent captures."""
     if cap is None:
         return
     done = cap.finish(prompt_ids, response_ids)
-    if done is not None:
-        try:
-            response.at2_capture = done
-        except AttributeError:  # pragma: no cover - a frozen response type
-            pass
+    if done is None:
+        return
+    try:
+        response.at2_capture = done
+    except AttributeError:  # pragma: no cover - a frozen response type
+        pass
+    if MAX_RECENT > 0:
+        _RECENT[_key(done.model, done.prompt_ids, done.response_ids)] = done
+        while len(_RECENT) > MAX_RECENT:
+            _RECENT.popitem(last=False)
 
 
-__all__ = ["GenerationCapture", "attach_capture", "capture_generation"]
+def find_capture(response: Any, model: Any, prompt_ids: Sequence[int]) -> GenerationCapture | None:
+    """The capture of this model's generation of exactly this answer after exactly this prompt."""
+    cap = getattr(response, "at2_capture", None)
+    if cap is None:
+        cap = _RECENT.get(_key(model, prompt_ids, response.token_ids))
+    if cap is not None and cap.matches(model, prompt_ids, response.token_ids):
+        return cap
+    return None
+
+
+def clear_captures() -> None:
+    """Forget the remembered captures (frees their KV caches)."""
+    _RECENT.clear()
+
+
+__all__ = ["GenerationCapture", "attach_capture", "capture_generation", "clear_captures", "find_capture"]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from .attention import response_rows, source_features, span_matrix
+from .capture import find_capture
 
 CACHE_KEY = "at2_features"
 
@@ -24,8 +25,8 @@ def task_features(task: Any) -> torch.Tensor:
     prompt = task.prompt
     p, r = len(prompt.input_ids), len(task.response.token_ids)
     spans = [prompt.token_span(s.index) for s in task.sources]
-    capture = getattr(task.response, "at2_capture", None)
-    if capture is not None and capture.matches(task.lm.model, prompt.input_ids, task.response.token_ids):
+    capture = find_capture(task.response, task.lm.model, prompt.input_ids)
+    if capture is not None:
         # the same model generated this answer from this prompt: no forward pass at all
         feats = capture.features(span_matrix(spans, p + r - 1))
         task.cache["at2_from_generation"] = True
