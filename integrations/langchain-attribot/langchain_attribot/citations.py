@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Dict, Optional
 
 from langchain_core.documents import Document
@@ -13,7 +12,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from attribot_rag import DEFAULT_MODEL, Attributor, CitedAnswer, cite
 
-from ._common import documents_to_passages, model_label, resolve_attributor
+from ._common import documents_to_passages, model_label, model_lock, resolve_attributor
 
 
 def message_text(answer: Any) -> str:
@@ -77,7 +76,6 @@ class AttribotCitations(RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
 
     _attributor: Optional[Attributor] = PrivateAttr(default=None)
     _objects: Optional[tuple] = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(
         self,
@@ -110,9 +108,10 @@ class AttribotCitations(RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
         passages, _ = documents_to_passages(list(context or []))
         if not text.strip() or not passages:
             return None
-        with self._lock:
+        attributor = self.attributor
+        with model_lock(attributor):
             return cite(
-                self.attributor,
+                attributor,
                 question,
                 passages,
                 text,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Optional, Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun, Callbacks
@@ -15,7 +14,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, PruneResult, prune
 
-from ._common import copy_document, documents_to_passages, model_label, resolve_attributor
+from ._common import copy_document, documents_to_passages, model_label, model_lock, resolve_attributor
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +50,6 @@ class AttribotCompressor(BaseDocumentCompressor):
 
     _attributor: Optional[Attributor] = PrivateAttr(default=None)
     _objects: Optional[tuple] = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _last_result: Optional[PruneResult] = PrivateAttr(default=None)
 
     def __init__(
@@ -99,9 +97,10 @@ class AttribotCompressor(BaseDocumentCompressor):
         if not passages:
             return [copy_document(d, {}) for d in documents]
         try:
-            with self._lock:
+            attributor = self.attributor
+            with model_lock(attributor):
                 result = prune(
-                    self.attributor,
+                    attributor,
                     query,
                     passages,
                     k=self.top_n if (self.top_n or self.keep_mass) else len(passages),

@@ -64,8 +64,12 @@ def resolve_attributor(
     if attributor is not None:
         return attributor
     if llm is not None:
-        model = getattr(llm, "_model", None) or getattr(llm, "model", None)
-        tokenizer = getattr(llm, "_tokenizer", None) or getattr(llm, "tokenizer", None)
+        model = getattr(llm, "_model", None)
+        if model is None:
+            model = getattr(llm, "model", None)
+        tokenizer = getattr(llm, "_tokenizer", None)
+        if tokenizer is None:
+            tokenizer = getattr(llm, "tokenizer", None)
         if model is None or tokenizer is None or isinstance(model, str):
             raise ValueError(
                 "llm must be a HuggingFaceLLM (or any object with the transformers model and "
@@ -74,6 +78,18 @@ def resolve_attributor(
     if isinstance(model, str):
         return Attributor(get_model(model), **options)
     return Attributor(model, tokenizer, **options)
+
+
+_LOCKS: Dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(attributor: Attributor) -> threading.Lock:
+    """One lock per set of model weights: components sharing a model take turns with it
+    (scoring temporarily patches the model's attention, so calls must not overlap)."""
+    key = id(attributor.lm.model)
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def _node_title(nws: NodeWithScore) -> Optional[str]:
@@ -154,7 +170,6 @@ class AttribotPostprocessor(BaseNodePostprocessor):
 
     _attributor: Optional[Attributor] = PrivateAttr(default=None)
     _model_objects: Optional[Tuple[Any, Any]] = PrivateAttr(default=None)
-    _lock: Any = PrivateAttr(default_factory=threading.Lock)
     _last_result: Any = PrivateAttr(default=None)
 
     def __init__(
@@ -237,9 +252,10 @@ class AttribotPostprocessor(BaseNodePostprocessor):
             },
         ) as event:
             try:
-                with self._lock:
+                attributor = self.attributor
+                with model_lock(attributor):
                     result = prune(
-                        self.attributor,
+                        attributor,
                         query_bundle.query_str,
                         passages,
                         k=self.top_n if (self.top_n or self.keep_mass) else len(passages),
@@ -340,7 +356,8 @@ def cite_response(
             metadata=metadata,
         )
     att = resolve_attributor(model, tokenizer, attributor=attributor, llm=llm)
-    cited = cite(att, query_str, passages, text, **cite_options)
+    with model_lock(att):
+        cited = cite(att, query_str, passages, text, **cite_options)
     numbers: Dict[int, List[int]] = {}
     for ref in cited.references:
         numbers.setdefault(positions[ref.passage_index], []).append(ref.number)
@@ -398,7 +415,6 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
         self._model_args = (model, tokenizer, llm)
         self._markers = markers
         self._cite_options = cite_options
-        self._lock = threading.Lock()
         super().__init__(callback_manager=callback_manager or getattr(query_engine, "callback_manager", None))
 
     @property
@@ -412,14 +428,13 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
         return {"query_engine": self._engine}
 
     def _cite(self, response: Any, query_bundle: QueryBundle) -> CitedResponse:
-        with self._lock:
-            return cite_response(
-                response,
-                query_bundle,
-                attributor=self.attributor,
-                markers=self._markers,
-                **self._cite_options,
-            )
+        return cite_response(
+            response,
+            query_bundle,
+            attributor=self.attributor,
+            markers=self._markers,
+            **self._cite_options,
+        )
 
     def _query(self, query_bundle: QueryBundle) -> CitedResponse:
         return self._cite(self._engine.query(query_bundle), query_bundle)
