@@ -70,8 +70,10 @@ def _bench_command(args: argparse.Namespace) -> str:
     """The bench command line that reproduces this run (for the Markdown table)."""
     import shlex
 
-    parts = ["attribot-rag", "bench", "--data", args.data, "--n", str(args.n), "--level", args.level,
-             "--methods", args.methods, "--model", args.model]
+    parts = ["attribot-rag", "bench", "--data", args.data, "--n", str(args.n)]
+    if args.offset:
+        parts += ["--offset", str(args.offset)]
+    parts += ["--level", args.level, "--methods", args.methods, "--model", args.model]
     for flag, value in (
         ("--proxy-model", args.proxy_model),
         ("--keep", args.keep),
@@ -112,6 +114,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else args.cache,
         markdown=args.markdown,
         command=command,
+        offset=args.offset,
         progress=not args.no_progress,
     )
     text = json.dumps(report, indent=2)
@@ -198,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="speed and agreement of methods on HotpotQA-format data")
     p.add_argument("--data", required=True, help="HotpotQA-format JSON file")
     p.add_argument("--n", type=int, default=10, help="first N examples")
+    p.add_argument("--offset", type=int, default=0, help="skip this many examples first")
     p.add_argument("--level", default="sentence", choices=["passage", "sentence"])
     p.add_argument(
         "--methods",

@@ -9,6 +9,9 @@ target span (a token slice of the target's tokens) is carried over as a characte
 Sources are character spans of the passages, not tokens, so the proxy scores exactly the
 same sources even when the two models come from different families.
 
+Both run their ablations through the task's scorer (prefix-KV reuse) in batches of
+ablations with close prefixes (:func:`.hierarchical.grouped_ablations`).
+
 The answer is scored as text: an end-of-turn token the target generated is not part
 of the proxy's response (the proxy did not produce it).
 
@@ -30,7 +33,7 @@ from ..layout import PromptLayout
 from ..models import LoadedModel, load_model
 from ..scoring import Scorer, response_from_text
 from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
-from .loo import LeaveOneOut
+from .hierarchical import DEFAULT_MAX_SPREAD, _loo, grouped_ablations
 
 DEFAULT_RESCORE = 5  # sources rescored on the target by proxy-rescore
 
@@ -110,6 +113,7 @@ class Proxy(AttributionMethod):
         layout: PromptLayout | None = None,
         use_chat_template: bool | None = None,
         batch_size: int | None = None,
+        max_spread: int | None = DEFAULT_MAX_SPREAD,
     ) -> None:
         self.proxy = _as_loaded(proxy)
         if layout is not None and layout.tokenizer is not self.proxy.tokenizer:
@@ -117,6 +121,7 @@ class Proxy(AttributionMethod):
         self.layout = layout
         self.use_chat_template = use_chat_template
         self.batch_size = batch_size
+        self.max_spread = max_spread
 
     def __repr__(self) -> str:
         return f"Proxy(proxy={self.proxy.name!r})"
@@ -124,16 +129,16 @@ class Proxy(AttributionMethod):
     def score(self, task: AttributionTask) -> MethodOutput:
         layout = self.layout or proxy_layout(task, self.proxy, self.use_chat_template)
         ptask = proxy_task(task, self.proxy, layout, self.batch_size)
-        out = LeaveOneOut(self.batch_size).score(ptask)
+        scores, proxy_ll = _loo(ptask, [s.index for s in ptask.sources], self.batch_size, self.max_spread)
         info = {
             "proxy_model": self.proxy.name,
-            "proxy_full_ll": out.info.get("full_ll"),
+            "proxy_full_ll": proxy_ll,
             "proxy_target_tokens": list(ptask.target),
             "proxy_prompt_tokens": len(ptask.prompt),
             "proxy_forward_tokens": ptask.scorer.forward_tokens,
             "proxy_forward_passes": ptask.scorer.forward_passes,
         }
-        return MethodOutput(out.scores, info)
+        return MethodOutput(scores, info)
 
 
 @register_method
@@ -147,14 +152,17 @@ class ProxyRescore(AttributionMethod):
         first_stage: str | AttributionMethod | None = None,
         first_stage_options: dict[str, Any] | None = None,
         batch_size: int | None = None,
+        max_spread: int | None = DEFAULT_MAX_SPREAD,
     ) -> None:
         if not isinstance(rescore, (int, np.integer)) or rescore < 1:
             raise InputError(f"proxy-rescore: rescore must be a positive integer, got {rescore!r}")
         self.rescore = int(rescore)
         self.batch_size = batch_size
+        self.max_spread = max_spread
         opts = dict(first_stage_options or {})
         if first_stage is None or first_stage == "proxy":
             opts.setdefault("batch_size", batch_size)
+            opts.setdefault("max_spread", max_spread)
             self.first_stage = Proxy(proxy=proxy, **opts)
         else:
             self.first_stage = create_method(first_stage, **opts)
@@ -176,7 +184,7 @@ class ProxyRescore(AttributionMethod):
         full_ll = task.target_ll(full.logprobs)
         if chosen:
             prompts = task.ablated_prompt_ids([[task.sources[i].index] for i in chosen])
-            lps = task.scorer.ablation_logprobs(full, prompts, batch_size=self.batch_size)
+            lps = grouped_ablations(task, full, prompts, self.batch_size, self.max_spread)
             for i, lp in zip(chosen, lps):
                 scores[i] = full_ll - task.target_ll(lp)
         info = {

@@ -1,0 +1,165 @@
+"""bench: the new methods and quality keys, the Markdown table, and resuming from the cache."""
+
+import json
+
+import pytest
+
+from attribot_rag.cli import main
+from attribot_rag.errors import InputError
+from attribot_rag.evaluation import bench
+from attribot_rag.evaluation.bench import MethodSpec, run_bench
+from attribot_rag.models import get_model
+from attribot_rag.scoring import Scorer
+from test_proxy import _tiny_model
+
+EXAMPLES = [
+    {
+        "_id": "ex-ada",
+        "question": "Where was Ada Lovelace born?",
+        "answer": "London",
+        "supporting_facts": [["Ada", 1]],
+        "context": [
+            ["Lyon", ["Lyon is a city in France. ", "It lies on the Rhone."]],
+            ["Ada", ["Ada Lovelace wrote the first program. ", "She was born in London."]],
+            ["Tea", ["Green tea comes from China."]],
+        ],
+    },
+    {
+        "_id": "ex-tea",
+        "question": "Where does green tea come from?",
+        "answer": "China",
+        "supporting_facts": [["Tea", 0], ["Lyon", 0]],
+        "context": [
+            ["Tea", ["Green tea comes from China. ", "Black tea is oxidised."]],
+            ["Lyon", ["Lyon is a city in France."]],
+            ["Owls", ["Owls hunt at night."]],
+        ],
+    },
+]
+METHODS = ["loo-naive", "loo", "hierarchical:keep=1", "proxy", "proxy-rescore"]
+ORIGINAL_KEYS = {
+    "seconds_per_example",
+    "tokens_per_example",
+    "speedup_vs_naive",
+    "max_abs_diff_vs_naive",
+    "spearman_vs_naive",
+}
+NEW_KEYS = {
+    "map_vs_exact",
+    "spearman_vs_exact",
+    "topk_drop",
+    "lds",
+    "gold_recall_at_2",
+    "gold_recall_at_3",
+    "speedup_vs_exact",
+}
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("hotpot") / "mini.json"
+    path.write_text(json.dumps(EXAMPLES))
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(data_file, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    md = cache / "table.md"
+    report = run_bench(
+        str(data_file),
+        n=2,
+        level="sentence",
+        methods=METHODS,
+        model=get_model("smollm2-135m"),
+        proxy_model=_tiny_model(),
+        rescore=2,
+        max_new_tokens=6,
+        cache_dir=cache,
+        markdown=md,
+        progress=False,
+    )
+    return report, cache, md
+
+
+def test_report_keys(first_run):
+    report, _, _ = first_run
+    for key in ("n", "model", "level", "generation_seconds_per_example", "peak_rss_mb"):
+        assert key in report
+    assert report["n"] == 2 and report["level"] == "sentence"
+    assert list(report["methods"]) == METHODS
+    for name, m in report["methods"].items():
+        assert ORIGINAL_KEYS | NEW_KEYS <= set(m), name
+        assert set(m["topk_drop"]) == {"1", "3", "5"}
+        for k in ("gold_recall_at_2", "gold_recall_at_3"):
+            assert 0.0 <= m[k] <= 1.0
+    loo = report["methods"]["loo"]
+    assert loo["map_vs_exact"] == pytest.approx(1.0)  # loo is the exact run itself
+    assert loo["spearman_vs_exact"] == pytest.approx(1.0)
+    assert loo["max_abs_diff_vs_naive"] < 1e-3
+    assert report["methods"]["loo-naive"]["map_vs_exact"] == pytest.approx(1.0)
+    assert report["exact"]["topk_drop"] == loo["topk_drop"]
+    # the proxy's tokens are counted
+    assert report["methods"]["proxy"]["tokens_per_example"] > 0
+
+
+def test_markdown_table(first_run):
+    report, _, md = first_run
+    text = md.read_text()
+    assert "| method |" in text and "mAP vs exact" in text
+    for name in METHODS:
+        assert f"`{name}`" in text
+    assert text == bench.markdown_table(report)
+
+
+def test_resume_from_cache(first_run, data_file, monkeypatch):
+    report, cache, _ = first_run
+    lines = (cache / "results.jsonl").read_text().splitlines()
+    assert lines and all("key" in json.loads(line) for line in lines)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a cached result was recomputed")
+
+    for name in ("logprobs", "full_pass", "ablation_logprobs", "generate"):
+        monkeypatch.setattr(Scorer, name, boom)
+    again = run_bench(
+        str(data_file),
+        n=2,
+        level="sentence",
+        methods=METHODS,
+        model=get_model("smollm2-135m"),
+        proxy_model=_tiny_model(),
+        rescore=2,
+        max_new_tokens=6,
+        cache_dir=cache,
+        progress=False,
+    )
+    for name in METHODS:
+        assert again["methods"][name] == report["methods"][name]
+    # the CLI reads the same cache (the alias names the same model)
+    out = cache / "cli.json"
+    md = cache / "cli.md"
+    rc = main(
+        [
+            "bench", "--data", str(data_file), "--n", "1", "--methods", "loo,hierarchical:keep=1",
+            "--target-model", "smollm2-135m", "--max-new-tokens", "6", "--cache", str(cache),
+            "--no-progress", "--json", str(out), "--markdown", str(md),
+        ]
+    )
+    assert rc == 0
+    cli = json.loads(out.read_text())
+    assert set(cli["methods"]) == {"loo", "hierarchical:keep=1"}
+    assert "attribot-rag bench --data" in md.read_text()
+
+
+def test_method_specs_and_errors(data_file):
+    spec = MethodSpec.parse("hierarchical:keep=3:sentence-context=kept")
+    assert spec.name == "hierarchical"
+    assert dict(spec.options) == {"keep": 3, "sentence_context": "kept"}
+    assert dict(MethodSpec.parse("hierarchical:keep_mass=0.8").options) == {"keep_mass": 0.8}
+    with pytest.raises(InputError):
+        run_bench(str(data_file), n=1, methods=["proxy"], model=get_model("smollm2-135m"), cache_dir=None)
+    with pytest.raises(InputError):
+        run_bench(str(data_file), n=1, methods=["nope"], model=get_model("smollm2-135m"), cache_dir=None)
+    with pytest.raises(InputError):
+        run_bench(str(data_file), n=1, methods=["loo"], lds_masks=8, model=get_model("smollm2-135m"), cache_dir=None)
