@@ -15,7 +15,7 @@ from .errors import (
 )
 from .layout import PromptLayout
 from .methods import AttributionMethod, AttributionTask, MethodOutput, available_methods, register_method
-from .models import ALIASES, DEFAULT_MODEL, LoadedModel, load_model
+from .models import ALIASES, DEFAULT_MODEL, LoadedModel, get_model, load_model, model_lock
 from .pruning import PassageScore, PruneResult, prune
 from .result import Attribution, ScoredSource
 from .scoring import Response
@@ -51,7 +51,9 @@ __all__ = [
     "attribute",
     "available_methods",
     "cite",
+    "get_model",
     "load_model",
+    "model_lock",
     "make_sources",
     "prune",
     "register_method",

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 from .errors import InputError
 from .layout import PromptLayout, check_fits
 from .methods import AttributionMethod, AttributionTask, create_method
-from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .models import DEFAULT_MODEL, LoadedModel, load_model, model_lock
 from .result import Attribution
 from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
 from .sources import Passage, coerce_passages, make_sources
@@ -48,6 +48,9 @@ class Attributor:
         method_options: dict[str, Any] | None = None,
     ) -> None:
         self.lm = load_model(model, tokenizer)
+        # Held while this model generates or scores (re-entrant; shared by every
+        # Attributor over the same weights), so concurrent callers take turns.
+        self.lock = model_lock(self.lm.model)
         if layout is None:
             kwargs = {}
             if system_prompt is not None:
@@ -81,7 +84,8 @@ class Attributor:
         prompt = self.layout.render(question, ps)
         new = max_new_tokens or self.max_new_tokens
         check_fits(len(prompt), new, self.lm.context_window, self.lm.name)
-        return Scorer(self.lm).generate(prompt.input_ids, max_new_tokens=new, **generate_kwargs)
+        with self.lock:
+            return Scorer(self.lm).generate(prompt.input_ids, max_new_tokens=new, **generate_kwargs)
 
     # ------------------------------------------------------------------ attribution
     def task(
@@ -157,9 +161,10 @@ class Attributor:
         opts = {**self.method_options, **method_options} if not isinstance(m, AttributionMethod) else {}
         impl = create_method(m, **opts)
         tokens0, passes0 = task.scorer.forward_tokens, task.scorer.forward_passes
-        t0 = time.perf_counter()
-        out = impl.score(task)
-        elapsed = time.perf_counter() - t0
+        with self.lock:
+            t0 = time.perf_counter()
+            out = impl.score(task)
+            elapsed = time.perf_counter() - t0
         if len(out.scores) != len(task.sources):
             raise RuntimeError(
                 f"method {impl.name!r} returned {len(out.scores)} scores for {len(task.sources)} sources"

@@ -83,7 +83,7 @@ def run_demo(
         result = attributor.attribute(question, retrieved)
         results.append(result)
         console.rule(question)
-        console.print(f"[bold]Retrieved[/bold] (by embedding similarity): " + ", ".join(f"{p.id} ({s:.2f})" for p, s in hits))
+        console.print("[bold]Retrieved[/bold] (by embedding similarity): " + ", ".join(f"{p.id} ({s:.2f})" for p, s in hits))
         console.print(f"[bold]Answer:[/bold] {result.answer.strip()}")
         console.print(result.table())
         t = result.timings

@@ -23,6 +23,8 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -276,6 +278,25 @@ def _finish(model: Any, tokenizer: Any, name: str, meta: dict[str, Any]) -> Load
             f"model {name!r}: attribot-rag needs a fast (Rust) tokenizer for character offsets"
         )
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, metadata=meta)
+
+
+_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: Any) -> threading.RLock:
+    """One re-entrant lock per set of model weights.
+
+    Scoring temporarily switches the model's attention kernel (see ``fastattn``), so
+    components that share one model object take turns with it through this lock.
+    """
+    if isinstance(model, LoadedModel):
+        model = model.model
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
 
 
 _LOADED: dict[tuple, LoadedModel] = {}

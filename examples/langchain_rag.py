@@ -36,7 +36,7 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough  # noqa
 from pydantic import ConfigDict  # noqa: E402
 
 from attribot_rag import Attributor  # noqa: E402
-from attribot_rag.models import get_model  # noqa: E402
+from attribot_rag import get_model  # noqa: E402
 from langchain_attribot import (  # noqa: E402
     AttribotCitations,
     AttribotCompressor,

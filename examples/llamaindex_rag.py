@@ -38,7 +38,7 @@ from llama_index.core.retrievers import BaseRetriever  # noqa: E402
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
 
 from attribot_rag import Attributor  # noqa: E402
-from attribot_rag.models import get_model  # noqa: E402
+from attribot_rag import get_model  # noqa: E402
 from llama_index.postprocessor.attribot import (  # noqa: E402
     AttribotCitationQueryEngine,
     AttribotPostprocessor,

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any, Sequence
 
 from langchain_core.documents import Document
 
 from attribot_rag import DEFAULT_MODEL, Attributor, Passage
-from attribot_rag.models import get_model
+from attribot_rag import get_model
 
 
-_LOCKS: dict[int, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(attributor: Attributor) -> threading.Lock:
-    """One lock per set of model weights: components sharing a model take turns with it
-    (scoring temporarily patches the model's attention, so calls must not overlap)."""
-    key = id(attributor.lm.model)
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def resolve_attributor(

@@ -12,7 +12,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from attribot_rag import DEFAULT_MODEL, Attributor, CitedAnswer, cite
 
-from ._common import documents_to_passages, model_label, model_lock, resolve_attributor
+from ._common import documents_to_passages, model_label, resolve_attributor
 
 
 def message_text(answer: Any) -> str:
@@ -109,7 +109,7 @@ class AttribotCitations(RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
         if not text.strip() or not passages:
             return None
         attributor = self.attributor
-        with model_lock(attributor):
+        with attributor.lock:
             return cite(
                 attributor,
                 question,

@@ -14,7 +14,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, PruneResult, prune
 
-from ._common import copy_document, documents_to_passages, model_label, model_lock, resolve_attributor
+from ._common import copy_document, documents_to_passages, model_label, resolve_attributor
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class AttribotCompressor(BaseDocumentCompressor):
             return [copy_document(d, {}) for d in documents]
         try:
             attributor = self.attributor
-            with model_lock(attributor):
+            with attributor.lock:
                 result = prune(
                     attributor,
                     query,

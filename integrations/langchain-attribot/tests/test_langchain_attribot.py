@@ -22,7 +22,7 @@ from langchain_core.runnables import RunnableLambda, RunnablePassthrough  # noqa
 from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 
 from attribot_rag import Attributor  # noqa: E402
-from attribot_rag.models import get_model  # noqa: E402
+from attribot_rag import get_model  # noqa: E402
 from langchain_attribot import (  # noqa: E402
     AttribotCitations,
     AttribotCompressor,

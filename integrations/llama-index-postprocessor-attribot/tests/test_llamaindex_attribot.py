@@ -18,7 +18,7 @@ from llama_index.core.query_engine import CustomQueryEngine  # noqa: E402
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode  # noqa: E402
 
 from attribot_rag import Attributor, ContextTooLongError  # noqa: E402
-from attribot_rag.models import get_model  # noqa: E402
+from attribot_rag import get_model  # noqa: E402
 from llama_index.postprocessor.attribot import (  # noqa: E402
     AttribotCitationQueryEngine,
     AttribotPostprocessor,

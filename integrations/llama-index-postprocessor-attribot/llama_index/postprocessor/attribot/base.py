@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -35,7 +34,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, CitedAnswer, Passage, cite, prune
-from attribot_rag.models import get_model
+from attribot_rag import get_model
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +79,6 @@ def resolve_attributor(
     return Attributor(model, tokenizer, **options)
 
 
-_LOCKS: Dict[int, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def model_lock(attributor: Attributor) -> threading.Lock:
-    """One lock per set of model weights: components sharing a model take turns with it
-    (scoring temporarily patches the model's attention, so calls must not overlap)."""
-    key = id(attributor.lm.model)
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(key, threading.Lock())
 
 
 def _node_title(nws: NodeWithScore) -> Optional[str]:
@@ -253,7 +242,7 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         ) as event:
             try:
                 attributor = self.attributor
-                with model_lock(attributor):
+                with attributor.lock:
                     result = prune(
                         attributor,
                         query_bundle.query_str,
@@ -356,7 +345,7 @@ def cite_response(
             metadata=metadata,
         )
     att = resolve_attributor(model, tokenizer, attributor=attributor, llm=llm)
-    with model_lock(att):
+    with att.lock:
         cited = cite(att, query_str, passages, text, **cite_options)
     numbers: Dict[int, List[int]] = {}
     for ref in cited.references:
