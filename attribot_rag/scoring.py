@@ -36,6 +36,8 @@ class Response:
     token_ids: list[int]
     offsets: list[tuple[int, int]]
     generated: bool = False
+    # What AT2 needs, captured while the model generated this answer (see at2.capture).
+    at2_capture: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.token_ids)
