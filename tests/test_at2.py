@@ -342,3 +342,11 @@ def test_shipped_weights_fit_the_default_model(lm):
     assert abs(np.abs(w.weights).sum() - 1) < 1e-4
     meta = w.metadata
     assert meta["command"].startswith("attribot-rag train-at2") and "test.json" not in json.dumps(meta)
+
+
+@pytest.mark.skipif(not (__import__("attribot_rag.at2.weights", fromlist=["x"]).WEIGHTS_DIR
+                         / "smollm2-135m.safetensors").exists(), reason="no shipped weights")
+def test_at2_with_shipped_weights_on_default_model(attributor, handbook_passages):
+    res = attributor.attribute(TRAVEL_QUESTION, handbook_passages, ANSWER, method="at2")
+    assert res.method == "at2" and np.all(np.isfinite(res.scores))
+    assert int(np.argmax(res.scores)) == 1  # the travel passage
