@@ -1,4 +1,4 @@
-"""The ``attribot-rag`` command line: attribute, demo, bench."""
+"""The ``attribot-rag`` command line: attribute, demo, bench, prune-eval, train-at2."""
 
 from __future__ import annotations
 
@@ -125,6 +125,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune_eval(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .errors import InputError
+    from .evaluation.prune_eval import run_prune_eval
+
+    try:
+        ks = [int(k) for k in args.k.split(",") if k.strip()]
+    except ValueError:
+        raise InputError(f"--k must be comma-separated integers, got {args.k!r}") from None
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    parts = ["attribot-rag", "prune-eval", "--data", args.data, "--n", str(args.n)]
+    if args.offset:
+        parts += ["--offset", str(args.offset)]
+    parts += ["--methods", args.methods, "--k", args.k, "--model", args.model]
+    if args.proxy_model:
+        parts += ["--proxy-model", args.proxy_model]
+    if args.max_new_tokens is not None:
+        parts += ["--max-new-tokens", str(args.max_new_tokens)]
+    if args.instruction is not None:
+        parts += ["--instruction", args.instruction]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    kwargs = {}
+    if args.max_new_tokens is not None:
+        kwargs["max_new_tokens"] = args.max_new_tokens
+    if args.instruction is not None:
+        kwargs["instruction"] = args.instruction
+    report = run_prune_eval(
+        data=args.data,
+        n=args.n,
+        methods=methods,
+        ks=ks,
+        model=args.model,
+        proxy_model=args.proxy_model,
+        seed=args.seed,
+        offset=args.offset,
+        cache_dir=None if args.no_cache else args.cache,
+        progress=not args.no_progress,
+        markdown=args.markdown,
+        command=" ".join(shlex.quote(p) for p in parts),
+        **kwargs,
+    )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(report, indent=2) + "\n")
+    summary = {k: v for k, v in report.items() if k != "examples"}
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_train_at2(args: argparse.Namespace) -> int:
     import shlex
     import time
@@ -226,6 +277,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
+    p = sub.add_parser("prune-eval", help="HotpotQA context pruning: answer, attribute, keep top-k, answer again")
+    p.add_argument("--data", required=True, help="HotpotQA-format JSON file")
+    p.add_argument("--n", type=int, default=200, help="first N examples")
+    p.add_argument("--offset", type=int, default=0, help="skip this many examples first")
+    p.add_argument(
+        "--methods",
+        default="at2,loo,hierarchical,proxy,attention,similarity,random",
+        help="comma-separated rankers: attribution methods, 'random' and 'similarity' (question vs paragraph)",
+    )
+    p.add_argument("--k", default="1,2,3,4,5", help="comma-separated numbers of paragraphs to keep")
+    p.add_argument("--proxy-model", help="proxy model for the proxy ranker (alias, id or path)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="answer length (default: tuned on dev)")
+    p.add_argument("--instruction", default=None, help="instruction after the question (default: tuned on dev)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random ranker and the bootstrap")
+    p.add_argument("--json", metavar="OUT", help="write the report with per-example results to this file")
+    p.add_argument("--markdown", metavar="OUT", help="also write the report as a Markdown table")
+    p.add_argument("--cache", default=".prune-eval-cache", metavar="DIR", help="results cache (resumable runs)")
+    p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_prune_eval)
     p = sub.add_parser("train-at2", help="train AT2 per-head weights for a model (DESIGN.md section 5)")
     p.add_argument("--data", nargs="+", required=True, metavar="FILE",
                    help="HotpotQA-format and/or SQuAD v1.1 JSON files (never hotpotqa/test.json)")

@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..scoring import FullPass, common_prefix
+from ..scoring import DEFAULT_MAX_SPREAD, FullPass
 from ..sources import make_sources
 from .base import AttributionMethod, AttributionTask, MethodOutput, register_method
 
@@ -50,7 +50,6 @@ CONTEXTS = ("full", "kept")
 DEFAULT_KEEP_MASS = 0.75  # used when neither keep nor keep_mass is given (chosen on dev data, see above)
 
 
-DEFAULT_MAX_SPREAD = 32  # tokens of recomputation a batch may add per row (see grouped_ablations)
 
 
 def grouped_ablations(
@@ -60,36 +59,11 @@ def grouped_ablations(
     batch_size: int | None = None,
     max_spread: int | None = DEFAULT_MAX_SPREAD,
 ) -> list[np.ndarray]:
-    """``task.scorer.ablation_logprobs`` over batches of ablations with close prefixes.
-
-    A batch shares the smallest common prefix of its rows, so every other row recomputes
-    the tokens between its own prefix and that one. Sentences of one passage sit a few
-    tokens apart (batching them is nearly free); passages sit hundreds of tokens apart
-    (batching them recomputes up to a third more tokens, which on a CPU costs more than
-    the batch saves). Batches here hold at most ``batch_size`` rows whose reusable prefix
-    lengths differ by at most ``max_spread`` tokens (None: no limit, the scorer's own
-    batching). Results are exact either way; only the work differs.
-    """
-    bs = batch_size or task.scorer.batch_size
+    """``task.scorer.ablation_logprobs`` with batches of ablations whose reusable prefixes
+    lie within ``max_spread`` tokens of each other (see that method)."""
     if not prompts:
         return []
-    if max_spread is None:
-        return task.scorer.ablation_logprobs(full, prompts, batch_size=bs)
-    prefix = [min(common_prefix(full.prompt_ids, p), len(p) - 1) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: prefix[i])
-    groups: list[list[int]] = []
-    for i in order:
-        g = groups[-1] if groups else None
-        if g is not None and len(g) < bs and prefix[i] - prefix[g[0]] <= max_spread:
-            g.append(i)
-        else:
-            groups.append([i])
-    out: list[np.ndarray | None] = [None] * len(prompts)
-    for g in groups:
-        lps = task.scorer.ablation_logprobs(full, [prompts[i] for i in g], batch_size=len(g))
-        for i, lp in zip(g, lps):
-            out[i] = lp
-    return out  # type: ignore[return-value]
+    return task.scorer.ablation_logprobs(full, prompts, batch_size=batch_size, max_spread=max_spread)
 
 
 def _loo(

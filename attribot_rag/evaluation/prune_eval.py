@@ -1,0 +1,428 @@
+"""The HotpotQA context-pruning experiment (DESIGN.md section 8) as one resumable run.
+
+For every example:
+
+* ``baseline``: the model answers with all paragraphs;
+* ``oracle``: it answers with the gold paragraphs only (titles in ``supporting_facts``),
+  in their original order;
+* for every method and k: the paragraphs are ranked, the top k are kept in their original
+  order, and the model answers again with only those.
+
+Rankers. Attribution methods (``at2``, ``loo``, ``attention``, ``contextcite``, ``proxy``,
+...) attribute the *baseline answer* to the paragraphs (passage level). ``hierarchical``
+runs at sentence level (its passage pass, then sentences of the kept passages); a
+paragraph's score is the sum of its scored sentences, and paragraphs its rule dropped
+rank after the kept ones, by their passage-LOO score. Two rankers use no attribution:
+``random`` (a seeded permutation per example) and ``similarity`` (cosine similarity of
+all-MiniLM-L6-v2 embeddings between the *question* and each paragraph: what a retriever
+or reranker would keep).
+
+Answers are scored with the official HotpotQA exact match and F1. Means come with
+percentile bootstrap 95% intervals; each method's F1 minus the baseline's, random's and
+similarity's (same k) are paired: one set of resampled examples is used for every
+statistic of the run.
+
+Everything expensive (answers, keyed by the exact set of kept paragraphs, and rankings)
+goes to a JSON-lines cache as soon as it is computed, so an interrupted run resumes, and
+kept sets shared by several methods are answered once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..errors import InputError, MethodNotAvailableError
+from ..methods import available_methods
+from ..models import LoadedModel, get_model
+from ..pruning import keep_indices
+from ..scoring import response_from_ids
+from . import qa_metrics
+from .bench import ResultsCache, _data_signature, _jsonable
+from .hotpotqa import HotpotExample, load_hotpotqa
+
+DEFAULT_METHODS = ("at2", "loo", "hierarchical", "proxy", "attention", "similarity", "random")
+DEFAULT_KS = (1, 2, 3, 4, 5)
+RANKERS = ("random", "similarity")  # prune-eval's own rankers (not attribution methods)
+COMPARE_TO = ("baseline", "random", "similarity")
+CACHE_VERSION = 1
+DEFAULT_CACHE_DIR = ".prune-eval-cache"
+
+# Chosen on hotpotqa/dev.json only (BENCHMARKS.md, "prune-eval: choosing the prompt").
+# Without it the default model answers in full sentences, which costs F1.
+PRUNE_INSTRUCTION = (
+    "Answer the question using only the documents above. "
+    "Reply with the answer only: a name, a date, a number, yes or no, or a short phrase."
+)
+PRUNE_MAX_NEW_TOKENS = 24
+N_BOOT = 2000
+
+
+def clean_answer(text: str) -> str:
+    """The answer as scored: its first non-empty line, stripped."""
+    for line in str(text).splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+@dataclass
+class _Setup:
+    attributor: Any
+    cache: ResultsCache
+    base: dict[str, Any]
+    proxy: LoadedModel | None
+    embedder: Any = None
+
+
+def _ranker_seed(seed: int, example_id: str) -> int:
+    return int(hashlib.sha256(f"prune:{seed}:{example_id}".encode()).hexdigest()[:8], 16)
+
+
+def _answer(setup: _Setup, ex: HotpotExample, keep: Sequence[int]) -> dict[str, Any]:
+    """The model's answer with only the paragraphs ``keep`` (indices, original order)."""
+    keep = sorted(int(i) for i in keep)
+    desc = {**setup.base, "example": ex.id, "kind": "answer", "keep": keep}
+    hit = setup.cache.get(desc)
+    if hit is not None:
+        return hit
+    ps = [ex.passages[i] for i in keep]
+    t0 = time.perf_counter()
+    response = setup.attributor.generate(ex.question, ps)
+    seconds = time.perf_counter() - t0
+    text = clean_answer(response.text)
+    return setup.cache.put(
+        desc,
+        {
+            "ids": response.token_ids,
+            "raw": response.text,
+            "answer": text,
+            "seconds": seconds,
+            "em": qa_metrics.exact_match(text, ex.answer),
+            "f1": qa_metrics.f1_score(text, ex.answer),
+        },
+    )
+
+
+def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Scores of the paragraphs (higher = keep first) and the time the ranking took."""
+    desc = {**setup.base, "example": ex.id, "kind": "ranking", "method": method, "seed": seed}
+    if method in PROXY_RANKERS:
+        desc["proxy"] = setup.proxy.name if setup.proxy is not None else None
+    hit = setup.cache.get(desc)
+    if hit is not None:
+        return hit
+    n = len(ex.passages)
+    t0 = time.perf_counter()
+    info: dict[str, Any] = {}
+    if method == "random":
+        rng = np.random.default_rng(_ranker_seed(seed, ex.id))
+        scores = -rng.permutation(n).astype(np.float64)
+    elif method == "similarity":
+        if setup.embedder is None:
+            from ..embeddings import load_embedder
+
+            setup.embedder = load_embedder()
+        texts = [ex.question] + [f"{p.title}\n{p.text}" if p.title else p.text for p in ex.passages]
+        emb = np.asarray(setup.embedder.encode(texts), dtype=np.float64)
+        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+        scores = emb[1:] @ emb[0]
+    else:
+        att = setup.attributor
+        response = baseline["response"]
+        opts: dict[str, Any] = {"proxy": setup.proxy} if method in PROXY_RANKERS else {}
+        if method == "hierarchical":
+            task = att.task(ex.question, ex.passages, response, level="sentence")
+            out = att.run(task, method=method, **opts)
+            scores = _hierarchical_passage_scores(task, out)
+            info["kept_passages"] = _jsonable(out.info.get("kept_passages"))
+        else:
+            task = att.task(ex.question, ex.passages, response, level="passage")
+            out = att.run(task, method=method, **opts)
+            scores = np.asarray(out.scores, dtype=np.float64)
+            if method in ("at2", "attention"):
+                info["from_generation"] = bool((out.info or {}).get("from_generation"))
+        info["forward_tokens"] = int(out.forward_tokens)
+    seconds = time.perf_counter() - t0
+    return setup.cache.put(desc, {"scores": _jsonable(scores), "seconds": seconds, "info": info})
+
+
+PROXY_RANKERS = ("proxy", "proxy-rescore")
+
+
+def _hierarchical_passage_scores(task: Any, out: Any) -> np.ndarray:
+    """Paragraph scores from a sentence-level hierarchical run (see the module doc)."""
+    n = len(task.passages)
+    sent = np.asarray(out.scores, dtype=np.float64)
+    kept = np.zeros(n, dtype=bool)
+    summed = np.zeros(n, dtype=np.float64)
+    pid_index = {p.id: i for i, p in enumerate(task.passages)}
+    for s, v in zip(task.sources, sent):
+        if not np.isnan(v):
+            i = pid_index[s.passage_id]
+            kept[i] = True
+            summed[i] += v
+    passage_scores = np.asarray(out.info.get("passage_scores", np.zeros(n)), dtype=np.float64)
+    # kept paragraphs first (by summed sentence score), then the rest by passage LOO
+    lo = float(np.min(summed[kept])) if kept.any() else 0.0
+    rest = passage_scores - float(np.max(passage_scores)) + lo - 1.0
+    return np.where(kept, summed, rest)
+
+
+def _method_availability(method: str, proxy: LoadedModel | None) -> str | None:
+    """None if the method can run here, else why not."""
+    if method in RANKERS:
+        return None
+    if method not in available_methods():
+        return f"no attribution method named {method!r} in this version (available: {', '.join(available_methods())})"
+    if method in PROXY_RANKERS and proxy is None:
+        return f"{method!r} needs a proxy model: pass --proxy-model NAME"
+    return None
+
+
+def run_prune_eval(
+    data: str,
+    n: int = 200,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    ks: Sequence[int] = DEFAULT_KS,
+    model: str | LoadedModel = "smollm2-135m",
+    *,
+    proxy_model: str | LoadedModel | None = None,
+    instruction: str = PRUNE_INSTRUCTION,
+    max_new_tokens: int = PRUNE_MAX_NEW_TOKENS,
+    seed: int = 0,
+    offset: int = 0,
+    n_boot: int = N_BOOT,
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
+    progress: bool = True,
+    markdown: str | Path | None = None,
+    command: str | None = None,
+    oracle: bool = True,
+) -> dict[str, Any]:
+    """Run (or resume) the pruning experiment; returns the report (see the module doc)."""
+    from ..attributor import Attributor
+
+    methods = list(dict.fromkeys(m.strip() for m in methods if m and m.strip()))
+    ks = sorted(dict.fromkeys(int(k) for k in ks))
+    if not ks or any(k < 1 for k in ks):
+        raise InputError(f"--k needs positive integers, got {ks}")
+    if max_new_tokens < 1:
+        raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if offset < 0:
+        raise InputError(f"offset must be >= 0, got {offset}")
+    examples = load_hotpotqa(data, n + offset)[offset:]
+    if not examples:
+        raise InputError(f"no examples left after skipping the first {offset}")
+
+    target = get_model(model) if isinstance(model, str) else model
+    proxy = None
+    if proxy_model is not None and any(m in PROXY_RANKERS for m in methods):
+        proxy = get_model(proxy_model) if isinstance(proxy_model, str) else proxy_model
+    unavailable = {m: why for m in methods if (why := _method_availability(m, proxy)) is not None}
+    runnable = [m for m in methods if m not in unavailable]
+
+    attributor = Attributor(target, instruction=instruction, max_new_tokens=max_new_tokens)
+    base = {
+        "v": CACHE_VERSION,
+        "data": _data_signature(data),
+        "model": attributor.model_name,
+        "instruction": instruction,
+        "system_prompt": attributor.layout.system_prompt,
+        "max_new_tokens": max_new_tokens,
+    }
+    setup = _Setup(attributor, ResultsCache(cache_dir), base, proxy)
+
+    per_example: list[dict[str, Any]] = []
+    steps = len(examples) * (2 + len(runnable))
+    bar = tqdm(total=steps, desc="prune-eval", unit="step", disable=not progress)
+    for ex in examples:
+        short = ex.id[:8]
+        n_par = len(ex.passages)
+        gold = [i for i, p in enumerate(ex.passages) if p.title in ex.gold_titles]
+        rec: dict[str, Any] = {"id": ex.id, "question": ex.question, "gold_answer": ex.answer, "gold": gold}
+
+        bar.set_postfix_str(f"{short} baseline")
+        base_ans = _answer(setup, ex, range(n_par))
+        baseline = {**base_ans, "response": response_from_ids(target.tokenizer, base_ans["ids"])}
+        rec["baseline"] = {k: base_ans[k] for k in ("answer", "em", "f1", "seconds")}
+        bar.update(1)
+
+        bar.set_postfix_str(f"{short} oracle")
+        if oracle and gold:
+            o = _answer(setup, ex, gold)
+            rec["oracle"] = {k: o[k] for k in ("answer", "em", "f1", "seconds")}
+        else:
+            rec["oracle"] = None
+        bar.update(1)
+
+        rec["methods"] = {}
+        for m in runnable:
+            bar.set_postfix_str(f"{short} {m}")
+            try:
+                rk = _ranking(setup, ex, m, baseline, seed)
+            except MethodNotAvailableError as exc:
+                unavailable[m] = str(exc)
+                runnable = [x for x in runnable if x != m]
+                bar.update(1)
+                continue
+            scores = [np.nan if v is None else float(v) for v in rk["scores"]]
+            mres: dict[str, Any] = {"scores": rk["scores"], "seconds": rk["seconds"], "k": {}}
+            for k in ks:
+                keep = keep_indices(scores, k=min(k, n_par))
+                a = _answer(setup, ex, keep)
+                mres["k"][str(k)] = {
+                    "keep": keep,
+                    "answer": a["answer"],
+                    "em": a["em"],
+                    "f1": a["f1"],
+                    "seconds": a["seconds"],
+                    "gold_recall": (len(set(keep) & set(gold)) / len(gold)) if gold else None,
+                }
+            rec["methods"][m] = mres
+            bar.update(1)
+        per_example.append(rec)
+    bar.close()
+    # a method that became unavailable part-way is dropped from every example
+    for rec in per_example:
+        for m in list(rec["methods"]):
+            if m in unavailable:
+                del rec["methods"][m]
+
+    report = summarize(per_example, methods, ks, unavailable, n_boot=n_boot, seed=seed)
+    report.update(
+        {
+            "model": attributor.model_name,
+            "proxy_model": proxy.name if proxy is not None else None,
+            "data": str(data),
+            "offset": offset,
+            "options": {
+                "instruction": instruction,
+                "max_new_tokens": max_new_tokens,
+                "seed": seed,
+                "n_boot": n_boot,
+                "ks": ks,
+            },
+            "examples": per_example,
+        }
+    )
+    if markdown:
+        Path(markdown).write_text(markdown_table(report, command=command), encoding="utf-8")
+    return report
+
+
+def summarize(
+    per_example: list[dict[str, Any]],
+    methods: Sequence[str],
+    ks: Sequence[int],
+    unavailable: dict[str, str] | None = None,
+    *,
+    n_boot: int = N_BOOT,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Means, bootstrap intervals and paired differences from per-example records."""
+    unavailable = dict(unavailable or {})
+    n = len(per_example)
+    if n == 0:
+        raise InputError("no examples to summarize")
+    idx = qa_metrics.bootstrap_indices(n, n_boot, seed)
+
+    def stat(values: Sequence[float]) -> dict[str, Any]:
+        return qa_metrics.mean_ci(values, idx)
+
+    base_f1 = np.array([r["baseline"]["f1"] for r in per_example])
+    report: dict[str, Any] = {
+        "n": n,
+        "baseline": {
+            "f1": stat(base_f1),
+            "em": stat([r["baseline"]["em"] for r in per_example]),
+            "seconds_per_example": float(np.mean([r["baseline"]["seconds"] for r in per_example])),
+        },
+    }
+    with_oracle = [r for r in per_example if r.get("oracle")]
+    if with_oracle:
+        o_idx = qa_metrics.bootstrap_indices(len(with_oracle), n_boot, seed)
+        report["oracle"] = {
+            "f1": qa_metrics.mean_ci([r["oracle"]["f1"] for r in with_oracle], o_idx),
+            "em": qa_metrics.mean_ci([r["oracle"]["em"] for r in with_oracle], o_idx),
+            "n": len(with_oracle),
+            "seconds_per_example": float(np.mean([r["oracle"]["seconds"] for r in with_oracle])),
+        }
+    else:
+        report["oracle"] = None
+
+    def column(m: str, k: int, key: str) -> np.ndarray | None:
+        if m not in per_example[0]["methods"]:
+            return None
+        return np.array([r["methods"][m]["k"][str(k)][key] for r in per_example], dtype=np.float64)
+
+    out: dict[str, Any] = {}
+    for m in methods:
+        if m in unavailable or m not in per_example[0]["methods"]:
+            out[m] = {"unavailable": unavailable.get(m, "not run")}
+            continue
+        secs = float(np.mean([r["methods"][m]["seconds"] for r in per_example]))
+        out[m] = {}
+        for k in ks:
+            f1 = column(m, k, "f1")
+            entry: dict[str, Any] = {"f1": stat(f1), "em": stat(column(m, k, "em"))}
+            refs = {"baseline": base_f1, "random": column("random", k, "f1"), "similarity": column("similarity", k, "f1")}
+            for name in COMPARE_TO:
+                ref = refs[name]
+                entry[f"f1_minus_{name}"] = None if ref is None or (name == m) else stat(f1 - ref)
+            recalls = [r["methods"][m]["k"][str(k)]["gold_recall"] for r in per_example]
+            recalls = [x for x in recalls if x is not None]
+            entry["gold_recall"] = float(np.mean(recalls)) if recalls else None
+            entry["seconds_per_example"] = secs
+            entry["answer_seconds_per_example"] = float(
+                np.mean([r["methods"][m]["k"][str(k)]["seconds"] for r in per_example])
+            )
+            out[m][str(k)] = entry
+    report["methods"] = out
+    return report
+
+
+# ------------------------------------------------------------------ markdown
+def _f(x: Any, d: int = 3) -> str:
+    return "-" if x is None else f"{x:.{d}f}"
+
+
+def _ms(s: dict[str, Any] | None, d: int = 3) -> str:
+    if not s or s.get("mean") is None:
+        return "-"
+    lo, hi = s["ci95"]
+    return f"{s['mean']:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
+
+
+def markdown_table(report: dict[str, Any], command: str | None = None) -> str:
+    lines = []
+    if command:
+        lines += ["```", command, "```", ""]
+    lines.append(f"n = {report['n']} examples, model `{report['model']}`.")
+    lines.append("")
+    lines.append("| ranking | k | F1 [95% CI] | EM | F1 - baseline | F1 - random | F1 - similarity | gold recall | ranking s/ex |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    b = report["baseline"]
+    lines.append(f"| baseline (all paragraphs) | all | {_ms(b['f1'])} | {_f(b['em']['mean'])} | | | | | |")
+    o = report.get("oracle")
+    if o:
+        lines.append(f"| oracle (gold paragraphs) | 2 | {_ms(o['f1'])} | {_f(o['em']['mean'])} | | | | 1.000 | |")
+    for m, per_k in report["methods"].items():
+        if "unavailable" in per_k:
+            lines.append(f"| {m} | - | unavailable: {per_k['unavailable']} | | | | | | |")
+            continue
+        for k, e in per_k.items():
+            lines.append(
+                f"| {m} | {k} | {_ms(e['f1'])} | {_f(e['em']['mean'])} | {_ms(e['f1_minus_baseline'])} | "
+                f"{_ms(e['f1_minus_random'])} | {_ms(e['f1_minus_similarity'])} | {_f(e['gold_recall'])} | "
+                f"{_f(e['seconds_per_example'], 2)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["DEFAULT_KS", "DEFAULT_METHODS", "PRUNE_INSTRUCTION", "clean_answer", "markdown_table", "run_prune_eval", "summarize"]
