@@ -226,7 +226,11 @@ def run_bench(
         raise InputError("give --keep or --keep-mass, not both")
     if lds_masks < MIN_LDS_MASKS:
         raise InputError(f"LDS needs at least {MIN_LDS_MASKS} masks, got {lds_masks}")
-    needs_proxy = [s.label for s in specs if s.name in PROXY_METHODS]
+    def uses_proxy(spec: MethodSpec) -> bool:
+        # proxy-rescore with another first stage (e.g. first_stage=at2) needs no proxy model
+        return spec.name in PROXY_METHODS and dict(spec.options).get("first_stage", "proxy") == "proxy"
+
+    needs_proxy = [s.label for s in specs if uses_proxy(s)]
     if needs_proxy and proxy_model is None:
         raise InputError(f"method(s) {', '.join(needs_proxy)} need a proxy model: pass --proxy-model NAME")
 
@@ -260,7 +264,7 @@ def run_bench(
                 opts["keep"] = keep
             if keep_mass is not None:
                 opts["keep_mass"] = keep_mass
-        if spec.name in PROXY_METHODS:
+        if uses_proxy(spec):
             opts["proxy"] = proxy
         if spec.name == "proxy-rescore" and rescore is not None:
             opts["rescore"] = rescore
@@ -309,7 +313,7 @@ def run_bench(
             extra = int(info.get("proxy_forward_tokens", 0) or 0)
             keep_info = {
                 k: info[k]
-                for k in ("kept_passages", "rescored", "first_stage_scores", "scored_sources", "proxy_model")
+                for k in ("kept_passages", "rescored", "first_stage_scores", "scored_sources", "proxy_model", "from_generation")
                 if k in info
             }
             return cache.put(
