@@ -350,3 +350,22 @@ def test_at2_with_shipped_weights_on_default_model(attributor, handbook_passages
     res = attributor.attribute(TRAVEL_QUESTION, handbook_passages, ANSWER, method="at2")
     assert res.method == "at2" and np.all(np.isfinite(res.scores))
     assert int(np.argmax(res.scores)) == 1  # the travel passage
+
+
+def test_remembered_capture_does_not_keep_the_model_alive(lm):
+    import gc
+    import weakref
+
+    from attribot_rag.at2.capture import _RECENT, find_capture
+    from attribot_rag.scoring import Scorer
+
+    tiny = _tiny_lm(lm)
+    prompt = lm.tokenizer("Documents: the sky is blue. Question: what colour is the sky?")["input_ids"]
+    resp = Scorer(tiny).generate(prompt, max_new_tokens=4)
+    assert find_capture(resp, tiny.model, prompt) is not None
+    alive = weakref.ref(tiny.model)
+    del tiny, resp
+    gc.collect()
+    assert alive() is None, "a remembered AT2 capture kept the model in memory"
+    # the stale entry can no longer match anything
+    assert all(cap.model is None for cap in _RECENT.values() if cap.model_ref is alive)

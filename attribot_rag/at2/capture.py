@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+import weakref
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -33,7 +34,8 @@ MAX_CAPTURE_BYTES = 512 * 1024 * 1024
 
 @dataclass
 class GenerationCapture:
-    model: Any
+    # A weak reference: a remembered capture must not keep a model alive.
+    model_ref: Any
     hidden: list[list[torch.Tensor]] = field(default_factory=list)  # [layer][call] -> [1, 1, d]
     cos: list[list[torch.Tensor]] = field(default_factory=list)
     sin: list[list[torch.Tensor]] = field(default_factory=list)
@@ -41,6 +43,10 @@ class GenerationCapture:
     prompt_ids: list[int] = field(default_factory=list)
     response_ids: list[int] = field(default_factory=list)
     valid: bool = True
+
+    @property
+    def model(self) -> Any:
+        return self.model_ref()
 
     def finish(self, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> "GenerationCapture | None":
         """Check the capture is complete for this prompt and answer; None if not usable."""
@@ -71,7 +77,8 @@ class GenerationCapture:
 
     def matches(self, model: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> bool:
         return (
-            model is self.model
+            self.model is not None
+            and model is self.model
             and list(prompt_ids) == self.prompt_ids
             and list(response_ids) == self.response_ids
         )
@@ -113,7 +120,7 @@ def capture_generation(model: Any) -> Iterator[GenerationCapture | None]:
         yield None
         return
     layers = list(_base(model).layers)
-    cap = GenerationCapture(model=model)
+    cap = GenerationCapture(model_ref=weakref.ref(model))
     cap.hidden = [[] for _ in layers]
     cap.cos = [[] for _ in layers]
     cap.sin = [[] for _ in layers]
