@@ -16,7 +16,7 @@ from .errors import (
 from .layout import PromptLayout
 from .methods import AttributionMethod, AttributionTask, MethodOutput, available_methods, register_method
 from .models import ALIASES, DEFAULT_MODEL, LoadedModel, get_model, load_model, model_lock
-from .pruning import PassageScore, PruneResult, prune
+from .pruning import PassageScore, PruneResult, filter_passages, prune
 from .result import Attribution, ScoredSource
 from .scoring import Response
 from .sources import Passage, Source, make_sources, split_sentences
@@ -55,6 +55,7 @@ __all__ = [
     "load_model",
     "model_lock",
     "make_sources",
+    "filter_passages",
     "prune",
     "register_method",
     "split_sentences",

@@ -249,4 +249,35 @@ def _ranks(scores: Sequence[float | None]) -> list[int | None]:
     return ranks
 
 
-__all__ = ["DEFAULT_K", "PassageScore", "PruneResult", "keep_indices", "prune"]
+def filter_passages(
+    attributor: "Attributor",
+    question: str,
+    passages: Sequence[Passage],
+    *,
+    top_n: int | None = None,
+    keep_mass: float | None = None,
+    method: str | AttributionMethod | None = "loo",
+    max_new_tokens: int | None = None,
+) -> tuple[PruneResult, list[tuple[PassageScore, bool]]]:
+    """What a retrieval filter (the LlamaIndex postprocessor, the LangChain compressor)
+    needs: draft, attribute and select without a second answer, holding the model's lock.
+
+    Neither ``top_n`` nor ``keep_mass``: every passage is kept, ranked. Returns the
+    :class:`PruneResult` and, per input passage in order, its score and whether it is kept.
+    """
+    with attributor.lock:
+        result = prune(
+            attributor,
+            question,
+            passages,
+            k=top_n if (top_n or keep_mass) else len(passages),
+            keep_mass=keep_mass,
+            method=method,
+            second_pass=False,
+            max_new_tokens=max_new_tokens,
+        )
+    kept = set(result.kept_indices)
+    return result, [(ps, ps.index in kept) for ps in result.scores]
+
+
+__all__ = ["DEFAULT_K", "PassageScore", "PruneResult", "filter_passages", "keep_indices", "prune"]

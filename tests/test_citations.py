@@ -13,34 +13,14 @@ import math  # noqa: E402
 
 import pytest  # noqa: E402
 
-from attribot_rag import Attributor, CitedAnswer, InputError, Passage, cite  # noqa: E402
+from attribot_rag import Attributor, CitedAnswer, InputError, cite  # noqa: E402
 from attribot_rag.citations import insert_markers, select_citations  # noqa: E402
 from attribot_rag.models import get_model  # noqa: E402
 
-QUESTION = "What is the nightly hotel limit for international business travel?"
-SUPPORTED = "The nightly hotel limit for international business travel is $260 per night."
-FILLER = "Thank you for asking, I hope you have a lovely day."
+from travel_fixture import ANSWER as SUPPORTED  # noqa: E402
+from travel_fixture import PASSAGES, QUESTION  # noqa: E402
 
-PASSAGES = [
-    Passage(
-        id="vacation",
-        title="Vacation days",
-        text="Full-time employees receive 22 paid vacation days per calendar year. "
-        "Up to 5 unused days may be carried over, but they expire on March 31.",
-    ),
-    Passage(
-        id="travel",
-        title="International travel expenses",
-        text="For international business travel, the hotel limit is $260 per night. "
-        "The meal allowance is $95 per day.",
-    ),
-    Passage(
-        id="lisbon",
-        title="Lisbon office",
-        text="The Lisbon office is located at Rua das Gaivotas 42. "
-        "It is open from 08:00 to 20:00 on weekdays.",
-    ),
-]
+FILLER = "Thank you for asking, I hope you have a lovely day."
 
 
 @pytest.fixture(scope="module")

@@ -8,33 +8,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from attribot_rag import Attributor, InputError, Passage, PruneResult, prune  # noqa: E402
+from attribot_rag import Attributor, InputError, PruneResult, prune  # noqa: E402
 from attribot_rag.models import get_model  # noqa: E402
 from attribot_rag.pruning import keep_indices  # noqa: E402
 
-QUESTION = "What is the nightly hotel limit for international business travel?"
-DRAFT = "The nightly hotel limit for international business travel is $260 per night."
-
-PASSAGES = [
-    Passage(
-        id="vacation",
-        title="Vacation days",
-        text="Full-time employees receive 22 paid vacation days per calendar year. "
-        "Up to 5 unused days may be carried over, but they expire on March 31.",
-    ),
-    Passage(
-        id="travel",
-        title="International travel expenses",
-        text="For international business travel, the hotel limit is $260 per night. "
-        "The meal allowance is $95 per day.",
-    ),
-    Passage(
-        id="lisbon",
-        title="Lisbon office",
-        text="The Lisbon office is located at Rua das Gaivotas 42. "
-        "It is open from 08:00 to 20:00 on weekdays.",
-    ),
-]
+from travel_fixture import ANSWER as DRAFT  # noqa: E402
+from travel_fixture import PASSAGES, QUESTION  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +109,18 @@ def test_keep_indices_validation():
         keep_indices([1.0], k=True)
     with pytest.raises(InputError):
         keep_indices([1.0], keep_mass=0)
+
+
+def test_filter_passages_selects_without_a_second_answer(attributor):
+    from attribot_rag import filter_passages
+
+    before = [p.text for p in PASSAGES]
+    result, selection = filter_passages(attributor, QUESTION, PASSAGES, top_n=1, method="loo")
+    assert result.answer is None  # no second pass: the framework writes the answer
+    assert [ps.index for ps, _ in selection] == [0, 1, 2]  # input order
+    assert sum(keep for _, keep in selection) == 1
+    assert [ps.rank for ps, _ in selection if _] == [1]
+    _, sel_all = filter_passages(attributor, QUESTION, PASSAGES)
+    assert all(keep for _, keep in sel_all)  # neither top_n nor keep_mass: keep all, ranked
+    assert sorted(ps.rank for ps, _ in sel_all) == [1, 2, 3]
+    assert [p.text for p in PASSAGES] == before

@@ -12,7 +12,8 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, PruneResult, prune
+from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, PruneResult
+from attribot_rag.pruning import filter_passages
 
 from ._common import copy_document, documents_to_passages, model_label, resolve_attributor
 
@@ -97,32 +98,29 @@ class AttribotCompressor(BaseDocumentCompressor):
         if not passages:
             return [copy_document(d, {}) for d in documents]
         try:
-            attributor = self.attributor
-            with attributor.lock:
-                result = prune(
-                    attributor,
-                    query,
-                    passages,
-                    k=self.top_n if (self.top_n or self.keep_mass) else len(passages),
-                    keep_mass=self.keep_mass,
-                    method=self.method,
-                    second_pass=False,
-                    max_new_tokens=self.max_new_tokens,
-                )
-                self._last_result = result
+            result, selection = filter_passages(
+                self.attributor,
+                query,
+                passages,
+                top_n=self.top_n,
+                keep_mass=self.keep_mass,
+                method=self.method,
+                max_new_tokens=self.max_new_tokens,
+            )
+            self._last_result = result
         except AttribotError as exc:
             if not self.fail_open:
                 raise
             logger.warning("attribution failed, documents passed through unchanged: %s", exc)
             return [copy_document(d, {}) for d in documents]
-        by_position = {positions[p.index]: p for p in result.kept + result.dropped}
-        kept = {positions[i] for i in result.kept_indices}
+        by_position = {positions[ps.index]: (ps, keep) for ps, keep in selection}
         out = []
         for i, doc in enumerate(documents):
-            ps = by_position.get(i)
-            if ps is None:  # no text: kept, unscored
+            if i not in by_position:  # no text: kept, unscored
                 out.append(copy_document(doc, {}))
-            elif i in kept:
+                continue
+            ps, keep = by_position[i]
+            if keep:
                 out.append(copy_document(doc, {self.score_key: ps.score, self.rank_key: ps.rank}))
         return out
 

@@ -33,8 +33,9 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayloa
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, CitedAnswer, Passage, cite, prune
+from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, CitedAnswer, Passage, cite
 from attribot_rag import get_model
+from attribot_rag.pruning import filter_passages
 
 logger = logging.getLogger(__name__)
 
@@ -241,32 +242,29 @@ class AttribotPostprocessor(BaseNodePostprocessor):
             },
         ) as event:
             try:
-                attributor = self.attributor
-                with attributor.lock:
-                    result = prune(
-                        attributor,
-                        query_bundle.query_str,
-                        passages,
-                        k=self.top_n if (self.top_n or self.keep_mass) else len(passages),
-                        keep_mass=self.keep_mass,
-                        method=self.method,
-                        second_pass=False,
-                        max_new_tokens=self.max_new_tokens,
-                    )
-                    self._last_result = result
+                result, selection = filter_passages(
+                    self.attributor,
+                    query_bundle.query_str,
+                    passages,
+                    top_n=self.top_n,
+                    keep_mass=self.keep_mass,
+                    method=self.method,
+                    max_new_tokens=self.max_new_tokens,
+                )
+                self._last_result = result
             except AttribotError as exc:
                 if not self.fail_open:
                     raise
                 logger.warning("attribution failed, nodes passed through unchanged: %s", exc)
                 return [_copy_with(n, {}) for n in nodes]
-            by_position = {positions[ps.index]: ps for ps in result.kept + result.dropped}
-            kept_positions = {positions[i] for i in result.kept_indices}
+            by_position = {positions[ps.index]: (ps, keep) for ps, keep in selection}
             out: List[NodeWithScore] = []
             for i, nws in enumerate(nodes):
-                ps = by_position.get(i)
-                if ps is None:  # a node without text: kept, not scored
+                if i not in by_position:  # a node without text: kept, not scored
                     out.append(_copy_with(nws, {}))
-                elif i in kept_positions:
+                    continue
+                ps, keep = by_position[i]
+                if keep:
                     out.append(_copy_with(nws, {self.score_key: ps.score, self.rank_key: ps.rank}))
             event.on_end(payload={EventPayload.NODES: out})
         return out
