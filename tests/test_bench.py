@@ -106,10 +106,29 @@ def test_report_keys(first_run):
 def test_markdown_table(first_run):
     report, _, md = first_run
     text = md.read_text()
-    assert "| method |" in text and "mAP vs exact" in text
+    assert "| method |" in text and "mAP vs exact" in text and "time / generation" in text
     for name in METHODS:
         assert f"`{name}`" in text
     assert text == bench.markdown_table(report)
+
+
+def test_proxy_rescore_with_at2_first_stage_needs_no_proxy_model(first_run, data_file):
+    _, cache, _ = first_run
+    label = "proxy-rescore:first_stage=at2:rescore=2"
+    report = run_bench(
+        str(data_file),
+        n=2,
+        level="sentence",
+        methods=[label],
+        model=get_model("smollm2-135m"),
+        max_new_tokens=6,
+        cache_dir=cache,
+        progress=False,
+    )
+    m = report["methods"][label]
+    assert report["proxy_model"] is None
+    assert m["tokens_per_example"] > 0  # the two rescored sources ran on the target
+    assert 0.0 <= m["map_vs_exact"] <= 1.0
 
 
 def test_resume_from_cache(first_run, data_file, monkeypatch):
