@@ -133,7 +133,7 @@ def report(lm, data_file, tmp_path_factory):
     rep = run_prune_eval(
         data_file,
         n=2,
-        methods=["at2", "loo", "random", "similarity", "proxy", "no-such-method"],
+        methods=["at2", "loo", "hierarchical", "random", "similarity", "proxy", "no-such-method"],
         ks=KS,
         model=lm,
         cache_dir=cache,
@@ -149,7 +149,7 @@ def test_report_has_the_documented_shape(report):
     for part in ("baseline", "oracle"):
         for metric in ("f1", "em"):
             assert set(rep[part][metric]) == {"mean", "ci95"}
-    for m in ("at2", "loo", "random", "similarity"):
+    for m in ("at2", "loo", "hierarchical", "random", "similarity"):
         assert set(rep["methods"][m]) == {str(k) for k in KS}
         for k in KS:
             e = rep["methods"][m][str(k)]
@@ -205,7 +205,7 @@ def test_rerun_resumes_from_the_cache_without_the_model(report, lm, data_file, m
     again = run_prune_eval(
         data_file,
         n=2,
-        methods=["at2", "loo", "random", "similarity", "proxy", "no-such-method"],
+        methods=["at2", "loo", "hierarchical", "random", "similarity", "proxy", "no-such-method"],
         ks=KS,
         model=lm,
         cache_dir=cache,
