@@ -96,3 +96,20 @@ def test_passage_level_task_is_passage_loo(attributor):
     task = attributor.task(QUESTION, PASSAGES, ANSWER, level="passage")
     res = attributor.run(task, method="hierarchical", keep=1)
     np.testing.assert_allclose(res.scores, ref, atol=2e-4, rtol=0)
+
+
+def test_passage_method_ranks_passages_then_exact_sentence_loo(attributor, exact):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="hierarchical", passage_method="attention", keep=1)
+    ptask = attributor.task(QUESTION, PASSAGES, ANSWER, level="passage")
+    att_scores = attributor.run(ptask, method="attention").scores
+    best = int(np.argmax(att_scores))
+    assert res.info["passage_method"] == "attention"
+    assert res.info["kept_passage_indices"] == [best]
+    got = np.array(res.scores, dtype=float)
+    in_best = np.array([s.passage_index == best for s in task.sources])
+    # sentences of the kept passage carry their exact LOO scores; the rest are not scored
+    np.testing.assert_allclose(got[in_best], np.array(exact, dtype=float)[in_best], atol=2e-4, rtol=0)
+    assert np.isnan(got[~in_best]).all()
+    # the default passage pass is exact passage LOO
+    assert Hierarchical(passage_method="loo").passage_method is None

@@ -32,7 +32,12 @@ LOO's tokens (4.3x fewer); ``keep=2`` gave 0.79 at 4.6x, ``keep=3`` 0.81 at 3.8x
 answer leans on one, more when the passage scores are flat.
 
 If the task is at passage level there is nothing below passages: the method is then
-plain passage LOO.
+plain passage LOO (or the ``passage_method``'s passage scores).
+
+``passage_method`` (default: exact passage LOO) lets another method rank the passages,
+e.g. ``"at2"``, which costs almost nothing after the model generated the answer; the
+sentence pass is exact LOO either way. Not the default: it has not been evaluated on
+held-out data yet (BENCHMARKS.md has one exploratory row).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import numpy as np
 from ..errors import InputError
 from ..scoring import DEFAULT_MAX_SPREAD, FullPass
 from ..sources import make_sources
-from .base import AttributionMethod, AttributionTask, MethodOutput, register_method
+from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
 
 CONTEXTS = ("full", "kept")
 DEFAULT_KEEP_MASS = 0.75  # used when neither keep nor keep_mass is given (chosen on dev data, see above)
@@ -120,6 +125,7 @@ class Hierarchical(AttributionMethod):
         sentence_context: str = "full",
         batch_size: int | None = None,
         max_spread: int | None = DEFAULT_MAX_SPREAD,
+        passage_method: str | AttributionMethod | None = None,
     ) -> None:
         if keep is not None and keep_mass is not None:
             raise InputError("hierarchical: give keep (top-K passages) or keep_mass, not both")
@@ -138,21 +144,37 @@ class Hierarchical(AttributionMethod):
         self.sentence_context = sentence_context
         self.batch_size = batch_size
         self.max_spread = max_spread
+        # None / "loo": exact passage LOO (the AttriBoT recipe). Any other method (e.g.
+        # "at2", nearly free after generation) ranks the passages instead; the sentence
+        # pass is exact LOO either way.
+        if passage_method is None or passage_method == "loo":
+            self.passage_method = None
+        elif isinstance(passage_method, AttributionMethod):
+            self.passage_method = passage_method
+        else:
+            self.passage_method = create_method(str(passage_method))
 
     def __repr__(self) -> str:
         rule = f"keep={self.keep}" if self.keep is not None else f"keep_mass={self.keep_mass}"
-        return f"Hierarchical({rule}, sentence_context={self.sentence_context!r})"
+        first = f", passage_method={self.passage_method.name!r}" if self.passage_method is not None else ""
+        return f"Hierarchical({rule}, sentence_context={self.sentence_context!r}{first})"
+
+    def _passage_scores(self, ptask: AttributionTask) -> tuple[np.ndarray, float | None]:
+        if self.passage_method is None:
+            return _loo(ptask, [s.index for s in ptask.sources], self.batch_size, self.max_spread)
+        out = self.passage_method.score(ptask)
+        return np.asarray(out.scores, dtype=np.float64), None
 
     def score(self, task: AttributionTask) -> MethodOutput:
         # 1. passage pass on the same full prompt
         ptask = task.with_sources(make_sources(task.passages, "passage"))
         if task.level == "passage":
-            scores, full_ll = _loo(ptask, [s.index for s in ptask.sources], self.batch_size, self.max_spread)
+            scores, full_ll = self._passage_scores(ptask)
             return MethodOutput(scores, {"full_ll": full_ll, "kept_passages": [p.id for p in task.passages]})
         if ptask.prompt.input_ids == task.prompt.input_ids:
             # Same text, same tokens: share the full pass (and its KV cache).
             ptask.cache["full_pass"] = task.full_pass()
-        passage_scores, full_ll = _loo(ptask, [s.index for s in ptask.sources], self.batch_size, self.max_spread)
+        passage_scores, full_ll = self._passage_scores(ptask)
 
         # 2. keep rule
         kept = select_passages(passage_scores, self.keep, self.keep_mass)
@@ -167,11 +189,14 @@ class Hierarchical(AttributionMethod):
             "kept_passages": [task.passages[i].id for i in kept],
             "kept_passage_indices": kept,
             "sentence_context": self.sentence_context,
+            "passage_method": self.passage_method.name if self.passage_method is not None else "loo",
             "rule": {"keep": self.keep} if self.keep is not None else {"keep_mass": self.keep_mass},
         }
         if self.sentence_context == "full":
-            sent, _ = _loo(task, sentence_idx, self.batch_size, self.max_spread)
+            sent, sent_ll = _loo(task, sentence_idx, self.batch_size, self.max_spread)
             scores[sentence_idx] = sent
+            if full_ll is None:
+                info["full_ll"] = sent_ll
         else:
             kept_passages = [task.passages[i] for i in kept]
             ktask = task.with_sources(make_sources(kept_passages, "sentence"), passages=kept_passages)
