@@ -62,7 +62,7 @@ def grouped_ablations(
     full: FullPass,
     prompts: Sequence[Sequence[int]],
     batch_size: int | None = None,
-    max_spread: int | None = DEFAULT_MAX_SPREAD,
+    max_spread: int | str | None = DEFAULT_MAX_SPREAD,
 ) -> list[np.ndarray]:
     """``task.scorer.ablation_logprobs`` with batches of ablations whose reusable prefixes
     lie within ``max_spread`` tokens of each other (see that method)."""
@@ -72,7 +72,7 @@ def grouped_ablations(
 
 
 def _loo(
-    task: AttributionTask, indices: list[int], batch_size: int | None, max_spread: int | None = DEFAULT_MAX_SPREAD
+    task: AttributionTask, indices: list[int], batch_size: int | None, max_spread: int | str | None = DEFAULT_MAX_SPREAD
 ) -> tuple[np.ndarray, float]:
     """Exact LOO of the listed sources of ``task`` (prefix reuse + batching)."""
     full = task.full_pass()
@@ -124,7 +124,7 @@ class Hierarchical(AttributionMethod):
         keep_mass: float | None = None,
         sentence_context: str = "full",
         batch_size: int | None = None,
-        max_spread: int | None = DEFAULT_MAX_SPREAD,
+        max_spread: int | str | None = DEFAULT_MAX_SPREAD,
         passage_method: str | AttributionMethod | None = None,
     ) -> None:
         if keep is not None and keep_mass is not None:

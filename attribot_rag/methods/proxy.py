@@ -113,7 +113,7 @@ class Proxy(AttributionMethod):
         layout: PromptLayout | None = None,
         use_chat_template: bool | None = None,
         batch_size: int | None = None,
-        max_spread: int | None = DEFAULT_MAX_SPREAD,
+        max_spread: int | str | None = DEFAULT_MAX_SPREAD,
     ) -> None:
         self.proxy = _as_loaded(proxy)
         if layout is not None and layout.tokenizer is not self.proxy.tokenizer:
@@ -152,7 +152,7 @@ class ProxyRescore(AttributionMethod):
         first_stage: str | AttributionMethod | None = None,
         first_stage_options: dict[str, Any] | None = None,
         batch_size: int | None = None,
-        max_spread: int | None = DEFAULT_MAX_SPREAD,
+        max_spread: int | str | None = DEFAULT_MAX_SPREAD,
     ) -> None:
         if not isinstance(rescore, (int, np.integer)) or rescore < 1:
             raise InputError(f"proxy-rescore: rescore must be a positive integer, got {rescore!r}")
