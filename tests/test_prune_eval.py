@@ -161,6 +161,9 @@ def test_report_has_the_documented_shape(report):
     assert "proxy-model" in rep["methods"]["proxy"]["unavailable"]
     assert "no-such-method" in rep["methods"]["no-such-method"]["unavailable"]
     assert len(rep["examples"]) == 2
+    for rec in rep["examples"]:
+        # both attention-based rankings reuse what the baseline's generation captured
+        assert rec["methods"]["at2"]["info"]["from_generation"]
 
 
 def test_per_example_results_are_consistent(report, lm):

@@ -260,17 +260,20 @@ def run_prune_eval(
         bar.update(1)
 
         rec["methods"] = {}
-        for m in runnable:
+        # Every ranking first, then the second answers: AT2 and attention read what the
+        # baseline's generation captured, which later generations would replace.
+        rankings: dict[str, dict[str, Any]] = {}
+        for m in list(runnable):
             bar.set_postfix_str(f"{short} {m}")
             try:
-                rk = _ranking(setup, ex, m, baseline, seed)
+                rankings[m] = _ranking(setup, ex, m, baseline, seed)
             except MethodNotAvailableError as exc:
                 unavailable[m] = str(exc)
                 runnable = [x for x in runnable if x != m]
                 bar.update(1)
-                continue
+        for m, rk in rankings.items():
             scores = [np.nan if v is None else float(v) for v in rk["scores"]]
-            mres: dict[str, Any] = {"scores": rk["scores"], "seconds": rk["seconds"], "k": {}}
+            mres: dict[str, Any] = {"scores": rk["scores"], "seconds": rk["seconds"], "info": rk.get("info", {}), "k": {}}
             for k in ks:
                 keep = keep_indices(scores, k=min(k, n_par))
                 a = _answer(setup, ex, keep)
