@@ -38,6 +38,13 @@ EXAMPLES = [
     },
 ]
 KS = [1, 2, 5]
+RUN = dict(
+    n=2,
+    methods=["at2", "loo", "hierarchical", "random", "similarity", "proxy", "no-such-method"],
+    ks=KS,
+    progress=False,
+    n_boot=200,
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,14 +138,7 @@ def test_hierarchical_paragraph_scores_rank_kept_paragraphs_first():
 def report(lm, data_file, tmp_path_factory):
     cache = tmp_path_factory.mktemp("pe-cache")
     rep = run_prune_eval(
-        data_file,
-        n=2,
-        methods=["at2", "loo", "hierarchical", "random", "similarity", "proxy", "no-such-method"],
-        ks=KS,
-        model=lm,
-        cache_dir=cache,
-        progress=False,
-        n_boot=200,
+        data_file, model=lm, cache_dir=cache, **RUN
     )
     return rep, cache
 
@@ -206,14 +206,7 @@ def test_rerun_resumes_from_the_cache_without_the_model(report, lm, data_file, m
     monkeypatch.setattr(Attributor, "generate", boom)
     monkeypatch.setattr(Attributor, "run", boom)
     again = run_prune_eval(
-        data_file,
-        n=2,
-        methods=["at2", "loo", "hierarchical", "random", "similarity", "proxy", "no-such-method"],
-        ks=KS,
-        model=lm,
-        cache_dir=cache,
-        progress=False,
-        n_boot=200,
+        data_file, model=lm, cache_dir=cache, **RUN
     )
     assert again["methods"] == rep["methods"]
     assert again["baseline"] == rep["baseline"]

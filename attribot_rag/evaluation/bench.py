@@ -55,7 +55,7 @@ from ..methods import available_methods
 from ..models import LoadedModel, get_model
 from ..scoring import response_from_ids
 from . import metrics
-from .hotpotqa import load_hotpotqa
+from .hotpotqa import load_slice
 
 NAIVE = "loo-naive"
 EXACT = "loo"
@@ -234,11 +234,7 @@ def run_bench(
     if needs_proxy and proxy_model is None:
         raise InputError(f"method(s) {', '.join(needs_proxy)} need a proxy model: pass --proxy-model NAME")
 
-    if offset < 0:
-        raise InputError(f"offset must be >= 0, got {offset}")
-    examples = load_hotpotqa(data, n + offset)[offset:]
-    if not examples:
-        raise InputError(f"no examples left after skipping the first {offset}")
+    examples = load_slice(data, n, offset)
     target = get_model(model) if isinstance(model, str) else model
     proxy = None
     if proxy_model is not None and needs_proxy:

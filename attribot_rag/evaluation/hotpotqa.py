@@ -56,3 +56,13 @@ def load_hotpotqa(path: str | Path, n: int | None = None) -> list[HotpotExample]
             raise InputError(f"--n must be at least 1, got {n}")
         data = data[:n]
     return [parse_example(x) for x in data]
+
+
+def load_slice(path: str | Path, n: int, offset: int = 0) -> list[HotpotExample]:
+    """Examples ``offset`` .. ``offset + n - 1`` of a HotpotQA-format file (a benchmark's range)."""
+    if offset < 0:
+        raise InputError(f"offset must be >= 0, got {offset}")
+    examples = load_hotpotqa(path, n + offset)[offset:]
+    if not examples:
+        raise InputError(f"no examples left after skipping the first {offset}")
+    return examples

@@ -45,7 +45,7 @@ from ..pruning import keep_indices
 from ..scoring import response_from_ids
 from . import qa_metrics
 from .bench import ResultsCache, _data_signature, _jsonable
-from .hotpotqa import HotpotExample, load_hotpotqa
+from .hotpotqa import HotpotExample, load_slice
 
 DEFAULT_METHODS = ("at2", "loo", "hierarchical", "proxy", "attention", "similarity", "random")
 DEFAULT_KS = (1, 2, 3, 4, 5)
@@ -212,11 +212,7 @@ def run_prune_eval(
         raise InputError(f"--k needs positive integers, got {ks}")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if offset < 0:
-        raise InputError(f"offset must be >= 0, got {offset}")
-    examples = load_hotpotqa(data, n + offset)[offset:]
-    if not examples:
-        raise InputError(f"no examples left after skipping the first {offset}")
+    examples = load_slice(data, n, offset)
 
     target = get_model(model) if isinstance(model, str) else model
     proxy = None
