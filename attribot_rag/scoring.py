@@ -42,6 +42,8 @@ class Response:
     generated: bool = False
     # What AT2 needs, captured while the model generated this answer (see at2.capture).
     at2_capture: Any = field(default=None, repr=False, compare=False)
+    # The prompt's KV cache, when asked for (Scorer.generate(keep_prompt_kv=True)).
+    prompt_kv: Any = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -94,6 +96,18 @@ class FullPass:
     response_ids: list[int]
     logprobs: np.ndarray
     kv: list[tuple[torch.Tensor, torch.Tensor]] = field(repr=False)
+
+
+@dataclass
+class PromptKV:
+    """A prompt's token ids and its KV cache per layer (to reuse its prefix in generation)."""
+
+    ids: list[int]
+    kv: list[tuple[torch.Tensor, torch.Tensor]] = field(repr=False)
+
+
+# Below this many shared tokens a prefix cache is not worth copying.
+MIN_SHARED_PREFIX = 16
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -262,11 +276,23 @@ class Scorer:
         self,
         prompt_ids: Sequence[int],
         max_new_tokens: int = 128,
+        *,
+        prefix: "PromptKV | None" = None,
+        keep_prompt_kv: bool = False,
         **generate_kwargs: Any,
     ) -> Response:
-        """Greedy answer to a prompt. The end-of-turn token is kept if the model produced it."""
+        """Greedy answer to a prompt. The end-of-turn token is kept if the model produced it.
+
+        ``prefix``: the KV cache of an earlier prompt (``response.prompt_kv`` of an earlier
+        call with ``keep_prompt_kv=True``); the tokens this prompt shares with it at the
+        start are not run again. Such an answer carries no AT2 capture (its prompt was not
+        run in full). ``keep_prompt_kv``: keep this prompt's KV cache on the response.
+        """
+        from transformers import DynamicCache
+
         tok = self.lm.tokenizer
-        ids = torch.tensor([list(prompt_ids)], device=self.lm.device)
+        prompt_ids = [int(t) for t in prompt_ids]
+        ids = torch.tensor([prompt_ids], device=self.lm.device)
         kwargs = dict(
             max_new_tokens=max_new_tokens,
             do_sample=False,
@@ -276,11 +302,32 @@ class Scorer:
         if not kwargs.get("do_sample"):
             for key in ("temperature", "top_p", "top_k"):
                 kwargs.setdefault(key, None)
+        shared = 0
+        if prefix is not None:
+            # at least one prompt token must run to give the first answer token's logits
+            shared = min(common_prefix(prefix.ids, prompt_ids), len(prompt_ids) - 1)
+            if shared < MIN_SHARED_PREFIX:
+                shared = 0
+        if shared or keep_prompt_kv:
+            # A cache without a config keeps every position (no sliding-window trimming).
+            kwargs["past_key_values"] = DynamicCache(
+                ddp_cache_data=[(k[:, :, :shared].clone(), v[:, :, :shared].clone()) for k, v in prefix.kv]
+            ) if shared else DynamicCache()
+            kwargs["return_dict_in_generate"] = True
         from .at2.capture import attach_capture, capture_generation
 
         # AT2 features of this answer come almost free from generation's own pass.
-        with capture_generation(self.model) as capture:
+        with capture_generation(self.model, enabled=not shared) as capture:
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+        prompt_kv = None
+        if kwargs.get("return_dict_in_generate"):
+            if keep_prompt_kv:
+                p = len(prompt_ids)
+                prompt_kv = PromptKV(
+                    prompt_ids,
+                    [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in out.past_key_values.layers],
+                )
+            out = out.sequences
         new = out[0, len(prompt_ids) :].tolist()
         eos = self.model.generation_config.eos_token_id
         eos_ids = set(eos if isinstance(eos, list) else [eos]) if eos is not None else set()
@@ -295,12 +342,14 @@ class Scorer:
         if not response.text.strip():
             raise InputError("the model generated an empty answer; pass an answer or change the prompt")
         attach_capture(response, capture, prompt_ids, new)
+        response.prompt_kv = prompt_kv
         return response
 
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "FullPass",
+    "PromptKV",
     "Response",
     "Scorer",
     "common_prefix",

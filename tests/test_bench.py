@@ -1,6 +1,8 @@
 """bench: the new methods and quality keys, the Markdown table, and resuming from the cache."""
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -131,8 +133,13 @@ def test_proxy_rescore_with_at2_first_stage_needs_no_proxy_model(first_run, data
     assert 0.0 <= m["map_vs_exact"] <= 1.0
 
 
-def test_resume_from_cache(first_run, data_file, monkeypatch):
+def test_resume_from_cache(first_run, data_file, monkeypatch, tmp_path):
     report, cache, _ = first_run
+    # the same data re-extracted elsewhere (new folder, new mtime) still finds its results
+    copied = tmp_path / "elsewhere" / data_file.name
+    copied.parent.mkdir()
+    shutil.copy(data_file, copied)
+    os.utime(copied, (1_000_000_000, 1_000_000_000))
     lines = (cache / "results.jsonl").read_text().splitlines()
     assert lines and all("key" in json.loads(line) for line in lines)
 
@@ -142,7 +149,7 @@ def test_resume_from_cache(first_run, data_file, monkeypatch):
     for name in ("logprobs", "full_pass", "ablation_logprobs", "generate"):
         monkeypatch.setattr(Scorer, name, boom)
     again = run_bench(
-        str(data_file),
+        str(copied),
         n=2,
         level="sentence",
         methods=METHODS,

@@ -111,12 +111,13 @@ class GenerationCapture:
 
 
 @contextmanager
-def capture_generation(model: Any) -> Iterator[GenerationCapture | None]:
+def capture_generation(model: Any, enabled: bool = True) -> Iterator[GenerationCapture | None]:
     """Hooks that record the per-layer query inputs during ``model.generate``.
 
-    Yields None (and records nothing) for model families AT2 does not support.
+    Yields None (and records nothing) for model families AT2 does not support, or when
+    not ``enabled``.
     """
-    if str(getattr(model.config, "model_type", None)) not in ADAPTERS:
+    if not enabled or str(getattr(model.config, "model_type", None)) not in ADAPTERS:
         yield None
         return
     layers = list(_base(model).layers)

@@ -36,6 +36,7 @@ up where it stopped; cached timings are reported as measured when they were comp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -183,9 +184,23 @@ def _scores(values: list[Any]) -> np.ndarray:
 
 
 def _data_signature(path: str) -> dict[str, Any]:
+    """What identifies a data file in cache keys: its name and a hash of its content.
+
+    Not its path or modification time: a copied or re-extracted file (same content, new
+    mtime, another folder) must still find the results computed from it.
+    """
     p = Path(path).resolve()
     st = p.stat()
-    return {"file": str(p), "size": st.st_size, "mtime": int(st.st_mtime)}
+    return {"name": p.name, "sha256": _file_sha256(str(p), st.st_size, st.st_mtime_ns)}
+
+
+@functools.lru_cache(maxsize=16)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _example_seed(seed: int, example_id: str) -> int:

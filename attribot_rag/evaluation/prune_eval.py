@@ -42,7 +42,7 @@ from ..errors import InputError, MethodNotAvailableError
 from ..methods import available_methods
 from ..models import LoadedModel, get_model
 from ..pruning import keep_indices
-from ..scoring import response_from_ids
+from ..scoring import PromptKV, common_prefix, response_from_ids
 from . import qa_metrics
 from .bench import ResultsCache, _data_signature, _jsonable
 from .hotpotqa import HotpotExample, load_slice
@@ -60,6 +60,7 @@ DEFAULT_CACHE_DIR = ".prune-eval-cache"
 PRUNE_INSTRUCTION = "Answer in as few words as possible, using only the documents above."
 PRUNE_MAX_NEW_TOKENS = 24
 N_BOOT = 2000
+MAX_PREFIXES = 3  # prompt KV caches kept per example for prefix reuse (the full prompt's + 2)
 
 
 def clean_answer(text: str) -> str:
@@ -83,8 +84,16 @@ def _ranker_seed(seed: int, example_id: str) -> int:
     return int(hashlib.sha256(f"prune:{seed}:{example_id}".encode()).hexdigest()[:8], 16)
 
 
-def _answer(setup: _Setup, ex: HotpotExample, keep: Sequence[int]) -> dict[str, Any]:
-    """The model's answer with only the paragraphs ``keep`` (indices, original order)."""
+def _answer(
+    setup: _Setup, ex: HotpotExample, keep: Sequence[int], prefixes: list[PromptKV] | None = None
+) -> dict[str, Any]:
+    """The model's answer with only the paragraphs ``keep`` (indices, original order).
+
+    ``prefixes``: KV caches of this example's earlier prompts. The prompt reuses the one it
+    shares the longest start with (kept paragraphs stay in their original order, so pruned
+    prompts often share the system prompt and the first paragraphs with the full one), and
+    its own cache is added to the list.
+    """
     keep = sorted(int(i) for i in keep)
     desc = {**setup.base, "example": ex.id, "kind": "answer", "keep": keep}
     hit = setup.cache.get(desc)
@@ -92,7 +101,15 @@ def _answer(setup: _Setup, ex: HotpotExample, keep: Sequence[int]) -> dict[str, 
         return hit
     ps = [ex.passages[i] for i in keep]
     t0 = time.perf_counter()
-    response = setup.attributor.generate(ex.question, ps)
+    kw: dict[str, Any] = {}
+    if prefixes is not None:
+        prompt_ids = setup.attributor.layout.render(ex.question, ps).input_ids
+        best = max(prefixes, key=lambda p: common_prefix(p.ids, prompt_ids), default=None)
+        kw = {"prefix": best, "keep_prompt_kv": True}
+    response = setup.attributor.generate(ex.question, ps, **kw)
+    if prefixes is not None and response.prompt_kv is not None:
+        prefixes.append(response.prompt_kv)
+        del prefixes[1 : -(MAX_PREFIXES - 1)]  # keep the full prompt's and the latest ones
     seconds = time.perf_counter() - t0
     text = clean_answer(response.text)
     return setup.cache.put(
@@ -242,14 +259,15 @@ def run_prune_eval(
         rec: dict[str, Any] = {"id": ex.id, "question": ex.question, "gold_answer": ex.answer, "gold": gold}
 
         bar.set_postfix_str(f"{short} baseline")
-        base_ans = _answer(setup, ex, range(n_par))
+        prefixes: list[PromptKV] = []
+        base_ans = _answer(setup, ex, range(n_par), prefixes)
         baseline = {**base_ans, "response": response_from_ids(target.tokenizer, base_ans["ids"])}
         rec["baseline"] = {k: base_ans[k] for k in ("answer", "em", "f1", "seconds")}
         bar.update(1)
 
         bar.set_postfix_str(f"{short} oracle")
         if oracle and gold:
-            o = _answer(setup, ex, gold)
+            o = _answer(setup, ex, gold, prefixes)
             rec["oracle"] = {k: o[k] for k in ("answer", "em", "f1", "seconds")}
         else:
             rec["oracle"] = None
@@ -267,12 +285,21 @@ def run_prune_eval(
                 unavailable[m] = str(exc)
                 runnable = [x for x in runnable if x != m]
                 bar.update(1)
+        kept = {
+            (m, k): keep_indices([np.nan if v is None else float(v) for v in rk["scores"]], k=min(k, n_par))
+            for m, rk in rankings.items()
+            for k in ks
+        }
+        # Answer the kept sets in sorted order: neighbours share the longest prompt starts.
+        answers: dict[tuple[int, ...], dict[str, Any]] = {}
+        for keep in sorted({tuple(sorted(v)) for v in kept.values()}):
+            answers[keep] = _answer(setup, ex, keep, prefixes)
+        prefixes.clear()
         for m, rk in rankings.items():
-            scores = [np.nan if v is None else float(v) for v in rk["scores"]]
             mres: dict[str, Any] = {"scores": rk["scores"], "seconds": rk["seconds"], "info": rk.get("info", {}), "k": {}}
             for k in ks:
-                keep = keep_indices(scores, k=min(k, n_par))
-                a = _answer(setup, ex, keep)
+                keep = kept[(m, k)]
+                a = answers[tuple(sorted(keep))]
                 mres["k"][str(k)] = {
                     "keep": keep,
                     "answer": a["answer"],
