@@ -201,6 +201,25 @@ def test_per_token_logprobs_sum_and_prefix_reuse_match(lm, handbook_passages):
     np.testing.assert_allclose(same, lp, atol=1e-4)
 
 
+def test_generation_reusing_a_prompt_prefix_gives_the_same_answer(lm, handbook_passages):
+    layout = PromptLayout(lm.tokenizer)
+    scorer = Scorer(lm)
+    full_prompt = layout.render(TRAVEL_QUESTION, handbook_passages).input_ids
+    pruned = layout.render(TRAVEL_QUESTION, handbook_passages[:2]).input_ids  # shares a long start
+    first = scorer.generate(full_prompt, max_new_tokens=12, keep_prompt_kv=True)
+    assert first.prompt_kv is not None and first.prompt_kv.ids == list(full_prompt)
+    assert first.at2_capture is not None  # a full run still feeds AT2
+    assert common_prefix(full_prompt, pruned) >= 16
+    plain = scorer.generate(pruned, max_new_tokens=12)
+    reused = scorer.generate(pruned, max_new_tokens=12, prefix=first.prompt_kv)
+    assert reused.token_ids == plain.token_ids and reused.text == plain.text
+    assert reused.at2_capture is None  # its prompt was not run in full
+    assert plain.prompt_kv is None  # only kept when asked for
+    # the same prompt again: everything but its last token comes from the cache
+    again = scorer.generate(full_prompt, max_new_tokens=12, prefix=first.prompt_kv)
+    assert again.token_ids == first.token_ids
+
+
 # ----------------------------------------------------------------------------- results
 
 
