@@ -36,8 +36,12 @@ plain passage LOO (or the ``passage_method``'s passage scores).
 
 ``passage_method`` (default: exact passage LOO) lets another method rank the passages,
 e.g. ``"at2"``, which costs almost nothing after the model generated the answer; the
-sentence pass is exact LOO either way. Not the default: it has not been evaluated on
-held-out data yet (BENCHMARKS.md has one exploratory row).
+sentence pass is exact LOO either way. Measured on the first 20 dev examples (sentence
+level, default rule; BENCHMARKS.md): mAP against exact LOO 0.838 instead of 0.715,
+Spearman 0.47 instead of 0.20, at 3.8x faster than naive LOO instead of 4.2x: AT2 finds
+passages whose helpful and harmful sentences cancel under passage LOO. Not the default,
+because the method is defined by its passage-LOO pass and that pass needs no trained
+weights; choose it when faithfulness to exact LOO matters more than the last 10%.
 """
 
 from __future__ import annotations
