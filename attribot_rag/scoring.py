@@ -277,15 +277,15 @@ class Scorer:
         prompt_ids: Sequence[int],
         max_new_tokens: int = 128,
         *,
-        prefix: "PromptKV | None" = None,
+        prefix: "PromptKV | Sequence[PromptKV] | None" = None,
         keep_prompt_kv: bool = False,
         **generate_kwargs: Any,
     ) -> Response:
         """Greedy answer to a prompt. The end-of-turn token is kept if the model produced it.
 
         ``prefix``: the KV cache of an earlier prompt (``response.prompt_kv`` of an earlier
-        call with ``keep_prompt_kv=True``); the tokens this prompt shares with it at the
-        start are not run again. Such an answer carries no AT2 capture (its prompt was not
+        call with ``keep_prompt_kv=True``), or several (the one sharing the longest start
+        is used); the tokens this prompt shares with it at the start are not run again. Such an answer carries no AT2 capture (its prompt was not
         run in full). ``keep_prompt_kv``: keep this prompt's KV cache on the response.
         """
         from transformers import DynamicCache
@@ -303,6 +303,9 @@ class Scorer:
             for key in ("temperature", "top_p", "top_k"):
                 kwargs.setdefault(key, None)
         shared = 0
+        if isinstance(prefix, PromptKV):
+            prefix = [prefix]
+        prefix = max(prefix or [], key=lambda p: common_prefix(p.ids, prompt_ids), default=None)
         if prefix is not None:
             # at least one prompt token must run to give the first answer token's logits
             shared = min(common_prefix(prefix.ids, prompt_ids), len(prompt_ids) - 1)

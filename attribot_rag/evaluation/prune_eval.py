@@ -42,7 +42,7 @@ from ..errors import InputError, MethodNotAvailableError
 from ..methods import available_methods
 from ..models import LoadedModel, get_model
 from ..pruning import keep_indices
-from ..scoring import PromptKV, common_prefix, response_from_ids
+from ..scoring import PromptKV, response_from_ids
 from . import qa_metrics
 from .bench import ResultsCache, _data_signature, _jsonable
 from .hotpotqa import HotpotExample, load_slice
@@ -101,11 +101,7 @@ def _answer(
         return hit
     ps = [ex.passages[i] for i in keep]
     t0 = time.perf_counter()
-    kw: dict[str, Any] = {}
-    if prefixes is not None:
-        prompt_ids = setup.attributor.layout.render(ex.question, ps).input_ids
-        best = max(prefixes, key=lambda p: common_prefix(p.ids, prompt_ids), default=None)
-        kw = {"prefix": best, "keep_prompt_kv": True}
+    kw: dict[str, Any] = {} if prefixes is None else {"prefix": list(prefixes), "keep_prompt_kv": True}
     response = setup.attributor.generate(ex.question, ps, **kw)
     if prefixes is not None and response.prompt_kv is not None:
         prefixes.append(response.prompt_kv)
