@@ -113,3 +113,36 @@ def test_passage_method_ranks_passages_then_exact_sentence_loo(attributor, exact
     assert np.isnan(got[~in_best]).all()
     # the default passage pass is exact passage LOO
     assert Hierarchical(passage_method="loo").passage_method is None
+
+
+def test_top_sentences_options_checked():
+    with pytest.raises(InputError, match="top_sentences needs a passage_method"):
+        Hierarchical(top_sentences=0.3)
+    with pytest.raises(InputError, match="sentence_context='full'"):
+        Hierarchical(passage_method="at2", top_sentences=0.3, sentence_context="kept")
+    for bad in (0, 1.5, -0.2, True, "half"):
+        with pytest.raises(InputError, match="top_sentences"):
+            Hierarchical(passage_method="at2", top_sentences=bad)
+
+
+def test_top_sentences_also_scores_the_first_stage_best_sentences(attributor, exact):
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    first = np.array(attributor.run(task, method="attention").scores, dtype=float)
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="hierarchical", passage_method="attention", keep=1, top_sentences=0.25)
+    pidx = np.array([s.passage_index for s in task.sources])
+    # passages ranked by the sum of their sentences' first-stage scores
+    summed = np.bincount(pidx, weights=first, minlength=len(PASSAGES))
+    np.testing.assert_allclose(res.info["passage_scores"], summed, rtol=1e-5)
+    best_passage = int(np.argmax(summed))
+    assert res.info["kept_passage_indices"] == [best_passage]
+    n_top = int(np.ceil(0.25 * len(task.sources)))
+    top = set(np.argsort(-first, kind="stable")[:n_top].tolist())
+    expected = {i for i in range(len(task.sources)) if pidx[i] == best_passage} | top
+    got = np.array(res.scores, dtype=float)
+    assert {i for i in range(len(got)) if not np.isnan(got[i])} == expected
+    assert res.info["extra_sentences"] == sorted(i for i in top if pidx[i] != best_passage)
+    assert res.info["extra_sentences"], "the case should add a sentence outside the kept passage"
+    # every scored sentence carries its exact LOO score (full context)
+    idx = sorted(expected)
+    np.testing.assert_allclose(got[idx], np.array(exact, dtype=float)[idx], atol=2e-4, rtol=0)

@@ -130,6 +130,7 @@ class Hierarchical(AttributionMethod):
         batch_size: int | None = None,
         max_spread: int | str | None = DEFAULT_MAX_SPREAD,
         passage_method: str | AttributionMethod | None = None,
+        top_sentences: float | None = None,
     ) -> None:
         if keep is not None and keep_mass is not None:
             raise InputError("hierarchical: give keep (top-K passages) or keep_mass, not both")
@@ -143,6 +144,24 @@ class Hierarchical(AttributionMethod):
             raise InputError(
                 f"hierarchical: sentence_context must be one of {', '.join(CONTEXTS)}, got {sentence_context!r}"
             )
+        if top_sentences is not None:
+            if isinstance(top_sentences, bool) or not isinstance(top_sentences, (int, float, np.number)) or not (
+                0.0 < float(top_sentences) <= 1.0
+            ):
+                raise InputError(
+                    f"hierarchical: top_sentences must be a fraction of the sentences in (0, 1], got {top_sentences!r}"
+                )
+            if passage_method is None or passage_method == "loo":
+                raise InputError(
+                    "hierarchical: top_sentences needs a passage_method that scores sentences cheaply "
+                    "(e.g. passage_method='at2'); with exact LOO it would be exact sentence LOO"
+                )
+            if sentence_context != "full":
+                raise InputError(
+                    "hierarchical: top_sentences scores sentences outside the kept passages, "
+                    "so it needs sentence_context='full'"
+                )
+        self.top_sentences = float(top_sentences) if top_sentences is not None else None
         self.keep = int(keep) if keep is not None else None
         self.keep_mass = float(keep_mass) if keep_mass is not None else None
         self.sentence_context = sentence_context
@@ -161,7 +180,8 @@ class Hierarchical(AttributionMethod):
     def __repr__(self) -> str:
         rule = f"keep={self.keep}" if self.keep is not None else f"keep_mass={self.keep_mass}"
         first = f", passage_method={self.passage_method.name!r}" if self.passage_method is not None else ""
-        return f"Hierarchical({rule}, sentence_context={self.sentence_context!r}{first})"
+        extra = f", top_sentences={self.top_sentences}" if self.top_sentences is not None else ""
+        return f"Hierarchical({rule}, sentence_context={self.sentence_context!r}{first}{extra})"
 
     def _passage_scores(self, ptask: AttributionTask) -> tuple[np.ndarray, float | None]:
         if self.passage_method is None:
@@ -178,12 +198,28 @@ class Hierarchical(AttributionMethod):
         if ptask.prompt.input_ids == task.prompt.input_ids:
             # Same text, same tokens: share the full pass (and its KV cache).
             ptask.cache["full_pass"] = task.full_pass()
-        passage_scores, full_ll = self._passage_scores(ptask)
+        extra: list[int] = []
+        if self.top_sentences is None:
+            passage_scores, full_ll = self._passage_scores(ptask)
+        else:
+            # One pass of the cheap method at sentence level: a passage's score is the sum
+            # of its sentences' scores (exact for AT2 and attention, whose scores add over
+            # tokens), and its best sentences are scored wherever their passage is.
+            assert self.passage_method is not None
+            sent_first = np.asarray(self.passage_method.score(task).scores, dtype=np.float64)
+            pidx = np.array([s.passage_index for s in task.sources])
+            passage_scores = np.bincount(pidx, weights=np.nan_to_num(sent_first), minlength=len(task.passages))
+            full_ll = None
+            n_top = int(np.ceil(self.top_sentences * len(task.sources)))
+            ranked = sorted(
+                (i for i in range(len(task.sources)) if not np.isnan(sent_first[i])), key=lambda i: (-sent_first[i], i)
+            )
+            extra = ranked[:n_top]
 
-        # 2. keep rule
+        # 2. keep rule (plus, with top_sentences, the method's best sentences)
         kept = select_passages(passage_scores, self.keep, self.keep_mass)
         kept_set = set(kept)
-        sentence_idx = [s.index for s in task.sources if s.passage_index in kept_set]
+        sentence_idx = sorted({s.index for s in task.sources if s.passage_index in kept_set} | set(extra))
 
         # 3. sentence pass
         scores = np.full(len(task.sources), np.nan, dtype=np.float64)
@@ -195,6 +231,8 @@ class Hierarchical(AttributionMethod):
             "sentence_context": self.sentence_context,
             "passage_method": self.passage_method.name if self.passage_method is not None else "loo",
             "rule": {"keep": self.keep} if self.keep is not None else {"keep_mass": self.keep_mass},
+            "top_sentences": self.top_sentences,
+            "extra_sentences": [i for i in extra if task.sources[i].passage_index not in kept_set],
         }
         if self.sentence_context == "full":
             sent, sent_ll = _loo(task, sentence_idx, self.batch_size, self.max_spread)
