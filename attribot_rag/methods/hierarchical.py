@@ -215,8 +215,9 @@ class Hierarchical(AttributionMethod):
             passage_scores, full_ll = self._passage_scores(ptask)
         else:
             # One pass of the cheap method at sentence level: a passage's score is the sum
-            # of its sentences' scores (exact for AT2 and attention, whose scores add over
-            # tokens), and its best sentences are scored wherever their passage is.
+            # of its sentences' scores (for AT2 and attention, whose scores add over tokens,
+            # the passage's score over its sentence tokens), and the method's best
+            # sentences are scored wherever their passage is.
             assert self.passage_method is not None
             sent_first = np.asarray(self.passage_method.score(task).scores, dtype=np.float64)
             pidx = np.array([s.passage_index for s in task.sources])
