@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import InputError
 from .methods import AttributionMethod
-from .result import Attribution, _jsonable
+from .result import Attribution, _jsonable, rank_scores
 from .scoring import Response
 from .sources import Passage, coerce_passages
 
@@ -209,7 +209,7 @@ def prune(
     per_passage = attribution.passage_scores()
     scores = [per_passage[p.id] for p in ps]
     kept_idx = set(keep_indices(scores, k, keep_mass))
-    ranks = _ranks(scores)
+    ranks = rank_scores(scores)
     items = [PassageScore(p, i, scores[i], ranks[i]) for i, p in enumerate(ps)]
     kept = [it for it in items if it.index in kept_idx]
     dropped = [it for it in items if it.index not in kept_idx]
@@ -240,13 +240,6 @@ def prune(
     )
 
 
-def _ranks(scores: Sequence[float | None]) -> list[int | None]:
-    valid = [i for i, v in enumerate(scores) if v is not None and not math.isnan(float(v))]
-    order = sorted(valid, key=lambda i: (-float(scores[i]), i))  # type: ignore[arg-type]
-    ranks: list[int | None] = [None] * len(scores)
-    for r, i in enumerate(order, start=1):
-        ranks[i] = r
-    return ranks
 
 
 def filter_passages(

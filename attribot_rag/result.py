@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -40,12 +40,17 @@ class ScoredSource:
         }
 
 
-def rank_scores(scores: np.ndarray) -> list[int | None]:
-    """Ranks (1 = highest score); ties keep document order; nan gets None."""
-    valid = [i for i in range(len(scores)) if not math.isnan(scores[i])]
-    order = sorted(valid, key=lambda i: (-scores[i], i))
+def ranking(scores: Sequence[float | None] | np.ndarray) -> list[int]:
+    """Indices of the scored sources, best first; ties keep document order; nan and None
+    (not scored) are left out."""
+    valid = [i for i, v in enumerate(scores) if v is not None and not math.isnan(float(v))]
+    return sorted(valid, key=lambda i: (-float(scores[i]), i))  # type: ignore[arg-type]
+
+
+def rank_scores(scores: Sequence[float | None] | np.ndarray) -> list[int | None]:
+    """Ranks (1 = highest score); ties keep document order; nan or None gets None."""
     ranks: list[int | None] = [None] * len(scores)
-    for r, i in enumerate(order, start=1):
+    for r, i in enumerate(ranking(scores), start=1):
         ranks[i] = r
     return ranks
 

@@ -35,6 +35,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
+from ..result import ranking as _ranking
+
 __all__ = [
     "average_precision",
     "gold_recall_at_k",
@@ -70,9 +72,7 @@ def outlier_positives(exact: Sequence[float] | np.ndarray) -> np.ndarray:
 
 def ranking(scores: Sequence[float] | np.ndarray) -> list[int]:
     """Indices of the scored sources, best first (ties keep document order); nan left out."""
-    s = _arr(scores)
-    valid = [i for i in range(len(s)) if not math.isnan(s[i])]
-    return sorted(valid, key=lambda i: (-s[i], i))
+    return _ranking(_arr(scores))
 
 
 def average_precision(scores: Sequence[float] | np.ndarray, exact: Sequence[float] | np.ndarray) -> float:

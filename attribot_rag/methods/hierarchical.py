@@ -63,6 +63,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..result import ranking
 from ..scoring import DEFAULT_MAX_SPREAD, FullPass
 from ..sources import make_sources
 from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
@@ -224,10 +225,7 @@ class Hierarchical(AttributionMethod):
             passage_scores = np.bincount(pidx, weights=np.nan_to_num(sent_first), minlength=len(task.passages))
             full_ll = None
             n_top = int(np.ceil(self.top_sentences * len(task.sources)))
-            ranked = sorted(
-                (i for i in range(len(task.sources)) if not np.isnan(sent_first[i])), key=lambda i: (-sent_first[i], i)
-            )
-            extra = ranked[:n_top]
+            extra = ranking(sent_first)[:n_top]
 
         # 2. keep rule (plus, with top_sentences, the method's best sentences)
         kept = select_passages(passage_scores, self.keep, self.keep_mass)

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import InputError
 from ..layout import PromptLayout
 from ..models import LoadedModel, load_model
+from ..result import ranking
 from ..scoring import Scorer, response_from_text
 from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
 from .hierarchical import DEFAULT_MAX_SPREAD, _loo, grouped_ablations
@@ -177,8 +178,7 @@ class ProxyRescore(AttributionMethod):
             raise RuntimeError(
                 f"first stage {self.first_stage.name!r} returned {len(stage1)} scores for {len(task.sources)} sources"
             )
-        scored = [i for i in range(len(stage1)) if not np.isnan(stage1[i])]
-        chosen = sorted(scored, key=lambda i: (-stage1[i], i))[: self.rescore]
+        chosen = ranking(stage1)[: self.rescore]
         scores = np.full(len(task.sources), np.nan, dtype=np.float64)
         full = task.full_pass()
         full_ll = task.target_ll(full.logprobs)
