@@ -42,6 +42,7 @@ class Response:
     generated: bool = False
     # What AT2 needs, captured while the model generated this answer (see at2.capture).
     at2_capture: Any = field(default=None, repr=False, compare=False)
+    at2_capture_reason: str | None = field(default=None, repr=False, compare=False)
     # The prompt's KV cache, when asked for (Scorer.generate(keep_prompt_kv=True)).
     prompt_kv: Any = field(default=None, repr=False, compare=False)
 
@@ -170,11 +171,11 @@ class Scorer:
         # A cache without a config keeps every position on every layer (no sliding-window
         # trimming), so it can be cut at any prefix length; masks still follow the config.
         cache = DynamicCache()
-        out = self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=r + 1)
+        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=r + 1)
         self.forward_tokens += p + r
         self.forward_passes += 1
         lp = self._gather(out.logits[0, :-1], ids[0, p:]).cpu().numpy().astype(np.float64)
-        kv = [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in out.past_key_values.layers]
+        kv = [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in out.cache.layers]
         return FullPass(list(prompt_ids), list(response_ids), lp, kv)
 
     # ---------------------------------------------------------------- ablations
@@ -256,7 +257,7 @@ class Scorer:
                     input_ids=ids,
                     # The split kernel needs no mask (see fastattn); the stock path does.
                     attention_mask=None if split else mask,
-                    past_key_values=cache,
+                    cache=cache,
                     use_cache=cache is not None,
                     logits_to_keep=keep,
                 )
@@ -313,14 +314,15 @@ class Scorer:
                 shared = 0
         if shared or keep_prompt_kv:
             # A cache without a config keeps every position (no sliding-window trimming).
-            kwargs["past_key_values"] = DynamicCache(
+            kwargs["cache"] = DynamicCache(
                 ddp_cache_data=[(k[:, :, :shared].clone(), v[:, :, :shared].clone()) for k, v in prefix.kv]
             ) if shared else DynamicCache()
             kwargs["return_dict_in_generate"] = True
         from .at2.capture import attach_capture, capture_generation
 
         # AT2 features of this answer come almost free from generation's own pass.
-        with capture_generation(self.model, enabled=not shared) as capture:
+        skip = "generation reused a cached prompt prefix, so the prompt was not run in full" if shared else ""
+        with capture_generation(self.model, skip_reason=skip) as capture:
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         prompt_kv = None
         if kwargs.get("return_dict_in_generate"):
@@ -328,7 +330,7 @@ class Scorer:
                 p = len(prompt_ids)
                 prompt_kv = PromptKV(
                     prompt_ids,
-                    [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in out.past_key_values.layers],
+                    [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in out.cache.layers],
                 )
             out = out.sequences
         new = out[0, len(prompt_ids) :].tolist()

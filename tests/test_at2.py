@@ -286,6 +286,7 @@ def test_features_from_generation_equal_a_fresh_forward_pass(attributor, handboo
     task = attributor.task(TRAVEL_QUESTION, handbook_passages, resp, level="sentence")
     res = attributor.run(task, method="attention")
     assert res.info["from_generation"] and res.forward_tokens == 0
+    assert res.info["capture"] == "used"
     fresh = attributor.task(TRAVEL_QUESTION, handbook_passages, response_from_ids(attributor.lm.tokenizer, resp.token_ids),
                             level="sentence")
     from attribot_rag.at2.capture import clear_captures
@@ -297,9 +298,14 @@ def test_features_from_generation_equal_a_fresh_forward_pass(attributor, handboo
                             level="sentence")
     torch.testing.assert_close(task_features(task), task_features(fresh), atol=1e-5, rtol=0)
     assert not fresh.cache["at2_from_generation"]
+    assert "forgotten" in fresh.cache["at2_capture"]  # the fallback says why
     # another prompt (other passages) for the same answer: the capture does not apply
     other = attributor.task(TRAVEL_QUESTION, handbook_passages[:2], resp, level="passage")
-    assert not attributor.run(other, method="attention").info["from_generation"]
+    info = attributor.run(other, method="attention").info
+    assert not info["from_generation"] and "another prompt" in info["capture"]
+    # an answer passed as text was never generated: no capture, and the info says so
+    given = attributor.run(attributor.task(TRAVEL_QUESTION, handbook_passages, resp.text), method="at2").info
+    assert not given["from_generation"] and "not generated" in given["capture"]
 
 
 def test_alias_checkpoint_folders_count_as_the_alias():
@@ -362,7 +368,7 @@ def test_remembered_capture_does_not_keep_the_model_alive(lm):
     tiny = _tiny_lm(lm)
     prompt = lm.tokenizer("Documents: the sky is blue. Question: what colour is the sky?")["input_ids"]
     resp = Scorer(tiny).generate(prompt, max_new_tokens=4)
-    assert find_capture(resp, tiny.model, prompt) is not None
+    assert find_capture(resp, tiny.model, prompt)[0] is not None
     alive = weakref.ref(tiny.model)
     del tiny, resp
     gc.collect()

@@ -217,6 +217,7 @@ def test_generation_reusing_a_prompt_prefix_gives_the_same_answer(lm, handbook_p
     reused = scorer.generate(pruned, max_new_tokens=12, prefix=[plain_kv.prompt_kv, first.prompt_kv])
     assert reused.token_ids == plain.token_ids and reused.text == plain.text
     assert reused.at2_capture is None  # its prompt was not run in full
+    assert "prefix" in reused.at2_capture_reason
     assert plain.prompt_kv is None  # only kept when asked for
     # the same prompt again: everything but its last token comes from the cache
     again = scorer.generate(full_prompt, max_new_tokens=12, prefix=first.prompt_kv)

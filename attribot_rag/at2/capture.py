@@ -43,37 +43,47 @@ class GenerationCapture:
     prompt_ids: list[int] = field(default_factory=list)
     response_ids: list[int] = field(default_factory=list)
     valid: bool = True
+    reason: str = ""  # why the capture cannot be used, when it cannot
 
     @property
     def model(self) -> Any:
         return self.model_ref()
 
     def finish(self, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> "GenerationCapture | None":
-        """Check the capture is complete for this prompt and answer; None if not usable."""
+        """Check the capture is complete for this prompt and answer; None if not usable,
+        with ``self.reason`` saying why."""
         self.prompt_ids, self.response_ids = list(prompt_ids), list(response_ids)
-        p, r = len(self.prompt_ids), len(self.response_ids)
-        if not self.valid or not self.hidden or self.cache is None or r == 0:
-            return None
-        if any(len(h) < r for h in self.hidden):
-            return None
-        try:
-            layers = self.cache.layers
-            if len(layers) != len(self.hidden):
-                return None
-            for layer in layers:
-                keys = layer.keys
-                if keys is None or keys.shape[0] != 1 or keys.shape[2] < p + r - 1:
-                    return None  # e.g. a sliding-window cache that dropped old keys
-            nbytes = sum(layer.keys.numel() * layer.keys.element_size() for layer in layers)
-        except AttributeError:
-            return None
-        if nbytes > MAX_CAPTURE_BYTES:
+        self.reason = self._unusable_reason()
+        if self.reason:
             return None
         # keep only the first r calls (the last generated token is never fed)
+        r = len(self.response_ids)
         for lists in (self.hidden, self.cos, self.sin):
             for i in range(len(lists)):
                 lists[i] = lists[i][:r]
         return self
+
+    def _unusable_reason(self) -> str:
+        p, r = len(self.prompt_ids), len(self.response_ids)
+        if not self.valid:
+            return self.reason or "the generation was batched or fed no rotary embeddings"
+        if r == 0:
+            return "the answer is empty"
+        if not self.hidden or any(len(h) < r for h in self.hidden):
+            return "the decoder layers were not called once per answer token"
+        if self.cache is None:
+            return "the decoder layers were given no KV cache (unknown cache keyword)"
+        layers = getattr(self.cache, "layers", None)
+        if layers is None or len(layers) != len(self.hidden):
+            return f"the KV cache ({type(self.cache).__name__}) has no per-layer keys for every layer"
+        for layer in layers:
+            keys = getattr(layer, "keys", None)
+            if keys is None or keys.shape[0] != 1 or keys.shape[2] < p + r - 1:
+                return "the KV cache dropped keys (e.g. a sliding-window layer)"
+        nbytes = sum(layer.keys.numel() * layer.keys.element_size() for layer in layers)
+        if nbytes > MAX_CAPTURE_BYTES:
+            return f"the KV cache ({nbytes >> 20} MiB) is above the {MAX_CAPTURE_BYTES >> 20} MiB kept on a response"
+        return ""
 
     def matches(self, model: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> bool:
         return (
@@ -111,17 +121,20 @@ class GenerationCapture:
 
 
 @contextmanager
-def capture_generation(model: Any, enabled: bool = True) -> Iterator[GenerationCapture | None]:
+def capture_generation(model: Any, skip_reason: str = "") -> Iterator[GenerationCapture]:
     """Hooks that record the per-layer query inputs during ``model.generate``.
 
-    Yields None (and records nothing) for model families AT2 does not support, or when
-    not ``enabled``.
+    Records nothing (the yielded capture is invalid and says why) for model families AT2
+    does not support, or when the caller gives a ``skip_reason``.
     """
-    if not enabled or str(getattr(model.config, "model_type", None)) not in ADAPTERS:
-        yield None
+    cap = GenerationCapture(model_ref=weakref.ref(model))
+    family = str(getattr(model.config, "model_type", None))
+    if skip_reason or family not in ADAPTERS:
+        cap.valid = False
+        cap.reason = skip_reason or f"AT2 does not support the model family {family!r}"
+        yield cap
         return
     layers = list(_base(model).layers)
-    cap = GenerationCapture(model_ref=weakref.ref(model))
     cap.hidden = [[] for _ in layers]
     cap.cos = [[] for _ in layers]
     cap.sin = [[] for _ in layers]
@@ -135,14 +148,15 @@ def capture_generation(model: Any, enabled: bool = True) -> Iterator[GenerationC
             pe = kwargs.get("position_embeddings")
             if hidden.shape[0] != 1 or pe is None:
                 cap.valid = False
+                cap.reason = "batched generation" if hidden.shape[0] != 1 else "no rotary embeddings were passed"
                 return None
             cos, sin = pe
             cap.hidden[idx].append(hidden[:, -1:].detach().clone())
             cap.cos[idx].append(cos[:, -1:].detach().clone())
             cap.sin[idx].append(sin[:, -1:].detach().clone())
-            pkv = kwargs.get("past_key_values")
-            if pkv is not None:
-                cap.cache = pkv
+            cache = kwargs.get("cache")
+            if cache is not None:
+                cap.cache = cache
             return None
 
         return pre_hook
@@ -166,32 +180,36 @@ def _key(model: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> 
     return (id(model), len(prompt_ids), hash(tuple(prompt_ids)), tuple(int(t) for t in response_ids))
 
 
-def attach_capture(response: Any, cap: GenerationCapture | None, prompt_ids, response_ids) -> None:
-    """Set ``response.at2_capture`` when the capture is complete (else leave it unset) and
-    remember it among the most recent captures."""
-    if cap is None:
-        return
+def attach_capture(response: Any, cap: GenerationCapture, prompt_ids, response_ids) -> None:
+    """Set ``response.at2_capture`` when the capture is complete, else say why in
+    ``response.at2_capture_reason``; remember complete ones among the most recent."""
     done = cap.finish(prompt_ids, response_ids)
     if done is None:
+        response.at2_capture_reason = cap.reason
         return
-    try:
-        response.at2_capture = done
-    except AttributeError:  # pragma: no cover - a frozen response type
-        pass
+    response.at2_capture = done
     if MAX_RECENT > 0:
         _RECENT[_key(done.model, done.prompt_ids, done.response_ids)] = done
         while len(_RECENT) > MAX_RECENT:
             _RECENT.popitem(last=False)
 
 
-def find_capture(response: Any, model: Any, prompt_ids: Sequence[int]) -> GenerationCapture | None:
-    """The capture of this model's generation of exactly this answer after exactly this prompt."""
+def find_capture(response: Any, model: Any, prompt_ids: Sequence[int]) -> tuple[GenerationCapture | None, str]:
+    """The capture of this model's generation of exactly this answer after exactly this
+    prompt, or None and the reason there is none."""
     cap = getattr(response, "at2_capture", None)
     if cap is None:
         cap = _RECENT.get(_key(model, prompt_ids, response.token_ids))
     if cap is not None and cap.matches(model, prompt_ids, response.token_ids):
-        return cap
-    return None
+        return cap, ""
+    if cap is not None:
+        return None, "the answer was generated by another model or from another prompt"
+    reason = getattr(response, "at2_capture_reason", None)
+    if reason:
+        return None, reason
+    if not getattr(response, "generated", False):
+        return None, "the answer was given, not generated by this model"
+    return None, "no capture was recorded for this answer (or it was forgotten)"
 
 
 def clear_captures() -> None:

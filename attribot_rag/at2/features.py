@@ -25,7 +25,8 @@ def task_features(task: Any) -> torch.Tensor:
     prompt = task.prompt
     p, r = len(prompt.input_ids), len(task.response.token_ids)
     spans = [prompt.token_span(s.index) for s in task.sources]
-    capture = find_capture(task.response, task.lm.model, prompt.input_ids)
+    capture, reason = find_capture(task.response, task.lm.model, prompt.input_ids)
+    task.cache["at2_capture"] = reason or "used"
     if capture is not None:
         # the same model generated this answer from this prompt: no forward pass at all
         feats = capture.features(span_matrix(spans, p + r - 1))
@@ -39,6 +40,14 @@ def task_features(task: Any) -> torch.Tensor:
         task.cache["at2_from_generation"] = False
     task.cache[CACHE_KEY] = feats
     return feats
+
+
+def capture_info(task: Any) -> dict[str, Any]:
+    """Whether the features came from the generation capture, and if not, why not."""
+    return {
+        "from_generation": bool(task.cache.get("at2_from_generation")),
+        "capture": task.cache.get("at2_capture", "not attempted"),
+    }
 
 
 def span_scores(feats: torch.Tensor, weights: np.ndarray, target: tuple[int, int]) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..at2.attention import model_shape
-from ..at2.features import span_scores, task_features
+from ..at2.features import capture_info, span_scores, task_features
 from ..at2.weights import AT2Weights, resolve_weights
 from .base import AttributionMethod, AttributionTask, MethodOutput, register_method
 
@@ -42,7 +42,7 @@ class AT2(AttributionMethod):
         info = {
             "weights": w.metadata.get("path", "given"),
             "features": int(feats.shape[-1]),
-            "from_generation": bool(task.cache.get("at2_from_generation")),
+            **capture_info(task),
         }
         return MethodOutput(scores, info)
 
@@ -55,5 +55,5 @@ class AverageAttention(AttributionMethod):
         layers, heads = model_shape(task.lm.model)
         w = AT2Weights.uniform(layers, heads)
         feats = task_features(task)
-        info = {"features": layers * heads, "from_generation": bool(task.cache.get("at2_from_generation"))}
+        info = {"features": layers * heads, **capture_info(task)}
         return MethodOutput(span_scores(feats, w.vector, task.target), info)
