@@ -1,0 +1,278 @@
+"""The FastAPI app: cited answers over HTTP and the search page.
+
+``create_app(attributor, index=...)`` builds the app around one loaded model; the
+``attribot-rag serve`` command runs it with uvicorn. Every endpoint calls the library's
+public API only (``Attributor.attribute``, ``cite``, ``prune``) through the model queue
+(service/limits.py), so the model serves one request at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from .. import Attributor, LoadedModel, cite, make_sources, prune
+from ..errors import AttribotError, ContextTooLongError
+from ..sources import coerce_passages
+from .limits import Limits, LimitExceededError, ModelQueue, QueueFullError, RequestTimeoutError
+from .schemas import (
+    AskRequest,
+    AskResponse,
+    AttributeRequest,
+    AttributionOut,
+    CiteRequest,
+    CiteResponse,
+    ErrorOut,
+    PruneRequest,
+    PruneResponse,
+)
+
+STATIC_DIR = Path(__file__).parent / "static"
+PROXY_METHODS = {"proxy", "proxy-rescore"}
+log = logging.getLogger("attribot_rag.service")
+
+
+class NoIndexError(Exception):
+    """/v1/ask on an app built without a passage index (answered 404)."""
+
+
+class AttributionService:
+    """What the endpoints share: the attributor, the optional proxy and index, the limits."""
+
+    def __init__(
+        self,
+        attributor: Attributor,
+        *,
+        index: Any = None,
+        proxy: LoadedModel | None = None,
+        method: str = "loo",
+        limits: Limits | None = None,
+        queue: ModelQueue | None = None,
+    ) -> None:
+        self.attributor = attributor
+        self.index = index
+        self.proxy = proxy
+        self.method = method
+        self.limits = limits or Limits()
+        models = [attributor.lm.model] + ([proxy.model] if proxy is not None else [])
+        self.queue = queue or ModelQueue(models)
+
+    def method_options(self, method: str | None) -> tuple[str, dict[str, Any]]:
+        name = method or self.method
+        if name in PROXY_METHODS and self.proxy is not None:
+            return name, {"proxy": self.proxy}
+        return name, {}
+
+    def passages(self, request: Any) -> list:
+        """The request's passages as library passages, checked against the limits."""
+        # Limits first: an oversized request is refused before any other work on it.
+        self.limits.check(request.question, request.passages, getattr(request, "answer", None))
+        return coerce_passages([p.as_dict(i) for i, p in enumerate(request.passages)])
+
+    async def run(self, work: Callable[[], Any]) -> Any:
+        return await self.queue.run(work)
+
+
+# --------------------------------------------------------------------------- shaping
+
+
+def cite_response(cited: Any) -> dict[str, Any]:
+    """A CitedAnswer as the CiteResponse shape, with per-sentence scores for shading."""
+    sentences = [
+        {"index": s.index, "text": s.text, "span": list(s.span), "markers": s.numbers}
+        for s in cited.sentences
+    ]
+    scores = cited.source_scores()
+    numbers = {r.passage_id: r.number for r in cited.references}
+    passages = []
+    for passage, sources in _sentences_by_passage(cited.passages):
+        passages.append(
+            {
+                "id": passage.id,
+                "title": passage.title,
+                "text": passage.text,
+                "number": numbers.get(passage.id),
+                "sentences": [
+                    {"id": s.id, "text": s.text, "start": s.start, "end": s.end, "score": scores.get(s.id)}
+                    for s in sources
+                ],
+            }
+        )
+    return {
+        "question": cited.question,
+        "answer": cited.answer,
+        "cited_answer": cited.text,
+        "method": cited.method,
+        "model": cited.model,
+        "citations": [c.to_dict() for c in cited.citations],
+        "unsupported": [s for s in sentences if not s["markers"]],
+        "sentences": sentences,
+        "passages": passages,
+        "timings": dict(cited.timings),
+    }
+
+
+def _sentences_by_passage(passages: Sequence[Any]) -> list[tuple[Any, list]]:
+    sources = make_sources(passages, "sentence")
+    return [(p, [s for s in sources if s.passage_index == i]) for i, p in enumerate(passages)]
+
+
+def prune_response(result: Any) -> dict[str, Any]:
+    out = result.to_dict()
+    out.pop("info", None)
+    return out
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _error(status: int, kind: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Library and service errors become JSON 4xx/5xx answers, never a traceback."""
+
+    @app.exception_handler(LimitExceededError)
+    async def _limit(_: Request, exc: LimitExceededError) -> JSONResponse:
+        return _error(422, "limit_exceeded", str(exc))
+
+    @app.exception_handler(ContextTooLongError)
+    async def _too_long(_: Request, exc: ContextTooLongError) -> JSONResponse:
+        return _error(422, "context_too_long", str(exc))
+
+    @app.exception_handler(AttribotError)
+    async def _invalid(_: Request, exc: AttribotError) -> JSONResponse:
+        return _error(400, "invalid_input", str(exc))
+
+    @app.exception_handler(NoIndexError)
+    async def _no_index(_: Request, exc: NoIndexError) -> JSONResponse:
+        return _error(404, "no_index", str(exc))
+
+    @app.exception_handler(QueueFullError)
+    async def _busy(_: Request, exc: QueueFullError) -> JSONResponse:
+        return _error(503, "busy", str(exc), {"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(RequestTimeoutError)
+    async def _timeout(_: Request, exc: RequestTimeoutError) -> JSONResponse:
+        return _error(504, "timeout", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _internal(_: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the server log, not to the client.
+        log.exception("unexpected error while serving a request")
+        return _error(500, "internal", f"unexpected {type(exc).__name__}; see the server log")
+
+
+# --------------------------------------------------------------------------- routes
+
+_ERRORS = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}}
+
+
+def install_routes(app: FastAPI, service: AttributionService) -> None:
+    att = service.attributor
+
+    @app.post("/v1/attribute", response_model=AttributionOut, responses=_ERRORS)
+    async def attribute_endpoint(req: AttributeRequest) -> Any:
+        """Score every passage (or sentence) by how much the answer depends on it."""
+        passages = service.passages(req)
+        method, options = service.method_options(req.method)
+        result = await service.run(
+            lambda: att.attribute(req.question, passages, req.answer, method=method, level=req.level, **options)
+        )
+        return result.to_dict()
+
+    @app.post("/v1/cite", response_model=CiteResponse, responses=_ERRORS)
+    async def cite_endpoint(req: CiteRequest) -> Any:
+        """The answer with [n] markers and the structured citations."""
+        passages = service.passages(req)
+        method, options = service.method_options(req.method)
+        cited = await service.run(lambda: cite(att, req.question, passages, req.answer, method=method, **options))
+        return cite_response(cited)
+
+    @app.post("/v1/prune", response_model=PruneResponse, responses=_ERRORS)
+    async def prune_endpoint(req: PruneRequest) -> Any:
+        """Draft, keep the passages the draft used, answer again with only those."""
+        passages = service.passages(req)
+        method, options = service.method_options(req.method)
+        result = await service.run(
+            lambda: prune(att, req.question, passages, req.k, req.keep_mass, method, draft=req.answer, **options)
+        )
+        return prune_response(result)
+
+    @app.post("/v1/ask", response_model=AskResponse, responses=_ERRORS)
+    async def ask_endpoint(req: AskRequest) -> Any:
+        """Retrieve from the index, answer, cite (pruning the context first when asked)."""
+        return await ask(service, req)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict[str, Any]:
+        return {"model": att.model_name, "queue": service.queue.admitted, "index": service.index is not None}
+
+
+async def ask(service: AttributionService, req: AskRequest) -> dict[str, Any]:
+    if service.index is None:
+        raise NoIndexError("this server has no passage index: start it with `attribot-rag serve --index DIR`")
+    service.limits.check(req.question)
+    service.limits.check_k(req.k)
+    hits = service.index.search(req.question, req.k)
+    passages = [p for p, _ in hits]
+    retrieved = [{"id": p.id, "title": p.title, "similarity": s} for p, s in hits]
+    method, options = service.method_options(req.method)
+    att = service.attributor
+
+    def work() -> dict[str, Any]:
+        pruned = None
+        context, answer = passages, None
+        if req.prune:
+            pruned = prune(att, req.question, passages, k=req.prune_k, method=method, **options)
+            context, answer = pruned.kept_passages, pruned.answer
+        cited = cite(att, req.question, context, answer, method=method, **options)
+        return {
+            "question": req.question,
+            "retrieved": retrieved,
+            "cite": cite_response(cited),
+            "prune": prune_response(pruned) if pruned is not None else None,
+        }
+
+    return await service.run(work)
+
+
+def create_app(
+    attributor: Attributor,
+    *,
+    index: Any = None,
+    proxy: LoadedModel | None = None,
+    method: str = "loo",
+    limits: Limits | None = None,
+    queue: ModelQueue | None = None,
+) -> FastAPI:
+    """The service around one attributor (and an optional passage index for /v1/ask)."""
+    service = AttributionService(
+        attributor, index=index, proxy=proxy, method=method, limits=limits, queue=queue
+    )
+    app = FastAPI(
+        title="attribot-rag",
+        description="Cited answers: which retrieved passages did the answer really use?",
+        version=_version(),
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    install_routes(app, service)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

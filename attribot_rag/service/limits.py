@@ -1,0 +1,178 @@
+"""Request limits and the model queue: how the service degrades under load.
+
+The model answers one request at a time (one CPU-bound forward pass at a time is what the
+hardware can do; interleaving requests only makes every one of them slower). Requests
+wait in a bounded queue; when it is full the service answers 503 with ``Retry-After``
+instead of piling up work it cannot finish. A request whose model work runs past the
+timeout is cancelled: a forward pre-hook on the model's layers raises inside the model
+thread at the next layer, so the model is free for the next request within one layer's
+compute, without any support from the attribution core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+class LimitExceededError(Exception):
+    """A request is larger than the service accepts (answered 422 with the reason)."""
+
+
+class QueueFullError(Exception):
+    """Too many requests are waiting for the model (answered 503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RequestTimeoutError(Exception):
+    """The request's model work ran past the timeout and was cancelled (answered 504)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for; larger requests are refused before any model work."""
+
+    max_passages: int = 20
+    max_passage_chars: int = 4000
+    max_question_chars: int = 1000
+    max_answer_chars: int = 2000
+    max_k: int = 10  # passages retrieved by /v1/ask
+
+    def check(self, question: str, passages: Sequence[Any] = (), answer: str | None = None) -> None:
+        """Raise :class:`LimitExceededError` naming the first limit the request exceeds."""
+        if len(question) > self.max_question_chars:
+            raise LimitExceededError(
+                f"the question has {len(question)} characters; the limit is {self.max_question_chars}"
+            )
+        if len(passages) > self.max_passages:
+            raise LimitExceededError(
+                f"{len(passages)} passages were sent; the limit is {self.max_passages} per request"
+            )
+        for i, passage in enumerate(passages):
+            if len(passage.text) > self.max_passage_chars:
+                name = f" ({passage.id!r})" if getattr(passage, "id", None) is not None else ""
+                raise LimitExceededError(
+                    f"passage {i}{name} has {len(passage.text)} characters; "
+                    f"the limit is {self.max_passage_chars} per passage"
+                )
+        if answer is not None and len(answer) > self.max_answer_chars:
+            raise LimitExceededError(
+                f"the answer has {len(answer)} characters; the limit is {self.max_answer_chars}"
+            )
+
+    def check_k(self, k: int) -> None:
+        if k > self.max_k:
+            raise LimitExceededError(f"k={k} passages to retrieve; the limit is {self.max_k}")
+
+
+class _Job:
+    """One request's model work: the thread running it and its deadline."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.deadline = math.inf
+        self.thread_id: int | None = None
+        self.cancelled = False
+
+    def start(self) -> None:
+        self.thread_id = threading.get_ident()
+        self.deadline = time.monotonic() + self.timeout_s
+
+    def check(self, *_: Any) -> None:
+        """Forward pre-hook: stop this job's model work once cancelled or past its deadline."""
+        # Only this job's own thread is stopped: another caller sharing the weights is not.
+        if threading.get_ident() != self.thread_id:
+            return
+        if self.cancelled:
+            raise RequestTimeoutError("the request was cancelled")
+        if time.monotonic() > self.deadline:
+            raise RequestTimeoutError(
+                f"the request took longer than {self.timeout_s:g} s of model time and was cancelled"
+            )
+
+
+def interruptible_modules(model: Any) -> list[Any]:
+    """The modules whose forward pre-hooks can stop a running request: every decoder layer
+    (one check per layer keeps the reaction time to a fraction of a forward pass)."""
+    layers = [m for m in model.modules() if type(m).__name__.endswith(("DecoderLayer", "Block"))]
+    return layers or [model]
+
+
+class ModelQueue:
+    """Runs model work one request at a time on one thread, with at most ``max_waiting``
+    requests waiting behind the running one."""
+
+    def __init__(
+        self,
+        models: Sequence[Any] = (),
+        *,
+        max_waiting: int = 8,
+        timeout_s: float = 60.0,
+    ) -> None:
+        if max_waiting < 0:
+            raise ValueError(f"max_waiting must be >= 0, got {max_waiting}")
+        self.modules = [m for model in models for m in interruptible_modules(model)]
+        self.max_waiting = max_waiting
+        self.timeout_s = timeout_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribot-model")
+        self._turn = asyncio.Lock()
+        self._admitted = 0  # running + waiting
+        self._durations: deque[float] = deque(maxlen=32)
+
+    @property
+    def admitted(self) -> int:
+        return self._admitted
+
+    def retry_after_s(self) -> int:
+        """Seconds until a slot is likely free: the typical request time x the requests ahead."""
+        typical = sorted(self._durations)[len(self._durations) // 2] if self._durations else 1.0
+        return max(1, min(120, math.ceil(typical * max(1, self._admitted))))
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run ``work()`` on the model thread when its turn comes; raise QueueFullError now
+        when the queue is full, RequestTimeoutError when it runs past the timeout."""
+        if self._admitted > self.max_waiting:
+            raise QueueFullError(
+                f"the model is busy: {self._admitted} requests are running or waiting "
+                f"(at most {self.max_waiting} may wait)",
+                self.retry_after_s(),
+            )
+        self._admitted += 1
+        job = _Job(self.timeout_s)
+        try:
+            async with self._turn:
+                loop = asyncio.get_running_loop()
+                future = loop.run_in_executor(self._executor, self._run_job, job, work)
+                try:
+                    return await asyncio.shield(future)
+                except asyncio.CancelledError:
+                    # The client went away: stop the model work too, then let the next run.
+                    job.cancelled = True
+                    raise
+        finally:
+            self._admitted -= 1
+
+    def _run_job(self, job: _Job, work: Callable[[], T]) -> T:
+        job.start()
+        handles = [m.register_forward_pre_hook(job.check) for m in self.modules]
+        t0 = time.perf_counter()
+        try:
+            return work()
+        finally:
+            for handle in handles:
+                handle.remove()
+            self._durations.append(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

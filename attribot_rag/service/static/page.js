@@ -1,0 +1,174 @@
+// The search page: ask /v1/ask, show the cited answer, quotes on the markers, shaded sources.
+// Plain DOM code, no framework and nothing fetched from anywhere but this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let current = null; // the last /v1/ask response
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  node.append(...children);
+  return node;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+async function ask(question, pruneFirst) {
+  const response = await fetch("/v1/ask", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ question, prune: pruneFirst }),
+  });
+  const body = await response.json();
+  if (!response.ok) {
+    const retry = response.headers.get("Retry-After");
+    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+    throw new Error(detail + (retry ? ` (retry in ${retry} s)` : ""));
+  }
+  return body;
+}
+
+// The markers are the library's own (cited_answer); each supported sentence's group
+// " [1][2]" is found in order, so the text shown is exactly what the API returned.
+function renderCitedAnswer(container, cite) {
+  container.textContent = "";
+  const text = cite.cited_answer;
+  let pos = 0;
+  for (const sentence of cite.sentences) {
+    if (!sentence.markers.length) continue;
+    const group = " " + sentence.markers.map((n) => `[${n}]`).join("");
+    const at = text.indexOf(group, pos);
+    if (at < 0) continue;
+    container.append(text.slice(pos, at), " ");
+    for (const n of sentence.markers) container.append(markerButton(n, sentence.index));
+    pos = at + group.length;
+  }
+  container.append(text.slice(pos));
+}
+
+function markerButton(number, sentenceIndex) {
+  const button = el("button", { class: "marker", type: "button", "data-number": number, "data-sentence": sentenceIndex }, `[${number}]`);
+  button.addEventListener("mouseenter", () => showQuote(button));
+  button.addEventListener("focus", () => showQuote(button));
+  button.addEventListener("click", () => showQuote(button));
+  button.addEventListener("mouseleave", () => { if (!button.classList.contains("active")) hideQuote(); });
+  return button;
+}
+
+function citationsFor(number, sentenceIndex) {
+  return current.cite.citations.filter((c) => c.number === number && c.sentence_index === sentenceIndex);
+}
+
+function showQuote(button) {
+  const number = Number(button.dataset.number);
+  const cits = citationsFor(number, Number(button.dataset.sentence));
+  if (!cits.length) return;
+  document.querySelectorAll(".marker.active").forEach((m) => m.classList.remove("active"));
+  document.querySelectorAll(".sentence.quoted").forEach((s) => s.classList.remove("quoted"));
+  button.classList.add("active");
+  const first = cits[0];
+  const box = $("quote");
+  box.dataset.passageId = first.passage_id;
+  box.dataset.number = String(number);
+  $("quote-label").textContent = `[${number}] ${first.title ? first.title + " " : ""}(${first.passage_id}), score ${first.score.toFixed(2)}`;
+  $("quote-text").textContent = cits.map((c) => c.quote).join(" \u2026 ");
+  for (const c of cits) {
+    const sentence = document.querySelector(`.sentence[data-source-id="${CSS.escape(c.source_id)}"]`);
+    if (sentence) sentence.classList.add("quoted");
+  }
+  const rect = button.getBoundingClientRect();
+  box.style.left = `${window.scrollX + rect.left}px`;
+  box.style.top = `${window.scrollY + rect.bottom + 6}px`;
+  box.hidden = false;
+}
+
+function hideQuote() {
+  $("quote").hidden = true;
+}
+
+function shade(score, best) {
+  if (score === null || best <= 0 || score <= 0) return "transparent";
+  return `rgba(var(--shade), ${(0.1 + 0.6 * score / best).toFixed(3)})`;
+}
+
+function renderSources(cite, dropped) {
+  const list = $("source-list");
+  list.textContent = "";
+  const scores = cite.passages.flatMap((p) => p.sentences.map((s) => s.score ?? 0));
+  const best = Math.max(0, ...scores);
+  for (const passage of cite.passages) {
+    const head = el("div", { class: "source-head" });
+    if (passage.number !== null) head.append(el("span", { class: "number" }, `[${passage.number}]`));
+    head.append(`${passage.title || passage.id} (${passage.id})`);
+    const body = el("p", { class: "source-text" });
+    let pos = 0;
+    for (const s of passage.sentences) {
+      body.append(passage.text.slice(pos, s.start));
+      const title = s.score === null ? "not scored" : `score ${s.score.toFixed(3)}`;
+      const span = el("span", { class: "sentence", "data-source-id": s.id, title }, s.text);
+      span.style.background = shade(s.score, best);
+      body.append(span);
+      pos = s.end;
+    }
+    body.append(passage.text.slice(pos));
+    list.append(el("li", { "data-passage-id": passage.id }, head, body));
+  }
+  for (const p of dropped) {
+    const score = p.score === null ? "not scored" : `score ${p.score.toFixed(3)}`;
+    const head = el("div", { class: "source-head" }, `${p.title || p.id} (${p.id})`, el("span", { class: "score" }, `dropped by pruning, ${score}`));
+    list.append(el("li", { class: "dropped", "data-passage-id": p.id }, head, el("p", {}, p.text)));
+  }
+}
+
+function render(result) {
+  current = result;
+  hideQuote();
+  const pruned = result.prune;
+  $("draft-column").hidden = !pruned;
+  if (pruned) {
+    const total = pruned.kept.length + pruned.dropped.length;
+    $("draft").textContent = pruned.draft;
+    $("draft-hint").textContent = `with all ${total} passages`;
+    $("answer-heading").textContent = `Pruned answer (${pruned.kept.length} of ${total} passages kept)`;
+  } else {
+    $("answer-heading").textContent = "Answer";
+  }
+  renderCitedAnswer($("answer"), result.cite);
+  const unsupported = result.cite.unsupported.map((s) => `\u201c${s.text}\u201d`);
+  $("unsupported").textContent = unsupported.length ? `No source supports: ${unsupported.join(", ")}` : "";
+  renderSources(result.cite, pruned ? pruned.dropped : []);
+  $("answers").hidden = false;
+  $("sources").hidden = false;
+}
+
+$("ask-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const question = $("question").value.trim();
+  if (!question) return;
+  $("ask-button").disabled = true;
+  setStatus("Answering and attributing\u2026");
+  const t0 = performance.now();
+  try {
+    render(await ask(question, $("prune-toggle").checked));
+    setStatus(`Answered in ${((performance.now() - t0) / 1000).toFixed(1)} s with ${current.cite.model} (${current.cite.method}).`);
+  } catch (error) {
+    setStatus(error.message, true);
+  } finally {
+    $("ask-button").disabled = false;
+  }
+});
+
+document.addEventListener("click", (event) => {
+  if (!event.target.closest(".marker") && !event.target.closest("#quote")) {
+    document.querySelectorAll(".marker.active").forEach((m) => m.classList.remove("active"));
+    hideQuote();
+  }
+});
