@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterable, Sequence
 
+from .at2.capture import CaptureObserver
 from .errors import InputError
 from .layout import PromptLayout, check_fits
 from .methods import AttributionMethod, AttributionTask, create_method
@@ -85,6 +86,8 @@ class Attributor:
         new = max_new_tokens or self.max_new_tokens
         check_fits(len(prompt), new, self.lm.context_window, self.lm.name)
         with self.lock:
+            # AT2 features of this answer then come almost free from generation's own pass.
+            generate_kwargs.setdefault("observers", [CaptureObserver()])
             return Scorer(self.lm).generate(prompt.input_ids, max_new_tokens=new, **generate_kwargs)
 
     # ------------------------------------------------------------------ attribution

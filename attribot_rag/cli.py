@@ -180,7 +180,7 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
     import shlex
     import time
 
-    from .at2.train import train_at2
+    from .training.at2 import train_at2
     from .models import load_model
 
     parts = ["attribot-rag", "train-at2", "--model", args.model, "--data", *args.data, "--out", args.out,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
+from rich.console import Console
+from rich.table import Table
 
 from .sources import Passage, Source
 
@@ -124,16 +127,35 @@ class Attribution:
         kwargs.setdefault("indent", 2)
         return json.dumps(self.to_dict(), **kwargs)
 
-    def table(self, limit: int | None = None):
-        """A rich Table of the sources, best first."""
-        from .report.terminal import attribution_table
-
-        return attribution_table(self, limit=limit)
+    def table(self, limit: int | None = None) -> Table:
+        """A rich Table of the sources, best first (then the unscored ones, without a limit)."""
+        table = Table(title=f"{self.method} | {self.level} level | {self.model}", expand=False)
+        for column, justify in (("rank", "right"), ("score", "right"), ("source", "left"), ("text", "left")):
+            table.add_column(column, justify=justify)
+        ranked = self.ranked()
+        for s in ranked if limit is None else ranked[:limit]:
+            table.add_row(str(s.rank), f"{s.score:+.4f}", s.id, _clip(s.text))
+        if limit is None:
+            for s in (s for s in self.sources if s.rank is None):
+                table.add_row("-", "not scored", s.id, _clip(s.text))
+        return table
 
     def __str__(self) -> str:
-        from .report.terminal import render_text
+        console = Console(width=140, record=True, file=io.StringIO(), color_system=None)
+        console.print(f"Question: {self.question}")
+        console.print(f"Answer: {self.answer.strip()}")
+        t = self.timings
+        console.print(
+            f"generation {t.get('generation_s', 0.0):.2f}s, attribution {t.get('attribution_s', 0.0):.2f}s, "
+            f"{self.forward_tokens} forward tokens"
+        )
+        console.print(self.table())
+        return console.export_text()
 
-        return render_text(self)
+
+def _clip(text: str, width: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
 def _jsonable(obj: Any) -> Any:

@@ -15,8 +15,9 @@ model this is exact, not an approximation.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, ContextManager, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -40,9 +41,9 @@ class Response:
     token_ids: list[int]
     offsets: list[tuple[int, int]]
     generated: bool = False
-    # What AT2 needs, captured while the model generated this answer (see at2.capture).
-    at2_capture: Any = field(default=None, repr=False, compare=False)
-    at2_capture_reason: str | None = field(default=None, repr=False, compare=False)
+    # What the generation observers recorded while the model generated this answer
+    # (e.g. AT2's capture): opaque here, each observer's reader finds its own.
+    observations: list[Any] = field(default_factory=list, repr=False, compare=False)
     # The prompt's KV cache, when asked for (Scorer.generate(keep_prompt_kv=True)).
     prompt_kv: Any = field(default=None, repr=False, compare=False)
 
@@ -87,6 +88,20 @@ def response_from_ids(tokenizer: Any, ids: Sequence[int]) -> Response:
         offsets.append((prev, cur))
         prev = cur
     return Response(text, ids, offsets, generated=True)
+
+
+class Recording(Protocol):
+    def attach(self, response: Response) -> None:
+        """File what was recorded on the finished response (``response.observations``)."""
+
+
+class GenerationObserver(Protocol):
+    """Watches the forward steps of one generation, e.g. with hooks on the decoder layers.
+
+    ``full_prompt`` is False when generation continued a cached prompt prefix, so the
+    first forward step did not see the whole prompt."""
+
+    def watch(self, model: Any, prompt_ids: Sequence[int], full_prompt: bool) -> ContextManager[Recording]: ...
 
 
 @dataclass
@@ -280,14 +295,17 @@ class Scorer:
         *,
         prefix: "PromptKV | Sequence[PromptKV] | None" = None,
         keep_prompt_kv: bool = False,
+        observers: Sequence[GenerationObserver] = (),
         **generate_kwargs: Any,
     ) -> Response:
         """Greedy answer to a prompt. The end-of-turn token is kept if the model produced it.
 
         ``prefix``: the KV cache of an earlier prompt (``response.prompt_kv`` of an earlier
         call with ``keep_prompt_kv=True``), or several (the one sharing the longest start
-        is used); the tokens this prompt shares with it at the start are not run again. Such an answer carries no AT2 capture (its prompt was not
-        run in full). ``keep_prompt_kv``: keep this prompt's KV cache on the response.
+        is used); the tokens this prompt shares with it at the start are not run again.
+        ``keep_prompt_kv``: keep this prompt's KV cache on the response. ``observers``
+        watch the forward steps (see :class:`GenerationObserver`) and file what they saw
+        on ``response.observations``.
         """
         from transformers import DynamicCache
 
@@ -318,11 +336,8 @@ class Scorer:
                 ddp_cache_data=[(k[:, :, :shared].clone(), v[:, :, :shared].clone()) for k, v in prefix.kv]
             ) if shared else DynamicCache()
             kwargs["return_dict_in_generate"] = True
-        from .at2.capture import attach_capture, capture_generation
-
-        # AT2 features of this answer come almost free from generation's own pass.
-        skip = "generation reused a cached prompt prefix, so the prompt was not run in full" if shared else ""
-        with capture_generation(self.model, skip_reason=skip) as capture:
+        with ExitStack() as stack:
+            recordings = [stack.enter_context(o.watch(self.model, prompt_ids, not shared)) for o in observers]
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         prompt_kv = None
         if kwargs.get("return_dict_in_generate"):
@@ -346,7 +361,8 @@ class Scorer:
         response = response_from_ids(tok, new)
         if not response.text.strip():
             raise InputError("the model generated an empty answer; pass an answer or change the prompt")
-        attach_capture(response, capture, prompt_ids, new)
+        for recording in recordings:
+            recording.attach(response)
         response.prompt_kv = prompt_kv
         return response
 
@@ -354,7 +370,9 @@ class Scorer:
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "FullPass",
+    "GenerationObserver",
     "PromptKV",
+    "Recording",
     "Response",
     "Scorer",
     "common_prefix",

@@ -202,22 +202,26 @@ def test_per_token_logprobs_sum_and_prefix_reuse_match(lm, handbook_passages):
 
 
 def test_generation_reusing_a_prompt_prefix_gives_the_same_answer(lm, handbook_passages):
+    from attribot_rag.at2.capture import CaptureObserver, find_capture
+
     layout = PromptLayout(lm.tokenizer)
     scorer = Scorer(lm)
     full_prompt = layout.render(TRAVEL_QUESTION, handbook_passages).input_ids
     pruned = layout.render(TRAVEL_QUESTION, handbook_passages[:2]).input_ids  # shares a long start
-    first = scorer.generate(full_prompt, max_new_tokens=12, keep_prompt_kv=True)
+    observe = [CaptureObserver()]
+    first = scorer.generate(full_prompt, max_new_tokens=12, keep_prompt_kv=True, observers=observe)
     assert first.prompt_kv is not None and first.prompt_kv.ids == list(full_prompt)
-    assert first.at2_capture is not None  # a full run still feeds AT2
+    assert find_capture(first, lm.model, full_prompt)[0] is not None  # a full run still feeds AT2
     assert common_prefix(full_prompt, pruned) >= 16
     plain = scorer.generate(pruned, max_new_tokens=12)
     # of several caches the one sharing the longest start is used
     plain_kv = scorer.generate(layout.render("Where is Lisbon?", handbook_passages[2:]).input_ids,
                                max_new_tokens=2, keep_prompt_kv=True)
-    reused = scorer.generate(pruned, max_new_tokens=12, prefix=[plain_kv.prompt_kv, first.prompt_kv])
+    reused = scorer.generate(pruned, max_new_tokens=12, prefix=[plain_kv.prompt_kv, first.prompt_kv],
+                             observers=observe)
     assert reused.token_ids == plain.token_ids and reused.text == plain.text
-    assert reused.at2_capture is None  # its prompt was not run in full
-    assert "prefix" in reused.at2_capture_reason
+    cap, reason = find_capture(reused, lm.model, pruned)
+    assert cap is None and "prefix" in reason  # its prompt was not run in full
     assert plain.prompt_kv is None  # only kept when asked for
     # the same prompt again: everything but its last token comes from the cache
     again = scorer.generate(full_prompt, max_new_tokens=12, prefix=first.prompt_kv)

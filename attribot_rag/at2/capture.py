@@ -9,15 +9,15 @@ layer and step), and a reference to the generation's KV cache, whose keys (after
 and the rotary embedding) cover every fed position. Attribution then only projects r
 queries per layer and multiplies them with the cached keys.
 
-Used by :meth:`attribot_rag.scoring.Scorer.generate` (which attaches the result to the
-response as ``response.at2_capture``; the last ``MAX_RECENT`` captures are also found by
-(model, prompt ids, answer ids), so a response rebuilt from its token ids still uses
-them); nothing is captured for unsupported families, batched or beam generation.
+:class:`CaptureObserver` is the generation observer that records it; the capture rides on
+the response it was recorded for (``response.observations``), so it lives and dies with
+that response. Nothing usable is captured for unsupported families, batched or beam
+generation, or a generation that continued a cached prompt prefix; the capture then says
+why, and the features fall back to one forward pass that reports that reason.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 import weakref
@@ -55,6 +55,7 @@ class GenerationCapture:
         self.prompt_ids, self.response_ids = list(prompt_ids), list(response_ids)
         self.reason = self._unusable_reason()
         if self.reason:
+            self.cache, self.hidden, self.cos, self.sin = None, [], [], []  # free what cannot be used
             return None
         # keep only the first r calls (the last generated token is never fed)
         r = len(self.response_ids)
@@ -120,101 +121,81 @@ class GenerationCapture:
         return feats
 
 
-@contextmanager
-def capture_generation(model: Any, skip_reason: str = "") -> Iterator[GenerationCapture]:
-    """Hooks that record the per-layer query inputs during ``model.generate``.
+class CaptureObserver:
+    """The generation observer that records what AT2 needs (see the module docstring).
 
-    Records nothing (the yielded capture is invalid and says why) for model families AT2
-    does not support, or when the caller gives a ``skip_reason``.
-    """
-    cap = GenerationCapture(model_ref=weakref.ref(model))
-    family = str(getattr(model.config, "model_type", None))
-    if skip_reason or family not in ADAPTERS:
-        cap.valid = False
-        cap.reason = skip_reason or f"AT2 does not support the model family {family!r}"
-        yield cap
-        return
-    layers = list(_base(model).layers)
-    cap.hidden = [[] for _ in layers]
-    cap.cos = [[] for _ in layers]
-    cap.sin = [[] for _ in layers]
-    handles = []
+    Pass it to :meth:`attribot_rag.scoring.Scorer.generate` (``observers=[...]``); the
+    capture, complete or not (then it says why), lands on ``response.observations``."""
 
-    def make(idx: int):
-        def pre_hook(module, args, kwargs):
-            if not cap.valid:
-                return None
-            hidden = _layer_input(args, kwargs)
-            pe = kwargs.get("position_embeddings")
-            if hidden.shape[0] != 1 or pe is None:
-                cap.valid = False
-                cap.reason = "batched generation" if hidden.shape[0] != 1 else "no rotary embeddings were passed"
-                return None
-            cos, sin = pe
-            cap.hidden[idx].append(hidden[:, -1:].detach().clone())
-            cap.cos[idx].append(cos[:, -1:].detach().clone())
-            cap.sin[idx].append(sin[:, -1:].detach().clone())
-            cache = kwargs.get("cache")
-            if cache is not None:
-                cap.cache = cache
+    @contextmanager
+    def watch(self, model: Any, prompt_ids: Sequence[int], full_prompt: bool) -> Iterator["_Recording"]:
+        cap = GenerationCapture(model_ref=weakref.ref(model))
+        family = str(getattr(model.config, "model_type", None))
+        if not full_prompt:
+            cap.valid, cap.reason = False, "generation reused a cached prompt prefix, so the prompt was not run in full"
+        elif family not in ADAPTERS:
+            cap.valid, cap.reason = False, f"AT2 does not support the model family {family!r}"
+        if not cap.valid:
+            yield _Recording(cap, prompt_ids)
+            return
+        handles = [
+            layer.register_forward_pre_hook(_recording_hook(cap, i), with_kwargs=True)
+            for i, layer in enumerate(_base(model).layers)
+        ]
+        cap.hidden, cap.cos, cap.sin = ([[] for _ in handles] for _ in range(3))
+        try:
+            yield _Recording(cap, prompt_ids)
+        finally:
+            for h in handles:
+                h.remove()
+
+
+@dataclass
+class _Recording:
+    capture: GenerationCapture
+    prompt_ids: Sequence[int]
+
+    def attach(self, response: Any) -> None:
+        self.capture.finish(self.prompt_ids, response.token_ids)
+        response.observations.append(self.capture)
+
+
+def _recording_hook(cap: GenerationCapture, idx: int):
+    def pre_hook(module, args, kwargs):
+        if not cap.valid:
             return None
+        hidden = _layer_input(args, kwargs)
+        pe = kwargs.get("position_embeddings")
+        if hidden.shape[0] != 1 or pe is None:
+            cap.valid = False
+            cap.reason = "batched generation" if hidden.shape[0] != 1 else "no rotary embeddings were passed"
+            return None
+        cos, sin = pe
+        cap.hidden[idx].append(hidden[:, -1:].detach().clone())
+        cap.cos[idx].append(cos[:, -1:].detach().clone())
+        cap.sin[idx].append(sin[:, -1:].detach().clone())
+        cache = kwargs.get("cache")
+        if cache is not None:
+            cap.cache = cache
+        return None
 
-        return pre_hook
-
-    try:
-        for i, layer in enumerate(layers):
-            handles.append(layer.register_forward_pre_hook(make(i), with_kwargs=True))
-        yield cap
-    finally:
-        for h in handles:
-            h.remove()
-
-
-# The most recent captures, so that a response rebuilt from the same token ids (e.g. by a
-# caller that stores only ids) still finds them. Bounded: each holds a KV cache.
-MAX_RECENT = 2
-_RECENT: "OrderedDict[tuple, GenerationCapture]" = OrderedDict()
-
-
-def _key(model: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> tuple:
-    return (id(model), len(prompt_ids), hash(tuple(prompt_ids)), tuple(int(t) for t in response_ids))
-
-
-def attach_capture(response: Any, cap: GenerationCapture, prompt_ids, response_ids) -> None:
-    """Set ``response.at2_capture`` when the capture is complete, else say why in
-    ``response.at2_capture_reason``; remember complete ones among the most recent."""
-    done = cap.finish(prompt_ids, response_ids)
-    if done is None:
-        response.at2_capture_reason = cap.reason
-        return
-    response.at2_capture = done
-    if MAX_RECENT > 0:
-        _RECENT[_key(done.model, done.prompt_ids, done.response_ids)] = done
-        while len(_RECENT) > MAX_RECENT:
-            _RECENT.popitem(last=False)
+    return pre_hook
 
 
 def find_capture(response: Any, model: Any, prompt_ids: Sequence[int]) -> tuple[GenerationCapture | None, str]:
     """The capture of this model's generation of exactly this answer after exactly this
     prompt, or None and the reason there is none."""
-    cap = getattr(response, "at2_capture", None)
-    if cap is None:
-        cap = _RECENT.get(_key(model, prompt_ids, response.token_ids))
-    if cap is not None and cap.matches(model, prompt_ids, response.token_ids):
-        return cap, ""
-    if cap is not None:
-        return None, "the answer was generated by another model or from another prompt"
-    reason = getattr(response, "at2_capture_reason", None)
-    if reason:
-        return None, reason
-    if not getattr(response, "generated", False):
+    caps = [o for o in getattr(response, "observations", ()) if isinstance(o, GenerationCapture)]
+    if not caps:
+        if getattr(response, "generated", False):
+            return None, "the answer was generated without the AT2 capture observer"
         return None, "the answer was given, not generated by this model"
-    return None, "no capture was recorded for this answer (or it was forgotten)"
+    cap = caps[-1]
+    if cap.reason:
+        return None, cap.reason
+    if not cap.matches(model, prompt_ids, response.token_ids):
+        return None, "the answer was generated by another model or from another prompt"
+    return cap, ""
 
 
-def clear_captures() -> None:
-    """Forget the remembered captures (frees their KV caches)."""
-    _RECENT.clear()
-
-
-__all__ = ["GenerationCapture", "attach_capture", "capture_generation", "clear_captures", "find_capture"]
+__all__ = ["CaptureObserver", "GenerationCapture", "find_capture"]

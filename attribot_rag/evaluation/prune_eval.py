@@ -85,7 +85,11 @@ def _ranker_seed(seed: int, example_id: str) -> int:
 
 
 def _answer(
-    setup: _Setup, ex: HotpotExample, keep: Sequence[int], prefixes: list[PromptKV] | None = None
+    setup: _Setup,
+    ex: HotpotExample,
+    keep: Sequence[int],
+    prefixes: list[PromptKV] | None = None,
+    keep_response: bool = False,
 ) -> dict[str, Any]:
     """The model's answer with only the paragraphs ``keep`` (indices, original order).
 
@@ -108,7 +112,7 @@ def _answer(
         del prefixes[1 : -(MAX_PREFIXES - 1)]  # keep the full prompt's and the latest ones
     seconds = time.perf_counter() - t0
     text = clean_answer(response.text)
-    return setup.cache.put(
+    stored = setup.cache.put(
         desc,
         {
             "ids": response.token_ids,
@@ -119,6 +123,8 @@ def _answer(
             "f1": qa_metrics.f1_score(text, ex.answer),
         },
     )
+    # the live response carries its AT2 capture (kept only where asked: it holds a KV cache)
+    return {**stored, "response": response} if keep_response else stored
 
 
 def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -256,8 +262,9 @@ def run_prune_eval(
 
         bar.set_postfix_str(f"{short} baseline")
         prefixes: list[PromptKV] = []
-        base_ans = _answer(setup, ex, range(n_par), prefixes)
-        baseline = {**base_ans, "response": response_from_ids(target.tokenizer, base_ans["ids"])}
+        base_ans = _answer(setup, ex, range(n_par), prefixes, keep_response=True)
+        baseline = base_ans if "response" in base_ans else {  # answered in an earlier run: no capture
+            **base_ans, "response": response_from_ids(target.tokenizer, base_ans["ids"])}
         rec["baseline"] = {k: base_ans[k] for k in ("answer", "em", "f1", "seconds")}
         bar.update(1)
 

@@ -1,1 +1,1 @@
-"""Human-readable views of attributions (terminal tables; HTML pages in later issues)."""
+"""Human-readable views of attributions and citations: the HTML page (the terminal table is ``Attribution.table()``)."""

@@ -34,13 +34,13 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
+from ..at2.attention import _config, model_shape, response_rows, source_features, span_matrix
+from ..at2.weights import AT2Weights
 from ..errors import InputError
 from ..layout import PromptLayout
 from ..models import LoadedModel
 from ..scoring import Scorer
 from ..sources import Passage, make_sources, split_sentences
-from .attention import _config, model_shape, response_rows, source_features, span_matrix
-from .weights import AT2Weights
 
 logger = logging.getLogger(__name__)
 
