@@ -1,4 +1,4 @@
-"""The ``attribot-rag`` command line: attribute, demo, bench, prune-eval, train-at2."""
+"""The ``attribot-rag`` command line: attribute, demo, bench, prune-eval, train-at2, index, serve, batch."""
 
 from __future__ import annotations
 
@@ -215,6 +215,67 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index(args: argparse.Namespace) -> int:
+    from .index import build_index
+
+    index = build_index(args.corpus, args.out)
+    print(f"indexed {len(index.passages)} passages with {index.embedder_name} into {args.out}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .service.server import serve
+
+    serve(host=args.host, port=args.port, index=args.index, model=args.model, proxy_model=args.proxy_model,
+          method=args.method, max_new_tokens=args.max_new_tokens, max_waiting=args.max_waiting,
+          timeout_s=args.timeout)
+    return 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    summary = run_batch(args.input, args.output, method=args.method, model=args.model, level=args.level,
+                        workers=args.workers, ray_address=args.ray_address, use_ray=not args.no_ray,
+                        max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+    print(json.dumps(summary.to_dict(), indent=2))
+    return 0
+
+
+def _add_service_commands(sub) -> None:
+    from .methods import available_methods
+
+    p = sub.add_parser("index", help="embed a JSONL corpus {id, text, title?} into a FAISS index folder")
+    p.add_argument("--corpus", help="JSONL (or JSON list) of passages (default: the bundled handbook)")
+    p.add_argument("--out", required=True, metavar="DIR", help="index folder to write")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("serve", help="HTTP API and search page with cited answers (FastAPI, uvicorn)")
+    p.add_argument("--index", metavar="DIR", help="index folder from `attribot-rag index` (default: the handbook)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--proxy-model", help="proxy model for the proxy and proxy-rescore methods")
+    p.add_argument("--method", default="loo", choices=available_methods(), help="default attribution method")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="answer length")
+    p.add_argument("--max-waiting", type=int, default=8, help="requests that may wait for the model (then 503)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds of model time per request (then 504)")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("batch", help="attribute a JSONL log of {id, question, passages, answer?} (Ray)")
+    p.add_argument("--input", required=True, help="JSONL input, one record a line")
+    p.add_argument("--output", required=True, help="JSONL output; ids already there are skipped (resume)")
+    p.add_argument("--method", default="at2", choices=available_methods())
+    p.add_argument("--level", default="passage", choices=["passage", "sentence"])
+    p.add_argument("--workers", type=int, default=1, help="model workers (one model each)")
+    p.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
+    p.add_argument("--no-ray", action="store_true", help="run in this process (only with --workers 1)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="answer length when a record has none")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_batch)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .methods import available_methods
 
@@ -315,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_model_args(p)
     p.set_defaults(func=cmd_train_at2)
+    _add_service_commands(sub)
     return parser
 
 

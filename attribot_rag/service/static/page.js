@@ -96,7 +96,7 @@ function hideQuote() {
 
 function shade(score, best) {
   if (score === null || best <= 0 || score <= 0) return "transparent";
-  return `rgba(var(--shade), ${(0.1 + 0.6 * score / best).toFixed(3)})`;
+  return `rgba(var(--shade), ${(0.7 * score / best).toFixed(3)})`;
 }
 
 function renderSources(cite, dropped) {
