@@ -81,3 +81,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) $(LATEST) .pytest_cache
+
+# Chromium and its driver for the browser test (tests/test_browser.py skips without them);
+# CI runs this as root before `make test`. Nothing is done when both are already there.
+.PHONY: install-browser
+install-browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then \
+		echo "chromium and chromedriver are installed"; \
+	else \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver; \
+	fi
