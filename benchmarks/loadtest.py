@@ -1,0 +1,177 @@
+"""Load test of `attribot-rag serve` on loopback: concurrent clients against /v1/cite.
+
+    OMP_NUM_THREADS=1 python benchmarks/loadtest.py --clients 32 --seconds 60
+
+Starts its own server on a free 127.0.0.1 port (or uses --url, loopback only), runs the
+clients for a bounded time (and at most --max-requests requests), samples the server's
+RSS, and reports requests served, 503s, p50/p95 latency and peak RSS. Clients honour
+Retry-After, as well-behaved clients do. Exits 1 if any status other than 200 or 503 was
+seen. Not part of the test suite: it takes a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+QUESTION = "What is the nightly hotel limit for international business travel?"
+ANSWER = "The nightly hotel limit for international business travel is $260."
+PASSAGE_IDS = ["hb-05", "hb-04", "hb-02", "hb-03"]  # what the index retrieves for QUESTION, and more
+
+
+def cite_payload(with_answer: bool) -> dict:
+    from attribot_rag.index import read_corpus
+
+    by_id = {p.id: p for p in read_corpus()}
+    payload = {"question": QUESTION, "passages": [by_id[i].to_dict() for i in PASSAGE_IDS]}
+    if with_answer:
+        payload["answer"] = ANSWER
+    return payload
+
+
+def start_server(port: int) -> subprocess.Popen:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    cli = Path(sys.executable).with_name("attribot-rag")
+    return subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
+
+
+def wait_until_up(url: str, timeout_s: float = 300) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the server at {url} did not come up within {timeout_s} s")
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of the server process and its children, sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        while not self.stop.is_set():
+            try:
+                procs = [self.process, *self.process.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+            except psutil.Error:
+                pass
+            self.stop.wait(0.2)
+
+
+async def client(http, url: str, payload: dict, end: float, budget: list[int], log: list) -> None:
+    while time.monotonic() < end and budget[0] > 0:
+        budget[0] -= 1
+        t0 = time.monotonic()
+        response = await http.post(url + "/v1/cite", json=payload)
+        log.append((response.status_code, time.monotonic() - t0))
+        if response.status_code == 503:
+            wait = float(response.headers.get("Retry-After", "1"))
+            await asyncio.sleep(max(0.0, min(wait, end - time.monotonic())))
+
+
+async def run_clients(url: str, payload: dict, clients: int, seconds: float, max_requests: int) -> list:
+    import httpx
+
+    log: list[tuple[int, float]] = []
+    budget = [max_requests]
+    end = time.monotonic() + seconds
+    limits = httpx.Limits(max_connections=clients)
+    async with httpx.AsyncClient(timeout=300, limits=limits) as http:
+        await asyncio.gather(*(client(http, url, payload, end, budget, log) for _ in range(clients)))
+    return log
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summarise(log: list, wall_s: float, peak_rss: int, args: argparse.Namespace) -> dict:
+    ok = [t for s, t in log if s == 200]
+    busy = [t for s, t in log if s == 503]
+    other = sorted({s for s, _ in log if s not in (200, 503)})
+    return {
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "wall_s": round(wall_s, 1),
+        "requests": len(log),
+        "served_200": len(ok),
+        "rejected_503": len(busy),
+        "other_statuses": other,
+        "p50_latency_s": round(percentile(ok, 0.5), 2) if ok else None,
+        "p95_latency_s": round(percentile(ok, 0.95), 2) if ok else None,
+        "p50_503_latency_s": round(percentile(busy, 0.5), 3) if busy else None,
+        "server_peak_rss_mib": round(peak_rss / 2**20, 1),
+        "payload": "answer given" if not args.generate else "the model answers",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--max-requests", type=int, default=20000, help="a bound on the total")
+    parser.add_argument("--url", help="a running server on loopback (default: start one)")
+    parser.add_argument("--generate", action="store_true", help="let the model answer (default: answer given)")
+    parser.add_argument("--json", metavar="OUT", help="also write the report here")
+    args = parser.parse_args()
+    server = None
+    if args.url:
+        if urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise SystemExit("the load test runs on loopback only")
+        url = args.url.rstrip("/")
+    else:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = start_server(port)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url)
+        sampler = None
+        if server is not None:
+            sampler = RssSampler(server.pid)
+            sampler.start()
+        t0 = time.monotonic()
+        log = asyncio.run(run_clients(url, cite_payload(not args.generate), args.clients, args.seconds, args.max_requests))
+        wall = time.monotonic() - t0
+        if sampler:
+            sampler.stop.set()
+        report = summarise(log, wall, sampler.peak if sampler else 0, args)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+    print(json.dumps(report, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 1 if report["other_statuses"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
