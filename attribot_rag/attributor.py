@@ -9,7 +9,7 @@ from .at2.capture import CaptureObserver
 from .errors import InputError
 from .layout import PromptLayout, check_fits
 from .methods import AttributionMethod, AttributionTask, create_method
-from .models import DEFAULT_MODEL, LoadedModel, load_model, model_lock
+from .models import DEFAULT_MODEL, LoadedModel, dtype_info, load_model, model_lock
 from .result import Attribution
 from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
 from .sources import Passage, coerce_passages, make_sources
@@ -31,7 +31,9 @@ class Attributor:
     >>> result = att.attribute("Who ...?", passages, answer="...")  # explain a given answer
 
     ``model`` is an alias, a Hugging Face id, a local folder, a :class:`LoadedModel` or a
-    transformers model object (pass its ``tokenizer`` too).
+    transformers model object (pass its ``tokenizer`` too). ``dtype`` is ``"auto"`` (bf16
+    where the hardware runs it fast, else float32), ``"float32"`` or ``"bfloat16"``; the
+    dtype used and why are in ``att.lm.metadata`` and in every result's ``info``.
     """
 
     def __init__(
@@ -47,8 +49,11 @@ class Attributor:
         system_prompt: str | None = None,
         instruction: str | None = None,
         method_options: dict[str, Any] | None = None,
+        dtype: Any = None,
     ) -> None:
-        self.lm = load_model(model, tokenizer)
+        # dtype: "auto", "float32", "bfloat16" or a torch dtype; None = $ATTRIBOT_RAG_DTYPE
+        # or "auto" (attribot_rag.precision). A model object is used in the dtype it has.
+        self.lm = load_model(model, tokenizer, dtype=dtype)
         # Held while this model generates or scores (re-entrant; shared by every
         # Attributor over the same weights), so concurrent callers take turns.
         self.lock = model_lock(self.lm.model)
@@ -191,7 +196,7 @@ class Attributor:
             timings={"generation_s": generation_s, "attribution_s": elapsed},
             forward_tokens=task.scorer.forward_tokens - tokens0,
             forward_passes=task.scorer.forward_passes - passes0,
-            info=out.info,
+            info={**out.info, **dtype_info(self.lm)},
         )
 
 
@@ -204,12 +209,13 @@ def attribute(
     level: str = "passage",
     model: str | LoadedModel | Any = DEFAULT_MODEL,
     span: tuple[int, int] | None = None,
+    dtype: Any = None,
     **kwargs: Any,
 ) -> Attribution:
     """One-call attribution: load the model (cached per process), generate if needed, attribute."""
     from .models import get_model
 
-    lm = get_model(model) if isinstance(model, str) else load_model(model)
+    lm = get_model(model, dtype=dtype) if isinstance(model, str) else load_model(model, dtype=dtype)
     return Attributor(lm, method=method, level=level).attribute(
         question, passages, answer, span=span, **kwargs
     )

@@ -20,6 +20,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", default=DEFAULT_MODEL, help="alias, Hugging Face id or local path")
     p.add_argument("--batch-size", type=int, default=None, help="ablations per forward pass")
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["auto", "float32", "bfloat16"],
+        help="weights dtype of the models this command loads (default: $ATTRIBOT_RAG_DTYPE or auto: "
+        "bfloat16 where the hardware runs it fast, else float32)",
+    )
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
@@ -36,7 +43,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     kwargs = {}
     if args.batch_size:
         kwargs["batch_size"] = args.batch_size
-    attributor = Attributor(args.model, method=args.method, level=args.level, **kwargs)
+    attributor = Attributor(args.model, method=args.method, level=args.level, dtype=args.dtype, **kwargs)
     result = attributor.attribute(question, passages, args.answer, max_new_tokens=args.max_new_tokens)
     if args.json:
         print(result.to_json())
@@ -62,7 +69,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(model=args.model, method=args.method, k=args.k, questions=args.question or None)
+    run_demo(model=args.model, method=args.method, k=args.k, questions=args.question or None, dtype=args.dtype)
     return 0
 
 
@@ -80,6 +87,7 @@ def _bench_command(args: argparse.Namespace) -> str:
         ("--keep-mass", args.keep_mass),
         ("--rescore", args.rescore),
         ("--batch-size", args.batch_size),
+        ("--dtype", args.dtype),
     ):
         if value is not None:
             parts += [flag, str(value)]
@@ -116,6 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         command=command,
         offset=args.offset,
         progress=not args.no_progress,
+        dtype=args.dtype,
     )
     text = json.dumps(report, indent=2)
     if args.json:
@@ -148,6 +157,8 @@ def cmd_prune_eval(args: argparse.Namespace) -> int:
         parts += ["--instruction", args.instruction]
     if args.seed:
         parts += ["--seed", str(args.seed)]
+    if args.dtype:
+        parts += ["--dtype", args.dtype]
     kwargs = {}
     if args.max_new_tokens is not None:
         kwargs["max_new_tokens"] = args.max_new_tokens
@@ -166,6 +177,7 @@ def cmd_prune_eval(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         markdown=args.markdown,
         command=" ".join(shlex.quote(p) for p in parts),
+        dtype=args.dtype,
         **kwargs,
     )
     if args.json:
@@ -190,8 +202,10 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
         parts += ["--lr", str(args.lr)]
     if args.non_negative:
         parts += ["--non-negative"]
+    if args.dtype:
+        parts += ["--dtype", args.dtype]
     command = " ".join(shlex.quote(str(a)) for a in parts)
-    lm = load_model(args.model)
+    lm = load_model(args.model, dtype=args.dtype)
     t0 = time.perf_counter()
     weights, summary = train_at2(
         lm,
@@ -383,6 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "dtype", None):
+        # Also the process default, so --dtype reaches every model a command loads by name
+        # (serve's and batch's workers included), not only those it passes it to.
+        os.environ["ATTRIBOT_RAG_DTYPE"] = args.dtype
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     if not args.verbose:
         from transformers.utils import logging as hf_logging

@@ -67,14 +67,17 @@ def run_demo(
     k: int = 4,
     questions: Sequence[str] | None = None,
     console: Console | None = None,
+    dtype=None,
 ) -> list:
     console = console or Console()
     passages = load_corpus()
     retriever = FaissRetriever(passages)
-    attributor = Attributor(model, method=method, level="passage", max_new_tokens=48)
+    attributor = Attributor(model, method=method, level="passage", max_new_tokens=48, dtype=dtype)
+    meta = attributor.lm.metadata
     console.print(
         f"[bold]attribot-rag demo[/bold]: {len(passages)} handbook passages, "
-        f"FAISS + all-MiniLM-L6-v2, model {attributor.model_name}"
+        f"FAISS + all-MiniLM-L6-v2, model {attributor.model_name} "
+        f"in {meta.get('dtype')} ({meta.get('dtype_reason')})"
     )
     results = []
     for question in questions or SAMPLE_QUESTIONS:

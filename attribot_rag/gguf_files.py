@@ -160,6 +160,7 @@ def assemble_parts(parts: list[Path], target: Path, expected: str, cache: Path, 
             actual = _concatenate(parts, out)
         if actual != expected:
             raise _mismatch(target, expected, actual, advice)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; it is an ordinary cache file
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

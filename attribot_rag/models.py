@@ -347,6 +347,21 @@ def _finish(model: Any, tokenizer: Any, name: str, meta: dict[str, Any], choice:
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, metadata={**meta, **choice.as_metadata()})
 
 
+def dtype_info(lm: LoadedModel) -> dict[str, str]:
+    """The model's dtype and why it was chosen, for results (``model_dtype``, ``model_dtype_reason``)."""
+    meta = lm.metadata or {}
+    dtype = meta.get("dtype") or str(next(lm.model.parameters()).dtype).removeprefix("torch.")
+    reason = meta.get("dtype_reason") or "not recorded (LoadedModel built by hand)"
+    return {"model_dtype": dtype, "model_dtype_reason": reason}
+
+
+def dtype_key(*models: LoadedModel | None) -> dict[str, list[str | None]]:
+    """Cache-key entry for results that depend on the models' dtypes. Empty when every
+    model is float32, so result caches written before dtypes existed stay valid."""
+    names = [dtype_info(m)["model_dtype"] if m is not None else None for m in models]
+    return {} if all(n in (None, "float32") for n in names) else {"dtypes": names}
+
+
 _LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
 

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from ..attributor import Attributor
 from ..errors import InputError
 from ..methods import available_methods
-from ..models import LoadedModel, get_model
+from ..models import LoadedModel, dtype_info, dtype_key, get_model
 from ..scoring import response_from_ids
 from . import metrics
 from .hotpotqa import load_slice
@@ -228,6 +228,7 @@ def run_bench(
     markdown: str | Path | None = None,
     command: str | None = None,
     offset: int = 0,
+    dtype: Any = None,
 ) -> dict[str, Any]:
     specs = [MethodSpec.parse(m) for m in dict.fromkeys(m for m in methods if m.strip())]
     if not specs:
@@ -250,10 +251,11 @@ def run_bench(
         raise InputError(f"method(s) {', '.join(needs_proxy)} need a proxy model: pass --proxy-model NAME")
 
     examples = load_slice(data, n, offset)
-    target = get_model(model) if isinstance(model, str) else model
+    # dtype applies to the models loaded here by name (target and proxy)
+    target = get_model(model, dtype=dtype) if isinstance(model, str) else model
     proxy = None
     if proxy_model is not None and needs_proxy:
-        proxy = get_model(proxy_model) if isinstance(proxy_model, str) else proxy_model
+        proxy = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
     kwargs = {"batch_size": batch_size} if batch_size else {}
     attributor = Attributor(target, level=level, max_new_tokens=max_new_tokens, **kwargs)
     cache = ResultsCache(cache_dir)
@@ -265,6 +267,7 @@ def run_bench(
         "level": level,
         "max_new_tokens": max_new_tokens,
         "batch_size": attributor.batch_size,
+        **dtype_key(target, proxy),
     }
 
     def method_options(spec: MethodSpec) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -444,6 +447,7 @@ def run_bench(
         "n": len(examples),
         "offset": offset,
         "model": attributor.model_name,
+        **dtype_info(target),
         "level": level,
         "generation_seconds_per_example": gen_mean,
         "methods": {},

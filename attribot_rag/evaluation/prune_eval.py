@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from ..errors import InputError, MethodNotAvailableError
 from ..methods import available_methods
-from ..models import LoadedModel, get_model
+from ..models import LoadedModel, dtype_info, dtype_key, get_model
 from ..pruning import keep_indices
 from ..scoring import PromptKV, response_from_ids
 from . import qa_metrics
@@ -221,6 +221,7 @@ def run_prune_eval(
     markdown: str | Path | None = None,
     command: str | None = None,
     oracle: bool = True,
+    dtype: Any = None,
 ) -> dict[str, Any]:
     """Run (or resume) the pruning experiment; returns the report (see the module doc)."""
     from ..attributor import Attributor
@@ -233,10 +234,11 @@ def run_prune_eval(
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     examples = load_slice(data, n, offset)
 
-    target = get_model(model) if isinstance(model, str) else model
+    # dtype applies to the models loaded here by name (target and proxy)
+    target = get_model(model, dtype=dtype) if isinstance(model, str) else model
     proxy = None
     if proxy_model is not None and any(m in PROXY_RANKERS for m in methods):
-        proxy = get_model(proxy_model) if isinstance(proxy_model, str) else proxy_model
+        proxy = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
     unavailable = {m: why for m in methods if (why := _method_availability(m, proxy)) is not None}
     runnable = [m for m in methods if m not in unavailable]
 
@@ -248,6 +250,7 @@ def run_prune_eval(
         "instruction": instruction,
         "system_prompt": attributor.layout.system_prompt,
         "max_new_tokens": max_new_tokens,
+        **dtype_key(target, proxy),
     }
     setup = _Setup(attributor, ResultsCache(cache_dir), base, proxy)
 
@@ -325,6 +328,7 @@ def run_prune_eval(
     report.update(
         {
             "model": attributor.model_name,
+            **dtype_info(target),
             "proxy_model": proxy.name if proxy is not None else None,
             "data": str(data),
             "offset": offset,

@@ -17,14 +17,16 @@ def resolve_attributor(
     tokenizer: Any = None,
     *,
     attributor: Attributor | None = None,
+    dtype: Any = None,
     **options: Any,
 ) -> Attributor:
-    """An :class:`Attributor` from a name, transformers objects, a ``HuggingFacePipeline``
-    (or a transformers pipeline: its model and tokenizer are reused), or an Attributor."""
+    """An :class:`Attributor` from a name (loaded in ``dtype``), transformers objects, a
+    ``HuggingFacePipeline`` (or a transformers pipeline: its model and tokenizer are reused,
+    in their own dtype), or an Attributor."""
     if attributor is not None:
         return attributor
     if isinstance(model, str):
-        return Attributor(get_model(model), **options)
+        return Attributor(get_model(model, dtype=dtype), **options)
     pipe = getattr(model, "pipeline", None)  # langchain_huggingface.HuggingFacePipeline
     if pipe is not None and hasattr(pipe, "model"):
         model = pipe
@@ -32,7 +34,7 @@ def resolve_attributor(
         model, tokenizer = model.model, model.tokenizer  # a transformers pipeline
     if tokenizer is None:
         raise ValueError("a model object needs its tokenizer: pass tokenizer=...")
-    return Attributor(model, tokenizer, **options)
+    return Attributor(model, tokenizer, dtype=dtype, **options)
 
 
 def model_label(model: Any, attributor: Attributor | None) -> str:

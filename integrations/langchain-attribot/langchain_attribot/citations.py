@@ -73,6 +73,7 @@ class AttribotCitations(RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
     output_key: str = "citations"
     cited_answer_key: str = "cited_answer"
     unsupported_key: str = "unsupported"
+    dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _attributor: Optional[Attributor] = PrivateAttr(default=None)
     _objects: Optional[tuple] = PrivateAttr(default=None)
@@ -95,9 +96,9 @@ class AttribotCitations(RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
     def attributor(self) -> Attributor:
         if self._attributor is None:
             if self._objects is not None:
-                self._attributor = resolve_attributor(*self._objects)
+                self._attributor = resolve_attributor(*self._objects, dtype=self.dtype)
             else:
-                self._attributor = resolve_attributor(self.model)
+                self._attributor = resolve_attributor(self.model, dtype=self.dtype)
         return self._attributor
 
     def cite(self, question: str, context: Any, answer: Any) -> Optional[CitedAnswer]:

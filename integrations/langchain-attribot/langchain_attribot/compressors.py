@@ -48,6 +48,7 @@ class AttribotCompressor(BaseDocumentCompressor):
     fail_open: bool = Field(
         default=False, description="on an attribution error, log it and return the documents unchanged"
     )
+    dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _attributor: Optional[Attributor] = PrivateAttr(default=None)
     _objects: Optional[tuple] = PrivateAttr(default=None)
@@ -71,7 +72,8 @@ class AttribotCompressor(BaseDocumentCompressor):
     def attributor(self) -> Attributor:
         """The attributing model (loaded on first use; names are cached per process)."""
         if self._attributor is None:
-            opts = dict(method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+            opts = dict(method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                        dtype=self.dtype)
             if self._objects is not None:
                 self._attributor = resolve_attributor(*self._objects, **opts)
             else:

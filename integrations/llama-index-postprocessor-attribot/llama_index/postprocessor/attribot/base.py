@@ -53,13 +53,15 @@ def resolve_attributor(
     *,
     attributor: Optional[Attributor] = None,
     llm: Any = None,
+    dtype: Any = None,
     **options: Any,
 ) -> Attributor:
     """An :class:`Attributor` from whatever the caller has.
 
     ``llm`` is a ``HuggingFaceLLM`` (its ``_model`` / ``_tokenizer`` are reused, no second
-    copy of the weights); ``model`` a name (loaded once per process) or a transformers
-    model (with ``tokenizer``); ``attributor`` is used as is.
+    copy of the weights); ``model`` a name (loaded once per process, in ``dtype``) or a
+    transformers model (with ``tokenizer``; used in its own dtype, never converted);
+    ``attributor`` is used as is.
     """
     if attributor is not None:
         return attributor
@@ -76,8 +78,8 @@ def resolve_attributor(
                 "tokenizer in _model/_tokenizer); pass model= or attributor= otherwise"
             )
     if isinstance(model, str):
-        return Attributor(get_model(model), **options)
-    return Attributor(model, tokenizer, **options)
+        return Attributor(get_model(model, dtype=dtype), **options)
+    return Attributor(model, tokenizer, dtype=dtype, **options)
 
 
 
@@ -157,6 +159,7 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         description="On an attribution error (e.g. the context does not fit the model), log it "
         "and return the nodes unchanged instead of raising.",
     )
+    dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _attributor: Optional[Attributor] = PrivateAttr(default=None)
     _model_objects: Optional[Tuple[Any, Any]] = PrivateAttr(default=None)
@@ -187,7 +190,8 @@ class AttribotPostprocessor(BaseNodePostprocessor):
             self._attributor = attributor
         elif llm is not None:
             self._attributor = resolve_attributor(
-                llm=llm, method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens
+                llm=llm, method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                dtype=self.dtype,
             )
         elif not isinstance(model, str):
             if tokenizer is None:
@@ -207,7 +211,8 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     def attributor(self) -> Attributor:
         """The attributing model (loaded on first use; names are cached per process)."""
         if self._attributor is None:
-            opts = dict(method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens)
+            opts = dict(method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
+                        dtype=self.dtype)
             if self._model_objects is not None:
                 self._attributor = resolve_attributor(*self._model_objects, **opts)
             else:
@@ -316,6 +321,7 @@ def cite_response(
     tokenizer: Any = None,
     llm: Any = None,
     markers: bool = True,
+    dtype: Any = None,
     **cite_options: Any,
 ) -> CitedResponse:
     """Attribute a query engine's ``Response`` to its ``source_nodes`` and cite them.
@@ -342,7 +348,7 @@ def cite_response(
             source_nodes=[_copy_with(n, {}) for n in nodes],
             metadata=metadata,
         )
-    att = resolve_attributor(model, tokenizer, attributor=attributor, llm=llm)
+    att = resolve_attributor(model, tokenizer, attributor=attributor, llm=llm, dtype=dtype)
     with att.lock:
         cited = cite(att, query_str, passages, text, **cite_options)
     numbers: Dict[int, List[int]] = {}
@@ -395,11 +401,13 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
         llm: Any = None,
         markers: bool = True,
         callback_manager: Optional[CallbackManager] = None,
+        dtype: Any = None,
         **cite_options: Any,
     ) -> None:
         self._engine = query_engine
         self._attributor = attributor
         self._model_args = (model, tokenizer, llm)
+        self._dtype = dtype
         self._markers = markers
         self._cite_options = cite_options
         super().__init__(callback_manager=callback_manager or getattr(query_engine, "callback_manager", None))
@@ -408,7 +416,7 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
     def attributor(self) -> Attributor:
         if self._attributor is None:
             model, tokenizer, llm = self._model_args
-            self._attributor = resolve_attributor(model, tokenizer, llm=llm)
+            self._attributor = resolve_attributor(model, tokenizer, llm=llm, dtype=self._dtype)
         return self._attributor
 
     def _get_prompt_modules(self) -> Dict[str, Any]:
