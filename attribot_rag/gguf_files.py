@@ -120,10 +120,20 @@ def _mismatch(path: Path, expected: str, actual: str, advice: str) -> WeightsInt
     )
 
 
-def verify_file(path: Path, expected: str, cache: Path, advice: str) -> str:
+def _check_size(path: Path, size: int, expected_size: int | None, advice: str) -> None:
+    """A wrong size fails at once, before hashing a file of a gigabyte."""
+    if expected_size is not None and size != expected_size:
+        raise WeightsIntegrityError(
+            f"weights file {str(path)!r} failed its integrity check: {size:,} bytes, "
+            f"expected {expected_size:,}. {advice}"
+        )
+
+
+def verify_file(path: Path, expected: str, cache: Path, advice: str, expected_size: int | None = None) -> str:
     """Check ``path`` against ``expected`` (hashing only if not verified before); the digest."""
     if _read_stamp(path, cache) == expected:
         return expected
+    _check_size(path, path.stat().st_size, expected_size, advice)
     logger.info("checking the sha256 of %s (once)", path)
     actual = sha256_file(path)
     if actual != expected:
@@ -145,13 +155,16 @@ def _concatenate(parts: list[Path], out) -> str:
     return digest.hexdigest()
 
 
-def assemble_parts(parts: list[Path], target: Path, expected: str, cache: Path, advice: str) -> Path:
+def assemble_parts(
+    parts: list[Path], target: Path, expected: str, cache: Path, advice: str, expected_size: int | None = None
+) -> Path:
     """Concatenate ``parts`` into ``target`` atomically, refusing a result with the wrong hash.
 
     The parts are written to a temporary file in the target's folder, fsynced, hashed on
     the way, and renamed into place only when the hash matches: a reader never sees a
     partial or unverified file under the final name, and a bad result is deleted.
     """
+    _check_size(target, sum(p.stat().st_size for p in parts), expected_size, advice)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=target.name + ".", suffix=".partial", dir=target.parent)
     tmp = Path(tmp_name)
@@ -169,15 +182,17 @@ def assemble_parts(parts: list[Path], target: Path, expected: str, cache: Path, 
     return target
 
 
-def assembled_gguf(parts: list[Path], target: Path, expected: str, cache: Path, advice: str) -> Path:
+def assembled_gguf(
+    parts: list[Path], target: Path, expected: str, cache: Path, advice: str, expected_size: int | None = None
+) -> Path:
     """The verified assembled file, assembling it first when it is missing or damaged."""
     if target.exists():
         try:
-            verify_file(target, expected, cache, advice)
+            verify_file(target, expected, cache, advice, expected_size)
             return target
         except WeightsIntegrityError as exc:
             # The assembled file is derived data; the parts are the source of truth.
             logger.warning("%s; removing it and assembling it again from its parts", exc)
             target.unlink(missing_ok=True)
     logger.info("assembling %s from %d parts (once)", target, len(parts))
-    return assemble_parts(parts, target, expected, cache, advice)
+    return assemble_parts(parts, target, expected, cache, advice, expected_size)

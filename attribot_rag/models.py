@@ -174,7 +174,7 @@ def find_gguf(alias: ModelAlias) -> Path:
     if alias.parts:
         parts = locate_parts(alias.parts, alias.name, alias.pip_install)
         target = cache_root() / "gguf" / alias.assembled_file
-        return assembled_gguf(parts, target, alias.sha256, cache_root(), advice)
+        return assembled_gguf(parts, target, alias.sha256, cache_root(), advice, alias.size)
     folder = package_dir(alias.package)
     if folder is None:
         raise ModelNotFoundError(
@@ -187,7 +187,7 @@ def find_gguf(alias: ModelAlias) -> Path:
             f"model alias {alias.name!r}: no GGUF file matching {alias.gguf_glob!r} under {folder}; "
             f"reinstall it with `{alias.pip_install}`"
         )
-    verify_file(files[0], alias.sha256, cache_root(), advice)
+    verify_file(files[0], alias.sha256, cache_root(), advice, alias.size)
     return files[0]
 
 

