@@ -138,3 +138,8 @@ def test_every_cli_command_that_loads_a_model_takes_dtype():
         dtype = next((a for a in p._actions if a.dest == "dtype"), None)
         assert dtype is not None, f"{name} has --model but no --dtype"
         assert set(dtype.choices) == {"auto", "float32", "bfloat16"}
+
+
+def test_proxy_results_name_the_proxy_dtype(bf16, attributor, handbook_passages):
+    out = attributor.attribute(TRAVEL_QUESTION, _short(handbook_passages), ANSWER, method="proxy", proxy=bf16.lm)
+    assert out.info["proxy_model_dtype"] == "bfloat16" and out.info["model_dtype"] == "float32"

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..layout import PromptLayout
-from ..models import LoadedModel, load_model
+from ..models import LoadedModel, dtype_info, load_model
 from ..result import ranking
 from ..scoring import Scorer, response_from_text
 from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
@@ -133,6 +133,7 @@ class Proxy(AttributionMethod):
         scores, proxy_ll = _loo(ptask, [s.index for s in ptask.sources], self.batch_size, self.max_spread)
         info = {
             "proxy_model": self.proxy.name,
+            "proxy_model_dtype": dtype_info(self.proxy)["model_dtype"],
             "proxy_full_ll": proxy_ll,
             "proxy_target_tokens": list(ptask.target),
             "proxy_prompt_tokens": len(ptask.prompt),
