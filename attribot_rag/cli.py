@@ -242,7 +242,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(host=args.host, port=args.port, index=args.index, model=args.model, proxy_model=args.proxy_model,
           method=args.method, max_new_tokens=args.max_new_tokens, max_waiting=args.max_waiting,
-          timeout_s=args.timeout)
+          timeout_s=args.timeout, max_wait_s=args.max_wait)
     return 0
 
 
@@ -273,6 +273,7 @@ def _add_service_commands(sub) -> None:
     p.add_argument("--max-new-tokens", type=int, default=48, help="answer length")
     p.add_argument("--max-waiting", type=int, default=8, help="requests that may wait for the model (then 503)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds of model time per request (then 504)")
+    p.add_argument("--max-wait", type=float, default=60.0, help="refuse (503) when the expected wait is longer")
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)
 

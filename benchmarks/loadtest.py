@@ -82,10 +82,16 @@ class RssSampler(threading.Thread):
 
 
 async def client(http, url: str, payload: dict, end: float, budget: list[int], log: list) -> None:
+    import httpx
+
     while time.monotonic() < end and budget[0] > 0:
         budget[0] -= 1
         t0 = time.monotonic()
-        response = await http.post(url + "/v1/cite", json=payload)
+        try:
+            response = await http.post(url + "/v1/cite", json=payload)
+        except httpx.TimeoutException:
+            log.append(("client timeout", time.monotonic() - t0))
+            continue
         log.append((response.status_code, time.monotonic() - t0))
         if response.status_code == 503:
             wait = float(response.headers.get("Retry-After", "1"))
@@ -114,7 +120,7 @@ def percentile(values: list[float], q: float) -> float | None:
 def summarise(log: list, wall_s: float, peak_rss: int, args: argparse.Namespace) -> dict:
     ok = [t for s, t in log if s == 200]
     busy = [t for s, t in log if s == 503]
-    other = sorted({s for s, _ in log if s not in (200, 503)})
+    other = sorted({str(s) for s, _ in log if s not in (200, 503)})
     return {
         "clients": args.clients,
         "seconds": args.seconds,
@@ -165,8 +171,11 @@ def main() -> int:
         report = summarise(log, wall, sampler.peak if sampler else 0, args)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            server.terminate()  # uvicorn finishes the requests in flight first
+            try:
+                server.wait(180)
+            except subprocess.TimeoutExpired:
+                server.kill()
     print(json.dumps(report, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

@@ -221,3 +221,27 @@ def test_limits_reject_before_the_model_runs():
     limits = Limits(max_passages=1)
     with pytest.raises(Exception, match="2 passages were sent; the limit is 1"):
         limits.check("q", [object(), object()])
+
+
+def test_queue_refuses_when_the_expected_wait_is_too_long():
+    import asyncio
+    import time
+
+    from attribot_rag.service.limits import QueueFullError
+
+    async def scenario():
+        queue = ModelQueue([], max_waiting=8, max_wait_s=0.1)
+        await queue.run(lambda: time.sleep(0.3))  # the typical request now takes 0.3 s
+        release = threading.Event()
+        running = asyncio.ensure_future(queue.run(lambda: release.wait(10)))
+        await asyncio.sleep(0.05)
+        try:
+            with pytest.raises(QueueFullError, match="requests ahead would take about") as info:
+                await queue.run(lambda: None)
+            assert info.value.retry_after_s >= 1
+        finally:
+            release.set()
+            await running
+        assert await queue.run(lambda: "ran") == "ran"  # room again once it finished
+
+    asyncio.run(scenario())

@@ -111,7 +111,8 @@ def interruptible_modules(model: Any) -> list[Any]:
 
 class ModelQueue:
     """Runs model work one request at a time on one thread, with at most ``max_waiting``
-    requests waiting behind the running one."""
+    requests waiting behind the running one, and none admitted whose expected wait (the
+    recent median request time x the requests ahead) exceeds ``max_wait_s``."""
 
     def __init__(
         self,
@@ -119,12 +120,14 @@ class ModelQueue:
         *,
         max_waiting: int = 8,
         timeout_s: float = 60.0,
+        max_wait_s: float = 60.0,
     ) -> None:
         if max_waiting < 0:
             raise ValueError(f"max_waiting must be >= 0, got {max_waiting}")
         self.modules = [m for model in models for m in interruptible_modules(model)]
         self.max_waiting = max_waiting
         self.timeout_s = timeout_s
+        self.max_wait_s = max_wait_s
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attribot-model")
         self._turn = asyncio.Lock()
         self._admitted = 0  # running + waiting
@@ -134,20 +137,38 @@ class ModelQueue:
     def admitted(self) -> int:
         return self._admitted
 
+    def typical_s(self) -> float | None:
+        """The median model time of the recent requests (None before the first)."""
+        return sorted(self._durations)[len(self._durations) // 2] if self._durations else None
+
+    def expected_wait_s(self) -> float:
+        """How long a request admitted now would wait for its turn."""
+        return (self.typical_s() or 0.0) * self._admitted
+
     def retry_after_s(self) -> int:
         """Seconds until a slot is likely free: the typical request time x the requests ahead."""
-        typical = sorted(self._durations)[len(self._durations) // 2] if self._durations else 1.0
-        return max(1, min(120, math.ceil(typical * max(1, self._admitted))))
+        return max(1, min(120, math.ceil((self.typical_s() or 1.0) * max(1, self._admitted))))
+
+    def _refusal(self) -> str | None:
+        if self._admitted > self.max_waiting:
+            return f"{self._admitted} requests are running or waiting (at most {self.max_waiting} may wait)"
+        # Until one request has finished nobody knows how long they take: one may wait.
+        if self.typical_s() is None and self._admitted > 1:
+            return f"{self._admitted} requests are running or waiting and no request time is known yet"
+        # A deep queue of slow requests would make clients wait minutes: refuse early instead.
+        if self._admitted and self.expected_wait_s() > self.max_wait_s:
+            return (
+                f"the {self._admitted} requests ahead would take about {self.expected_wait_s():.0f} s "
+                f"(at most {self.max_wait_s:g} s of waiting is accepted)"
+            )
+        return None
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run ``work()`` on the model thread when its turn comes; raise QueueFullError now
         when the queue is full, RequestTimeoutError when it runs past the timeout."""
-        if self._admitted > self.max_waiting:
-            raise QueueFullError(
-                f"the model is busy: {self._admitted} requests are running or waiting "
-                f"(at most {self.max_waiting} may wait)",
-                self.retry_after_s(),
-            )
+        refusal = self._refusal()
+        if refusal:
+            raise QueueFullError(f"the model is busy: {refusal}", self.retry_after_s())
         self._admitted += 1
         job = _Job(self.timeout_s)
         try:

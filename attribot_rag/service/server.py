@@ -30,12 +30,13 @@ def build_app(
     max_new_tokens: int = 48,
     max_waiting: int = 8,
     timeout_s: float = 60.0,
+    max_wait_s: float = 60.0,
     limits: Limits | None = None,
 ) -> Any:
     attributor = Attributor(get_model(model), method=method, max_new_tokens=max_new_tokens)
     proxy = get_model(proxy_model) if proxy_model else None
     models = [attributor.lm.model] + ([proxy.model] if proxy is not None else [])
-    queue = ModelQueue(models, max_waiting=max_waiting, timeout_s=timeout_s)
+    queue = ModelQueue(models, max_waiting=max_waiting, timeout_s=timeout_s, max_wait_s=max_wait_s)
     return create_app(
         attributor, index=load_index(index), proxy=proxy, method=method, limits=limits, queue=queue
     )
