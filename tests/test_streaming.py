@@ -45,13 +45,13 @@ def test_streamed_citations_equal_the_non_streaming_call(attributor, method):
     for got, want in zip(final.sentences, reference.sentences):
         assert got.span == want.span
         for sid, score in want.scores.items():
-            assert math.isclose(got.scores[sid], score, rel_tol=1e-5, abs_tol=1e-5)
+            assert math.isclose(got.scores[sid], score, rel_tol=1e-5, abs_tol=1e-4)  # fp32 batching noise
     # a sentence's scores when it completed are its scores in the finished answer
     for early in streamed:
         late = final.sentences[early.index]
         assert early.span == late.span
         for sid, score in late.scores.items():
-            assert math.isclose(early.scores[sid], score, rel_tol=1e-5, abs_tol=1e-5)
+            assert math.isclose(early.scores[sid], score, rel_tol=1e-5, abs_tol=1e-4)
 
 
 def test_at2_streaming_reads_the_generation_capture(attributor):
