@@ -15,13 +15,14 @@ from .errors import (
     WeightsIntegrityError,
 )
 from .layout import PromptLayout
-from .methods import AttributionMethod, AttributionTask, MethodOutput, available_methods, register_method
+from .methods import AttributionMethod, AttributionTask, Effects, MethodOutput, available_methods, register_method
 from .precision import resolve_dtype
 from .models import ALIASES, DEFAULT_MODEL, LoadedModel, get_model, load_model, model_lock
 from .pruning import PassageScore, PruneResult, filter_passages, prune
 from .result import Attribution, ScoredSource
 from .scoring import Response
 from .sources import Passage, Source, make_sources, split_sentences
+from .streaming import StreamEvent, stream_cite
 
 __version__ = "0.1.0"
 
@@ -37,6 +38,7 @@ __all__ = [
     "CitedAnswer",
     "CitedSentence",
     "ContextTooLongError",
+    "Effects",
     "InputError",
     "LoadedModel",
     "MethodNotAvailableError",
@@ -50,6 +52,7 @@ __all__ = [
     "Response",
     "ScoredSource",
     "Source",
+    "StreamEvent",
     "WeightsIntegrityError",
     "attribute",
     "available_methods",
@@ -60,6 +63,7 @@ __all__ = [
     "make_sources",
     "filter_passages",
     "prune",
+    "stream_cite",
     "register_method",
     "resolve_dtype",
     "split_sentences",

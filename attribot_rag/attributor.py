@@ -9,7 +9,7 @@ from .at2.capture import CaptureObserver
 from .errors import InputError
 from .layout import PromptLayout, check_fits
 from .methods import AttributionMethod, AttributionTask, create_method
-from .models import DEFAULT_MODEL, LoadedModel, dtype_info, load_model, model_lock
+from .models import DEFAULT_MODEL, LoadedModel, load_model, model_lock
 from .result import Attribution
 from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
 from .sources import Passage, coerce_passages, make_sources
@@ -164,40 +164,22 @@ class Attributor:
         generation_s: float = 0.0,
         **method_options: Any,
     ) -> Attribution:
-        """Run one method on a prepared task and package the result."""
+        """Run one method on a prepared task and package the result.
+
+        The result keeps the method's effects: ``result.for_span(...)`` and
+        ``result.per_sentence()`` answer other spans of the answer without a new run."""
         m = method or self.method
         opts = {**self.method_options, **method_options} if not isinstance(m, AttributionMethod) else {}
         impl = create_method(m, **opts)
         tokens0, passes0 = task.scorer.forward_tokens, task.scorer.forward_passes
         with self.lock:
             t0 = time.perf_counter()
-            out = impl.score(task)
-            elapsed = time.perf_counter() - t0
-        if len(out.scores) != len(task.sources):
-            raise RuntimeError(
-                f"method {impl.name!r} returned {len(out.scores)} scores for {len(task.sources)} sources"
-            )
-        response = task.response
-        a, b = task.target
-        span = None
-        if (a, b) != (0, len(response)):
-            span = (response.offsets[a][0], response.offsets[b - 1][1])
-        return Attribution.build(
-            scores=out.scores,
-            sources=task.sources,
-            question=task.question,
-            answer=response.text,
-            passages=task.passages,
-            method=impl.name,
-            model=self.lm.name,
-            level=task.level,
-            target_span=span,
-            target_tokens=(a, b),
-            timings={"generation_s": generation_s, "attribution_s": elapsed},
-            forward_tokens=task.scorer.forward_tokens - tokens0,
-            forward_passes=task.scorer.forward_passes - passes0,
-            info={**out.info, **dtype_info(self.lm)},
-        )
+            effects = impl.effects(task)
+            result = Attribution.query(task, effects, method=impl.name, model=self.lm.name, generation_s=generation_s)
+            result.timings["attribution_s"] = time.perf_counter() - t0
+        result.forward_tokens = task.scorer.forward_tokens - tokens0
+        result.forward_passes = task.scorer.forward_passes - passes0
+        return result
 
 
 def attribute(

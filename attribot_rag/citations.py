@@ -17,10 +17,11 @@ passage, in order of first appearance in the answer; the markers ``[n]`` go afte
 sentence they support (before its final punctuation). A sentence that nothing supports
 gets no marker and is flagged ``supported=False``.
 
-All sentences share one full forward pass. With ``method="loo"`` the ablations are also
-shared: LOO keeps per-token log-probabilities, so one set of ablated passes over the whole
-answer gives every sentence's scores by slicing (exactly what running LOO once per sentence
-gives, for a fraction of the cost). Any other registered method runs once per sentence.
+The method runs once, on the whole answer, and each sentence is a query of its effects
+(:meth:`Attribution.per_sentence`): LOO and AT2 keep per-token effects and a sentence is
+a slice, ContextCite keeps its ablations and fits one LASSO per sentence, so a
+five-sentence answer costs one set of ablations, not five; each sentence's scores equal
+what running the method on that sentence alone gives.
 
 >>> cited = cite(attributor, question, passages)        # generate, then cite
 >>> print(cited.text)              # "The hotel limit is $260 per night [1]."
@@ -29,18 +30,14 @@ gives, for a fraction of the cost). Any other registered method runs once per se
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Iterable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import InputError
-from .methods import AttributionMethod, AttributionTask, MethodOutput
-from .methods.loo import LeaveOneOut
+from .methods import AttributionMethod
 from .result import Attribution, _jsonable
 from .scoring import Response
 from .sources import Passage, coerce_passages, split_sentences
@@ -315,46 +312,6 @@ def insert_markers(answer: str, marks: Sequence[tuple[tuple[int, int], Sequence[
     return "".join(out)
 
 
-# --------------------------------------------------------------------------- scoring
-
-
-class _Precomputed(AttributionMethod):
-    """Hands already computed scores to :meth:`Attributor.run` for packaging."""
-
-    name: ClassVar[str] = "precomputed"
-
-    def __init__(self, scores: np.ndarray, name: str, info: dict[str, Any] | None = None) -> None:
-        self._scores = scores
-        self.name = name  # type: ignore[misc]
-        self._info = info or {}
-
-    def score(self, task: AttributionTask) -> MethodOutput:
-        return MethodOutput(self._scores, dict(self._info))
-
-
-def _is_plain_loo(method: Any, options: dict[str, Any]) -> bool:
-    if isinstance(method, LeaveOneOut):
-        return True
-    return method == "loo" and set(options) <= {"batch_size"}
-
-
-def _loo_for_spans(task: AttributionTask, targets: Sequence[tuple[int, int]], batch_size: int | None):
-    """LOO scores of every source for each target token slice, from one set of ablations."""
-    full = task.full_pass()
-    prompts = task.ablated_prompt_ids([[s.index] for s in task.sources])
-    per_source = task.scorer.ablation_logprobs(full, prompts, batch_size=batch_size)
-    out = []
-    for a, b in targets:
-        full_ll = float(np.sum(full.logprobs[a:b]))
-        out.append(
-            (
-                np.array([full_ll - float(np.sum(lp[a:b])) for lp in per_source], dtype=np.float64),
-                full_ll,
-            )
-        )
-    return out
-
-
 def cite(
     attributor: "Attributor",
     question: str,
@@ -378,8 +335,28 @@ def cite(
     ``method`` is any registered attribution method ("loo" by default; None: the
     attributor's own method).
     """
-    if method is None:
-        method = attributor.method
+    settings = _check_settings(threshold, relative_threshold, answer_relative_threshold, max_per_sentence)
+    ps = coerce_passages(passages)
+    gen_s = 0.0
+    if answer is None:
+        t0 = time.perf_counter()
+        answer = attributor.generate(question, ps, max_new_tokens=max_new_tokens)
+        gen_s = time.perf_counter() - t0
+    base = attributor.task(question, ps, answer, level=level)
+    if not split_sentences(base.response.text):
+        raise InputError("the answer has no sentence to cite")
+    # One attribution of the whole answer; each sentence is a query of its effects.
+    t0 = time.perf_counter()
+    tokens0, passes0 = base.scorer.forward_tokens, base.scorer.forward_passes
+    whole = attributor.run(base, method=attributor.method if method is None else method, **method_options)
+    cited = cite_sentences(whole, whole.per_sentence(), **settings)
+    cited.timings = {"generation_s": gen_s, "attribution_s": time.perf_counter() - t0}
+    cited.forward_tokens = base.scorer.forward_tokens - tokens0
+    cited.forward_passes = base.scorer.forward_passes - passes0
+    return cited
+
+
+def _check_settings(threshold, relative_threshold, answer_relative_threshold, max_per_sentence) -> dict[str, Any]:
     if max_per_sentence is not None and max_per_sentence < 1:
         raise InputError(f"max_per_sentence must be >= 1 (or None), got {max_per_sentence}")
     for name, val in (
@@ -388,139 +365,94 @@ def cite(
     ):
         if val is not None and not 0 <= val <= 1:
             raise InputError(f"{name} must be in [0, 1] (or None), got {val}")
-    ps = coerce_passages(passages)
-    gen_s = 0.0
-    if answer is None:
-        t0 = time.perf_counter()
-        answer = attributor.generate(question, ps, max_new_tokens=max_new_tokens)
-        gen_s = time.perf_counter() - t0
-    base = attributor.task(question, ps, answer, level=level)
-    response = base.response
-    text = response.text
+    return {
+        "threshold": threshold,
+        "relative_threshold": relative_threshold,
+        "answer_relative_threshold": answer_relative_threshold,
+        "max_per_sentence": max_per_sentence,
+    }
 
-    # Answer sentences and the token slice of each (None: the sentence has no token).
-    sentences: list[tuple[tuple[int, int], tuple[int, int] | None]] = []
-    for span in split_sentences(text):
-        try:
-            sentences.append((span, response.token_slice(span)))
-        except InputError:
-            sentences.append((span, None))
-    if not sentences:
-        raise InputError("the answer has no sentence to cite")
 
-    t0 = time.perf_counter()
-    tokens0, passes0 = base.scorer.forward_tokens, base.scorer.forward_passes
-    targets = [t for _, t in sentences if t is not None]
-    full = base.full_pass() if targets else None
-    attributions: list[Attribution | None] = []
-    if _is_plain_loo(method, {**attributor.method_options, **method_options}):
-        bs = method_options.get("batch_size", attributor.method_options.get("batch_size"))
-        if isinstance(method, LeaveOneOut):
-            bs = method.batch_size
-        sliced = iter(_loo_for_spans(base, targets, bs))
-        method_name = "loo"
-        for _, target in sentences:
-            if target is None:
-                attributions.append(None)
-                continue
-            scores, full_ll = next(sliced)
-            sub = dataclasses.replace(base, target=target, cache={"full_pass": full})
-            attributions.append(
-                attributor.run(sub, method=_Precomputed(scores, "loo", {"full_ll": full_ll}))
-            )
-    else:
-        method_name = method if isinstance(method, str) else method.name
-        for _, target in sentences:
-            if target is None:
-                attributions.append(None)
-                continue
-            # Same scorer and full pass for every sentence; nothing else is shared, since a
-            # method may cache target-specific results in ``task.cache``.
-            sub = dataclasses.replace(base, target=target, cache={"full_pass": full})
-            att = attributor.run(sub, method=method, **method_options)
-            method_name = att.method
-            attributions.append(att)
-    elapsed = time.perf_counter() - t0
-
-    # Select, number by first appearance (per passage), build the structures.
+def cite_sentences(
+    whole: Attribution,
+    sentences: Sequence[tuple[tuple[int, int], Attribution | None]],
+    *,
+    threshold: float | None = None,
+    relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
+    answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
+    max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+) -> CitedAnswer:
+    """Select each sentence's citations from its attribution, number the cited passages by
+    first appearance and place the markers (the selection rules: module docstring)."""
     answer_top = max(
-        (
-            s.score
-            for att in attributions
-            if att is not None
-            for s in att.sources
-            if s.score is not None
-        ),
+        (s.score for _, att in sentences if att is not None for s in att.sources if s.score is not None),
         default=None,
     )
     floor = None
     if answer_relative_threshold is not None and answer_top is not None and answer_top > 0:
         floor = answer_relative_threshold * answer_top
     numbers: dict[int, int] = {}  # passage index -> reference number
-    cited_sentences: list[CitedSentence] = []
-    for k, ((a, b), _), att in zip(range(len(sentences)), sentences, attributions):
-        sent_text = text[a:b]
-        if att is None:
-            cited_sentences.append(CitedSentence(k, sent_text, (a, b), (), {}, None))
-            continue
-        scores = [s.score for s in att.sources]
-        chosen = select_citations(
-            scores,
+    cited: list[CitedSentence] = []
+    for k, (span, att) in enumerate(sentences):
+        chosen = [] if att is None else select_citations(
+            [s.score for s in att.sources],
             threshold=threshold,
             relative_threshold=relative_threshold,
             max_per_sentence=max_per_sentence,
             floor=floor,
         )
-        cits = []
-        for i in chosen:
-            src = att.sources[i].source
-            num = numbers.setdefault(src.passage_index, len(numbers) + 1)
-            passage = ps[src.passage_index]
-            cits.append(
-                Citation(
-                    number=num,
-                    sentence_index=k,
-                    sentence=sent_text,
-                    sentence_span=(a, b),
-                    source_id=src.id,
-                    passage_id=src.passage_id,
-                    passage_index=src.passage_index,
-                    title=passage.title,
-                    score=float(att.sources[i].score),  # type: ignore[arg-type]
-                    quote=src.text,
-                    quote_span=(src.start, src.end),
-                )
-            )
-        cited_sentences.append(
-            CitedSentence(
-                k, sent_text, (a, b), tuple(cits), {s.id: s.score for s in att.sources}, att
-            )
-        )
+        cited.append(_cited_sentence(k, span, whole, att, chosen, numbers))
+    ps = whole.passages
     references = [
         Reference(num, ps[pi].id, pi, ps[pi].title, ps[pi].text)
         for pi, num in sorted(numbers.items(), key=lambda t: t[1])
     ]
-    marked = insert_markers(text, [(s.span, s.numbers) for s in cited_sentences])
     return CitedAnswer(
-        question=base.question,
-        answer=text,
-        text=marked,
-        sentences=cited_sentences,
+        question=whole.question,
+        answer=whole.answer,
+        text=insert_markers(whole.answer, [(s.span, s.numbers) for s in cited]),
+        sentences=cited,
         references=references,
-        passages=ps,
-        method=method_name,
-        model=attributor.model_name,
-        level=base.level,
+        passages=list(ps),
+        method=whole.method,
+        model=whole.model,
+        level=whole.level,
         settings={
             "threshold": threshold,
             "relative_threshold": relative_threshold,
             "answer_relative_threshold": answer_relative_threshold,
             "max_per_sentence": max_per_sentence,
         },
-        timings={"generation_s": gen_s, "attribution_s": elapsed},
-        forward_tokens=base.scorer.forward_tokens - tokens0,
-        forward_passes=base.scorer.forward_passes - passes0,
     )
+
+
+def _cited_sentence(
+    k: int, span: tuple[int, int], whole: Attribution, att: Attribution | None, chosen: list[int], numbers: dict[int, int]
+) -> CitedSentence:
+    a, b = span
+    text = whole.answer[a:b]
+    if att is None:
+        return CitedSentence(k, text, span, (), {}, None)
+    cits = []
+    for i in chosen:
+        src = att.sources[i].source
+        num = numbers.setdefault(src.passage_index, len(numbers) + 1)
+        cits.append(
+            Citation(
+                number=num,
+                sentence_index=k,
+                sentence=text,
+                sentence_span=span,
+                source_id=src.id,
+                passage_id=src.passage_id,
+                passage_index=src.passage_index,
+                title=whole.passages[src.passage_index].title,
+                score=float(att.sources[i].score),  # type: ignore[arg-type]
+                quote=src.text,
+                quote_span=(src.start, src.end),
+            )
+        )
+    return CitedSentence(k, text, span, tuple(cits), {s.id: s.score for s in att.sources}, att)
 
 
 __all__ = [
@@ -529,6 +461,7 @@ __all__ = [
     "CitedSentence",
     "Reference",
     "cite",
+    "cite_sentences",
     "insert_markers",
     "select_citations",
 ]

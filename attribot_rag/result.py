@@ -5,14 +5,21 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from .sources import Passage, Source
+from .ranking import rank_scores, ranking  # noqa: F401  (ranking: re-exported)
+from .errors import InputError
+from .models import dtype_info, model_lock
+from .sources import Passage, Source, split_sentences
+
+if TYPE_CHECKING:
+    from .methods.base import AttributionTask, Effects
 
 
 @dataclass(frozen=True)
@@ -43,24 +50,14 @@ class ScoredSource:
         }
 
 
-def ranking(scores: Sequence[float | None] | np.ndarray) -> list[int]:
-    """Indices of the scored sources, best first; ties keep document order; nan and None
-    (not scored) are left out."""
-    valid = [i for i, v in enumerate(scores) if v is not None and not math.isnan(float(v))]
-    return sorted(valid, key=lambda i: (-float(scores[i]), i))  # type: ignore[arg-type]
-
-
-def rank_scores(scores: Sequence[float | None] | np.ndarray) -> list[int | None]:
-    """Ranks (1 = highest score); ties keep document order; nan or None gets None."""
-    ranks: list[int | None] = [None] * len(scores)
-    for r, i in enumerate(ranking(scores), start=1):
-        ranks[i] = r
-    return ranks
-
-
 @dataclass
 class Attribution:
-    """Sources in their original order with score and rank, plus how they were computed."""
+    """Sources in their original order with score and rank, plus how they were computed.
+
+    It keeps the method's effects, so another span of the same answer is a query, not a
+    new run: ``att.for_span((start, end))`` (a character span of the answer) and
+    ``att.per_sentence()`` (one attribution per answer sentence). LOO, AT2, attention,
+    proxy and ContextCite answer them with no forward pass at all."""
 
     question: str
     answer: str
@@ -75,6 +72,69 @@ class Attribution:
     forward_tokens: int = 0
     forward_passes: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    # what answers other spans: the method's effects and the task they belong to
+    effects: "Effects | None" = field(default=None, repr=False, compare=False)
+    task: "AttributionTask | None" = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def query(
+        cls, task: "AttributionTask", effects: "Effects", *, method: str, model: str, generation_s: float = 0.0
+    ) -> "Attribution":
+        """Ask ``effects`` for the task's target span and package the answer (the forward
+        passes counted are those the query itself ran)."""
+        tokens0, passes0 = task.scorer.forward_tokens, task.scorer.forward_passes
+        t0 = time.perf_counter()
+        out = effects.query(task.target)
+        elapsed = time.perf_counter() - t0
+        if len(out.scores) != len(task.sources):
+            raise RuntimeError(f"method {method!r} returned {len(out.scores)} scores for {len(task.sources)} sources")
+        response, (a, b) = task.response, task.target
+        span = None if (a, b) == (0, len(response)) else (response.offsets[a][0], response.offsets[b - 1][1])
+        return cls.build(
+            scores=out.scores,
+            sources=task.sources,
+            question=task.question,
+            answer=response.text,
+            passages=task.passages,
+            method=method,
+            model=model,
+            level=task.level,
+            target_span=span,
+            target_tokens=(a, b),
+            timings={"generation_s": generation_s, "attribution_s": elapsed},
+            forward_tokens=task.scorer.forward_tokens - tokens0,
+            forward_passes=task.scorer.forward_passes - passes0,
+            info={**out.info, **dtype_info(task.lm)},
+            effects=effects,
+            task=task if effects.needs_task_cache else task.without_cache(),
+        )
+
+    def for_tokens(self, target: tuple[int, int]) -> "Attribution":
+        """The attribution of the token slice [a, b) of the answer, from the same effects."""
+        if self.effects is None or self.task is None:
+            raise InputError("this attribution keeps no effects (it was rebuilt from data): run the method again")
+        with model_lock(self.task.lm):  # a lazy method may still run the model for a new span
+            return Attribution.query(self.task.for_target(target), self.effects, method=self.method, model=self.model)
+
+    def for_span(self, span: tuple[int, int]) -> "Attribution":
+        """The attribution of a character span of the answer, from the same effects."""
+        if self.task is None:
+            raise InputError("this attribution keeps no effects (it was rebuilt from data): run the method again")
+        return self.for_tokens(self.task.response.token_slice(span))
+
+    def per_sentence(self) -> list[tuple[tuple[int, int], "Attribution | None"]]:
+        """Each answer sentence's character span and attribution (None: it has no token)."""
+        if self.task is None:
+            raise InputError("this attribution keeps no effects (it was rebuilt from data): run the method again")
+        out: list[tuple[tuple[int, int], Attribution | None]] = []
+        for span in split_sentences(self.answer):
+            try:
+                target = self.task.response.token_slice(span)
+            except InputError:
+                out.append((span, None))
+                continue
+            out.append((span, self.for_tokens(target)))
+        return out
 
     @classmethod
     def build(cls, *, scores: np.ndarray, sources: list[Source], **kwargs: Any) -> "Attribution":

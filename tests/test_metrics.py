@@ -90,17 +90,17 @@ def test_top_k_drop_of_true_top_sources_is_largest():
 
 
 def test_random_masks_seeded():
-    a = M.random_masks(10, 32, 0.5, seed=3)
-    b = M.random_masks(10, 32, 0.5, seed=3)
+    a = M.random_masks(32, 10, 0.5, seed=3)
+    b = M.random_masks(32, 10, 0.5, seed=3)
     assert a.shape == (32, 10) and a.dtype == bool
     assert np.array_equal(a, b)
-    assert not np.array_equal(a, M.random_masks(10, 32, 0.5, seed=4))
+    assert not np.array_equal(a, M.random_masks(32, 10, 0.5, seed=4))
     assert 0.3 < a.mean() < 0.7
 
 
 def test_lds_of_a_linear_model():
     effects = np.array([3.0, -1.0, 0.5, 2.0, 0.0, 1.5])
-    masks = M.random_masks(len(effects), 32, 0.5, seed=0)
+    masks = M.random_masks(32, len(effects), 0.5, seed=0)
     outputs = masks.astype(float) @ effects - 7.0
     assert M.lds(effects, masks, outputs) == pytest.approx(1.0)
     assert M.lds(-effects, masks, outputs) == pytest.approx(-1.0)

@@ -86,6 +86,23 @@ class GenerationCapture:
             return f"the KV cache ({nbytes >> 20} MiB) is above the {MAX_CAPTURE_BYTES >> 20} MiB kept on a response"
         return ""
 
+    def snapshot(self, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> "GenerationCapture":
+        """While generation is still running: the capture of the answer's first tokens
+        (what streaming citations read; it shares the live KV cache, whose first
+        positions no later step changes). ``reason`` says why when it is not usable."""
+        r = len(response_ids)
+        part = GenerationCapture(
+            model_ref=self.model_ref,
+            hidden=[h[:r] for h in self.hidden],
+            cos=[c[:r] for c in self.cos],
+            sin=[s[:r] for s in self.sin],
+            cache=self.cache,
+            valid=self.valid,
+            reason=self.reason,
+        )
+        part.finish(prompt_ids, response_ids)
+        return part
+
     def matches(self, model: Any, prompt_ids: Sequence[int], response_ids: Sequence[int]) -> bool:
         return (
             self.model is not None
@@ -125,11 +142,14 @@ class CaptureObserver:
     """The generation observer that records what AT2 needs (see the module docstring).
 
     Pass it to :meth:`attribot_rag.scoring.Scorer.generate` (``observers=[...]``); the
-    capture, complete or not (then it says why), lands on ``response.observations``."""
+    capture, complete or not (then it says why), lands on ``response.observations``.
+    ``current`` is the capture being recorded (for a streaming reader)."""
+
+    current: GenerationCapture | None = None
 
     @contextmanager
     def watch(self, model: Any, prompt_ids: Sequence[int], full_prompt: bool) -> Iterator["_Recording"]:
-        cap = GenerationCapture(model_ref=weakref.ref(model))
+        cap = self.current = GenerationCapture(model_ref=weakref.ref(model))
         family = str(getattr(model.config, "model_type", None))
         if not full_prompt:
             cap.valid, cap.reason = False, "generation reused a cached prompt prefix, so the prompt was not run in full"

@@ -383,7 +383,7 @@ def run_bench(
         d = {**ex_key, "kind": "lds", "n_masks": lds_masks, "seed": mseed, "n_sources": n_src}
         lds_data = cache.get(d)
         if lds_data is None:
-            masks = metrics.random_masks(n_src, lds_masks, 0.5, mseed)
+            masks = metrics.random_masks(lds_masks, n_src, 0.5, mseed)
             removals = [[i for i in range(n_src) if not m[i]] for m in masks]
             full = mtask.full_pass()
             lps = mtask.scorer.ablation_logprobs(full, mtask.ablated_prompt_ids(removals))

@@ -35,6 +35,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
+from ..methods.contextcite import random_masks  # the one mask generator (re-exported here)
 from ..result import ranking as _ranking
 
 __all__ = [
@@ -130,14 +131,6 @@ def top_k_sources(scores: Sequence[float] | np.ndarray, k: int) -> list[int]:
 def top_k_drop(full_ll: float, ablated_ll: float) -> float:
     """LL(C) - LL(C without the top-k sources): how much the answer needed them."""
     return float(full_ll) - float(ablated_ll)
-
-
-def random_masks(n_sources: int, n_masks: int, keep_prob: float = 0.5, seed: int = 0) -> np.ndarray:
-    """``n_masks`` x ``n_sources`` boolean keep-masks, i.i.d. Bernoulli(keep_prob), seeded."""
-    if n_masks < 1 or n_sources < 1:
-        raise ValueError("need at least one mask and one source")
-    rng = np.random.default_rng(seed)
-    return rng.random((n_masks, n_sources)) < keep_prob
 
 
 def lds(scores: Sequence[float] | np.ndarray, masks: np.ndarray, outputs: Sequence[float]) -> float:

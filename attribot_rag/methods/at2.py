@@ -15,9 +15,9 @@ from __future__ import annotations
 from typing import Any
 
 from ..at2.attention import model_shape
-from ..at2.features import capture_info, span_scores, task_features
+from ..at2.features import capture_info, task_features, token_scores
 from ..at2.weights import AT2Weights, resolve_weights
-from .base import AttributionMethod, AttributionTask, MethodOutput, register_method
+from .base import AttributionMethod, AttributionTask, Effects, TokenEffects, register_method
 
 
 @register_method
@@ -35,25 +35,19 @@ class AT2(AttributionMethod):
             self._resolved[key] = resolve_weights(self.weights, task.lm, self.check_model)
         return self._resolved[key]
 
-    def score(self, task: AttributionTask) -> MethodOutput:
+    def effects(self, task: AttributionTask) -> Effects:
         w = self._weights(task)  # fails early (no forward pass) without weights
         feats = task_features(task)
-        scores = span_scores(feats, w.vector, task.target)
-        info = {
-            "weights": w.metadata.get("path", "given"),
-            "features": int(feats.shape[-1]),
-            **capture_info(task),
-        }
-        return MethodOutput(scores, info)
+        info = {"weights": w.metadata.get("path", "given"), "features": int(feats.shape[-1]), **capture_info(task)}
+        return TokenEffects(token_scores(feats, w.vector), "mean", info)
 
 
 @register_method
 class AverageAttention(AttributionMethod):
     name = "attention"
 
-    def score(self, task: AttributionTask) -> MethodOutput:
+    def effects(self, task: AttributionTask) -> Effects:
         layers, heads = model_shape(task.lm.model)
-        w = AT2Weights.uniform(layers, heads)
         feats = task_features(task)
         info = {"features": layers * heads, **capture_info(task)}
-        return MethodOutput(span_scores(feats, w.vector, task.target), info)
+        return TokenEffects(token_scores(feats, AT2Weights.uniform(layers, heads).vector), "mean", info)

@@ -1,33 +1,49 @@
 """The one small interface every attribution method implements.
 
 A method receives an :class:`AttributionTask` (the model handle, the prompt layout, the
-question, passages, sources, the response and the target token slice) and returns a
-:class:`MethodOutput` with one score per source (``nan`` = not scored). Methods never
-load models or read files: anything extra they need (a proxy model, an embedder, AT2
-weights) is given to their constructor.
+question, passages, sources, the response and the target token slice) and returns its
+:class:`Effects`: what it found per source, able to answer any target span of the
+response (``effects.query((a, b))`` -> :class:`MethodOutput`, one score per source,
+``nan`` = not scored). LOO and AT2 keep per-token effects and a span is a slice;
+ContextCite keeps its ablations and fits a span on demand; methods whose choices depend
+on the span (hierarchical, proxy-rescore) rerun their cheap logic per span over the
+task's shared caches. Methods never load models or read files: anything extra they need
+(a proxy model, an embedder, AT2 weights) is given to their constructor.
 
 Adding a method is one module::
 
     @register_method
     class MyMethod(AttributionMethod):
         name = "my-method"
-        def score(self, task): ...
+        def effects(self, task): ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 
 from ..errors import MethodNotAvailableError
 from ..layout import PromptLayout, RenderedPrompt, check_fits
 from ..models import LoadedModel
-from ..scoring import FullPass, Response, Scorer
+from ..scoring import DEFAULT_MAX_SPREAD, FullPass, Response, Scorer
 from ..sources import Passage, Source
+
+
+@dataclass
+class TaskCache:
+    """What one task computes once and every method and span query reuses."""
+
+    full_pass: FullPass | None = None
+    # source index -> per-token log-prob change of the response when that source is removed
+    loo_rows: dict[int, np.ndarray] = field(default_factory=dict)
+    at2_features: Any = None  # torch [S, r, L*H], see at2.features
+    at2_capture: str = ""  # "used", or why the generation capture could not be used
 
 
 @dataclass
@@ -43,7 +59,7 @@ class AttributionTask:
     response: Response
     target: tuple[int, int]  # token slice of the response being explained
     level: str = "passage"
-    cache: dict[str, Any] = field(default_factory=dict)  # shared between methods of one task
+    cache: TaskCache = field(default_factory=TaskCache)  # shared by its methods and spans
 
     @cached_property
     def prompt(self) -> RenderedPrompt:
@@ -59,19 +75,55 @@ class AttributionTask:
 
     def full_pass(self) -> FullPass:
         """The full-context pass with its KV cache (computed once per task)."""
-        if "full_pass" not in self.cache:
-            self.cache["full_pass"] = self.scorer.full_pass(
-                self.prompt.input_ids, self.response.token_ids
-            )
-        return self.cache["full_pass"]
+        if self.cache.full_pass is None:
+            self.cache.full_pass = self.scorer.full_pass(self.prompt.input_ids, self.response.token_ids)
+        return self.cache.full_pass
 
-    def target_ll(self, per_token: np.ndarray) -> float:
-        a, b = self.target
+    def target_ll(self, per_token: np.ndarray, target: tuple[int, int] | None = None) -> float:
+        a, b = target or self.target
         return float(np.sum(per_token[a:b]))
 
+    def loo_rows(
+        self, indices: Sequence[int], batch_size: int | None = None, max_spread: int | str | None = DEFAULT_MAX_SPREAD
+    ) -> np.ndarray:
+        """Exact LOO per answer token for the listed sources: [len(indices), r] of
+        log p(r_t | C) - log p(r_t | C without s) (prefix-KV reuse + batching), each
+        source's row computed once per task whatever span or method asks for it."""
+        missing = [i for i in dict.fromkeys(int(i) for i in indices) if i not in self.cache.loo_rows]
+        if missing:
+            full = self.full_pass()
+            prompts = self.ablated_prompt_ids([[self.sources[i].index] for i in missing])
+            lps = self.scorer.ablation_logprobs(full, prompts, batch_size=batch_size, max_spread=max_spread)
+            for i, lp in zip(missing, lps):
+                self.cache.loo_rows[i] = full.logprobs - lp
+        r = len(self.response)
+        return np.array([self.cache.loo_rows[int(i)] for i in indices], dtype=np.float64).reshape(len(indices), r)
+
+    def loo_scores(
+        self, indices: Sequence[int], batch_size: int | None = None, max_spread: int | str | None = DEFAULT_MAX_SPREAD
+    ) -> np.ndarray:
+        """Exact LOO scores LL(C) - LL(C without s) over the target span, for the listed sources."""
+        a, b = self.target
+        return self.loo_rows(indices, batch_size, max_spread)[:, a:b].sum(axis=1)
+
+    def for_target(self, target: tuple[int, int]) -> "AttributionTask":
+        """The same task explaining another token slice of the response (caches shared)."""
+        task = dataclasses.replace(self, target=(int(target[0]), int(target[1])))
+        if "prompt" in self.__dict__:  # already rendered and checked
+            task.__dict__["prompt"] = self.__dict__["prompt"]
+        return task
+
+    def without_cache(self) -> "AttributionTask":
+        """The same task with empty caches (to keep for span queries that need none)."""
+        task = dataclasses.replace(self, cache=TaskCache())
+        if "prompt" in self.__dict__:
+            task.__dict__["prompt"] = self.__dict__["prompt"]
+        return task
+
     def with_sources(self, sources: list[Source], passages: list[Passage] | None = None) -> "AttributionTask":
-        """A task over other sources (and optionally other passages), same response and target."""
-        return AttributionTask(
+        """A task over other sources (and optionally other passages), same response and
+        target; it shares the full pass when its prompt is the same token sequence."""
+        task = AttributionTask(
             lm=self.lm,
             layout=self.layout,
             scorer=self.scorer,
@@ -82,6 +134,9 @@ class AttributionTask:
             target=self.target,
             level=sources[0].level if sources else self.level,
         )
+        if self.cache.full_pass is not None and task.prompt.input_ids == self.prompt.input_ids:
+            task.cache.full_pass = self.cache.full_pass
+        return task
 
 
 @dataclass
@@ -90,14 +145,69 @@ class MethodOutput:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+class Effects(ABC):
+    """What a method found per source, answering any target span of the task's response."""
+
+    # Whether queries read the task's caches (its KV cache among them): an attribution
+    # keeps the task's caches alive only for effects that need them.
+    needs_task_cache: ClassVar[bool] = False
+
+    @abstractmethod
+    def query(self, target: tuple[int, int]) -> MethodOutput:
+        """Scores of every source for the token slice [a, b) of the response."""
+
+
+@dataclass
+class TokenEffects(Effects):
+    """Per-source, per-answer-token effects [S, r]; a span's score is their sum over the
+    span's tokens (LOO: log-prob differences) or their mean (AT2: attention scores).
+    With ``full_logprobs``, the info carries the span's full-context log-likelihood."""
+
+    per_token: np.ndarray
+    reduce: str = "sum"
+    info: dict[str, Any] = field(default_factory=dict)
+    full_logprobs: np.ndarray | None = None
+
+    def query(self, target: tuple[int, int]) -> MethodOutput:
+        a, b = target
+        block = np.asarray(self.per_token, dtype=np.float64)[:, a:b]
+        scores = block.sum(axis=1) if self.reduce == "sum" else block.mean(axis=1)
+        info = dict(self.info)
+        if self.full_logprobs is not None:
+            info["full_ll"] = float(np.sum(self.full_logprobs[a:b]))
+        return MethodOutput(scores, info)
+
+
+class SpanEffects(Effects):
+    """Effects computed per span by a function (over the task's shared caches), once per span.
+
+    ``needs_task_cache``: False when ``compute`` holds everything it reads itself."""
+
+    def __init__(self, compute: Callable[[tuple[int, int]], MethodOutput], needs_task_cache: bool = True) -> None:
+        self._compute = compute
+        self.needs_task_cache = needs_task_cache  # type: ignore[misc]
+        self._done: dict[tuple[int, int], MethodOutput] = {}
+
+    def query(self, target: tuple[int, int]) -> MethodOutput:
+        key = (int(target[0]), int(target[1]))
+        if key not in self._done:
+            self._done[key] = self._compute(key)
+        out = self._done[key]
+        return MethodOutput(np.array(out.scores, dtype=np.float64), dict(out.info))
+
+
 class AttributionMethod(ABC):
-    """Base class: subclasses set ``name`` and implement :meth:`score`."""
+    """Base class: subclasses set ``name`` and implement :meth:`effects`."""
 
     name: ClassVar[str] = ""
 
     @abstractmethod
+    def effects(self, task: AttributionTask) -> Effects:
+        """What this method finds for every source of ``task``, for any span of its answer."""
+
     def score(self, task: AttributionTask) -> MethodOutput:
-        """Score every source of ``task`` for its target span."""
+        """Scores of every source of ``task`` for its own target span."""
+        return self.effects(task).query(task.target)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -8,13 +8,19 @@ log p the sum of the span's token log-probs. A LASSO (scikit-learn, ``alpha`` 0.
 standardized masks, with y divided by the number of target tokens, as ContextCite does;
 the coefficients are mapped back to raw masks and rescaled: score(s) = the change in
 the span's logit-probability from including s.
+
+The ablations are run once per task and kept per answer token (:class:`AblationEffects`),
+so any span of the answer (each sentence, for citations) is one more LASSO fit, not
+another set of ablations.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from .base import AttributionMethod, AttributionTask, MethodOutput, register_method
+from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, register_method
 
 
 def logit_prob(logp: np.ndarray | float) -> np.ndarray:
@@ -25,10 +31,13 @@ def logit_prob(logp: np.ndarray | float) -> np.ndarray:
     return lp - log1m
 
 
-def random_masks(num: int, num_sources: int, keep_prob: float = 0.5, seed: int = 0) -> np.ndarray:
-    """[num, num_sources] boolean keep-masks from a seeded generator."""
+def random_masks(num_masks: int, num_sources: int, keep_prob: float = 0.5, seed: int = 0) -> np.ndarray:
+    """[num_masks, num_sources] boolean keep-masks, i.i.d. Bernoulli(keep_prob), seeded
+    (the one mask generator: ContextCite's ablations and the LDS masks of the metrics)."""
+    if num_masks < 1 or num_sources < 1:
+        raise ValueError("need at least one mask and one source")
     rng = np.random.default_rng(seed)
-    return rng.random((num, num_sources)) < keep_prob
+    return rng.random((num_masks, num_sources)) < keep_prob
 
 
 def fit_lasso(masks: np.ndarray, y: np.ndarray, num_tokens: int, alpha: float = 0.01) -> tuple[np.ndarray, float]:
@@ -69,18 +78,31 @@ class ContextCite(AttributionMethod):
         self.seed = int(seed)
         self.batch_size = batch_size
 
-    def score(self, task: AttributionTask) -> MethodOutput:
-        n_src = len(task.sources)
-        masks = random_masks(self.ablations, n_src, self.keep_prob, self.seed)
+    def effects(self, task: AttributionTask) -> Effects:
+        masks = random_masks(self.ablations, len(task.sources), self.keep_prob, self.seed)
         full = task.full_pass()
         removals = [[task.sources[i].index for i in np.flatnonzero(~m)] for m in masks]
-        prompts = task.ablated_prompt_ids(removals)
-        per_mask = task.scorer.ablation_logprobs(full, prompts, batch_size=self.batch_size)
-        logp = np.array([task.target_ll(lp) for lp in per_mask])
-        y = logit_prob(logp)
-        a, b = task.target
-        weights, bias = fit_lasso(masks, y, b - a, self.alpha)
-        return MethodOutput(
-            weights.astype(np.float64),
-            {"bias": bias, "ablations": self.ablations, "full_logit_prob": float(logit_prob(task.target_ll(full.logprobs)))},
-        )
+        per_mask = task.scorer.ablation_logprobs(full, task.ablated_prompt_ids(removals), batch_size=self.batch_size)
+        return AblationEffects(masks, np.array(per_mask, dtype=np.float64), full.logprobs, self.alpha)
+
+
+@dataclass
+class AblationEffects(Effects):
+    """The ablations, run once: masks and each mask's per-token log-probs of the answer; a
+    span's scores are the LASSO fitted to that span's logit-probabilities."""
+
+    masks: np.ndarray  # [M, S] keep-masks
+    logprobs: np.ndarray  # [M, r] per-token log-probs of the answer under each mask
+    full_logprobs: np.ndarray  # [r]
+    alpha: float = 0.01
+
+    def query(self, target: tuple[int, int]) -> MethodOutput:
+        a, b = target
+        y = logit_prob(self.logprobs[:, a:b].sum(axis=1))
+        weights, bias = fit_lasso(self.masks, y, b - a, self.alpha)
+        info = {
+            "bias": bias,
+            "ablations": len(self.masks),
+            "full_logit_prob": float(logit_prob(float(np.sum(self.full_logprobs[a:b])))),
+        }
+        return MethodOutput(weights.astype(np.float64), info)

@@ -63,42 +63,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..result import ranking
-from ..scoring import DEFAULT_MAX_SPREAD, FullPass
+from ..ranking import ranking
+from ..scoring import DEFAULT_MAX_SPREAD
 from ..sources import make_sources
-from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
+from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
 
 CONTEXTS = ("full", "kept")
 DEFAULT_KEEP_MASS = 0.75  # used when neither keep nor keep_mass is given (chosen on dev data, see above)
-
-
-
-
-def grouped_ablations(
-    task: AttributionTask,
-    full: FullPass,
-    prompts: Sequence[Sequence[int]],
-    batch_size: int | None = None,
-    max_spread: int | str | None = DEFAULT_MAX_SPREAD,
-) -> list[np.ndarray]:
-    """``task.scorer.ablation_logprobs`` with batches of ablations whose reusable prefixes
-    lie within ``max_spread`` tokens of each other (see that method)."""
-    if not prompts:
-        return []
-    return task.scorer.ablation_logprobs(full, prompts, batch_size=batch_size, max_spread=max_spread)
-
-
-def _loo(
-    task: AttributionTask, indices: list[int], batch_size: int | None, max_spread: int | str | None = DEFAULT_MAX_SPREAD
-) -> tuple[np.ndarray, float]:
-    """Exact LOO of the listed sources of ``task`` (prefix reuse + batching)."""
-    full = task.full_pass()
-    full_ll = task.target_ll(full.logprobs)
-    if not indices:
-        return np.zeros(0), full_ll
-    prompts = task.ablated_prompt_ids([[i] for i in indices])
-    lps = grouped_ablations(task, full, prompts, batch_size, max_spread)
-    return np.array([full_ll - task.target_ll(lp) for lp in lps], dtype=np.float64), full_ll
 
 
 def select_passages(
@@ -196,21 +167,32 @@ class Hierarchical(AttributionMethod):
         extra = f", top_sentences={self.top_sentences}" if self.top_sentences is not None else ""
         return f"Hierarchical({rule}, sentence_context={self.sentence_context!r}{first}{extra})"
 
+    def _loo(self, task: AttributionTask, indices: list[int]) -> tuple[np.ndarray, float]:
+        return task.loo_scores(indices, self.batch_size, self.max_spread), task.target_ll(task.full_pass().logprobs)
+
     def _passage_scores(self, ptask: AttributionTask) -> tuple[np.ndarray, float | None]:
         if self.passage_method is None:
-            return _loo(ptask, [s.index for s in ptask.sources], self.batch_size, self.max_spread)
+            return self._loo(ptask, [s.index for s in ptask.sources])
         out = self.passage_method.score(ptask)
         return np.asarray(out.scores, dtype=np.float64), None
 
-    def score(self, task: AttributionTask) -> MethodOutput:
-        # 1. passage pass on the same full prompt
+    def effects(self, task: AttributionTask) -> Effects:
+        # Which passages are kept depends on the span explained, so each span reruns the
+        # selection; the LOO rows and cheap-method features behind it are computed once.
         ptask = task.with_sources(make_sources(task.passages, "passage"))
+        if task.level != "passage" and ptask.prompt.input_ids == task.prompt.input_ids:
+            # Same text, same tokens: share the full pass (and its KV cache).
+            ptask.cache.full_pass = task.full_pass()
+        kept_tasks: dict[tuple[int, ...], AttributionTask] = {}
+        return SpanEffects(lambda t: self._score_span(task.for_target(t), ptask.for_target(t), kept_tasks))
+
+    def _score_span(
+        self, task: AttributionTask, ptask: AttributionTask, kept_tasks: dict[tuple[int, ...], AttributionTask]
+    ) -> MethodOutput:
+        # 1. passage pass on the same full prompt
         if task.level == "passage":
             scores, full_ll = self._passage_scores(ptask)
             return MethodOutput(scores, {"full_ll": full_ll, "kept_passages": [p.id for p in task.passages]})
-        if ptask.prompt.input_ids == task.prompt.input_ids:
-            # Same text, same tokens: share the full pass (and its KV cache).
-            ptask.cache["full_pass"] = task.full_pass()
         extra: list[int] = []
         if self.top_sentences is None:
             passage_scores, full_ll = self._passage_scores(ptask)
@@ -246,17 +228,19 @@ class Hierarchical(AttributionMethod):
             "extra_sentences": [i for i in extra if task.sources[i].passage_index not in kept_set],
         }
         if self.sentence_context == "full":
-            sent, sent_ll = _loo(task, sentence_idx, self.batch_size, self.max_spread)
+            sent, sent_ll = self._loo(task, sentence_idx)
             scores[sentence_idx] = sent
             if full_ll is None:
                 info["full_ll"] = sent_ll
         else:
             kept_passages = [task.passages[i] for i in kept]
-            ktask = task.with_sources(make_sources(kept_passages, "sentence"), passages=kept_passages)
+            if tuple(kept) not in kept_tasks:
+                kept_tasks[tuple(kept)] = task.with_sources(make_sources(kept_passages, "sentence"), passages=kept_passages)
+            ktask = kept_tasks[tuple(kept)].for_target(task.target)
             # make_sources is deterministic: the kept passages' sentences come out with the
             # same ids (passage id + sentence number) as in the full task.
             by_id = {s.id: s.index for s in ktask.sources}
-            sent, kept_ll = _loo(ktask, [s.index for s in ktask.sources], self.batch_size, self.max_spread)
+            sent, kept_ll = self._loo(ktask, [s.index for s in ktask.sources])
             for s in task.sources:
                 if s.passage_index in kept_set:
                     scores[s.index] = sent[by_id[s.id]]

@@ -1,16 +1,18 @@
 """Exact leave-one-out: score(s) = LL(C) - LL(C without s) over the target span.
 
-``loo`` reuses the full prompt's KV cache up to each ablation's common token prefix and
-runs the ablations in batches; ``loo-naive`` is the reference: every ablated prompt gets
-its own full forward pass, batch size 1, no cache. Both give the same scores (to float
-precision); ``loo`` feeds far fewer tokens through the model.
+Both keep the effect of removing each source on every answer token, so any span's score
+is a sum of a slice. ``loo`` reuses the full prompt's KV cache up to each ablation's
+common token prefix and runs the ablations in batches (:meth:`AttributionTask.loo_rows`);
+``loo-naive`` is the reference: every ablated prompt gets its own full forward pass,
+batch size 1, no cache. Both give the same scores (to float precision); ``loo`` feeds far
+fewer tokens through the model.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import AttributionMethod, AttributionTask, MethodOutput, register_method
+from .base import AttributionMethod, AttributionTask, Effects, TokenEffects, register_method
 
 
 @register_method
@@ -20,25 +22,20 @@ class LeaveOneOut(AttributionMethod):
     def __init__(self, batch_size: int | None = None) -> None:
         self.batch_size = batch_size
 
-    def score(self, task: AttributionTask) -> MethodOutput:
-        full = task.full_pass()
-        full_ll = task.target_ll(full.logprobs)
-        prompts = task.ablated_prompt_ids([[s.index] for s in task.sources])
-        per_source = task.scorer.ablation_logprobs(full, prompts, batch_size=self.batch_size)
-        scores = np.array([full_ll - task.target_ll(lp) for lp in per_source], dtype=np.float64)
-        return MethodOutput(scores, {"full_ll": full_ll})
+    def effects(self, task: AttributionTask) -> Effects:
+        rows = task.loo_rows([s.index for s in task.sources], batch_size=self.batch_size)
+        return TokenEffects(rows, "sum", full_logprobs=task.full_pass().logprobs)
 
 
 @register_method
 class NaiveLeaveOneOut(AttributionMethod):
     name = "loo-naive"
 
-    def score(self, task: AttributionTask) -> MethodOutput:
+    def effects(self, task: AttributionTask) -> Effects:
         full_lp = task.scorer.logprobs(task.prompt.input_ids, task.response.token_ids)
-        full_ll = task.target_ll(full_lp)
-        scores = []
-        for s in task.sources:
-            prompt = task.render([s.index]).input_ids
-            lp = task.scorer.logprobs(prompt, task.response.token_ids)
-            scores.append(full_ll - task.target_ll(lp))
-        return MethodOutput(np.array(scores, dtype=np.float64), {"full_ll": full_ll})
+        rows = [
+            full_lp - task.scorer.logprobs(task.render([s.index]).input_ids, task.response.token_ids)
+            for s in task.sources
+        ]
+        per_token = np.array(rows, dtype=np.float64).reshape(len(task.sources), len(task.response))
+        return TokenEffects(per_token, "sum", full_logprobs=full_lp)

@@ -10,7 +10,9 @@ Sources are character spans of the passages, not tokens, so the proxy scores exa
 same sources even when the two models come from different families.
 
 Both run their ablations through the task's scorer (prefix-KV reuse) in batches of
-ablations with close prefixes (:func:`.hierarchical.grouped_ablations`).
+ablations with close prefixes (:meth:`AttributionTask.loo_rows`), once per task: the
+proxy's per-token LOO answers any span of the answer, mapped to the proxy's tokens by
+its characters.
 
 The answer is scored as text: an end-of-turn token the target generated is not part
 of the proxy's response (the proxy did not produce it).
@@ -31,17 +33,17 @@ import numpy as np
 from ..errors import InputError
 from ..layout import PromptLayout
 from ..models import LoadedModel, dtype_info, load_model
-from ..result import ranking
-from ..scoring import Scorer, response_from_text
-from .base import AttributionMethod, AttributionTask, MethodOutput, create_method, register_method
-from .hierarchical import DEFAULT_MAX_SPREAD, _loo, grouped_ablations
+from ..ranking import ranking
+from ..scoring import DEFAULT_MAX_SPREAD, Scorer, response_from_text
+from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
 
 DEFAULT_RESCORE = 5  # sources rescored on the target by proxy-rescore
 
 
-def target_char_span(task: AttributionTask) -> tuple[int, int] | None:
-    """Character span of the answer covered by the task's target tokens (None = all of it)."""
-    a, b = task.target
+def target_char_span(task: AttributionTask, target: tuple[int, int] | None = None) -> tuple[int, int] | None:
+    """Character span of the answer covered by the target tokens (default: the task's;
+    None = all of the answer)."""
+    a, b = target or task.target
     response = task.response
     if (a, b) == (0, len(response)):
         return None
@@ -127,20 +129,27 @@ class Proxy(AttributionMethod):
     def __repr__(self) -> str:
         return f"Proxy(proxy={self.proxy.name!r})"
 
-    def score(self, task: AttributionTask) -> MethodOutput:
+    def effects(self, task: AttributionTask) -> Effects:
         layout = self.layout or proxy_layout(task, self.proxy, self.use_chat_template)
         ptask = proxy_task(task, self.proxy, layout, self.batch_size)
-        scores, proxy_ll = _loo(ptask, [s.index for s in ptask.sources], self.batch_size, self.max_spread)
-        info = {
+        rows = ptask.loo_rows([s.index for s in ptask.sources], self.batch_size, self.max_spread)
+        full_lp = ptask.full_pass().logprobs
+        fixed = {
             "proxy_model": self.proxy.name,
             "proxy_model_dtype": dtype_info(self.proxy)["model_dtype"],
-            "proxy_full_ll": proxy_ll,
-            "proxy_target_tokens": list(ptask.target),
             "proxy_prompt_tokens": len(ptask.prompt),
             "proxy_forward_tokens": ptask.scorer.forward_tokens,
             "proxy_forward_passes": ptask.scorer.forward_passes,
         }
-        return MethodOutput(scores, info)
+        answer, proxy_answer = task.without_cache(), ptask.response  # no KV cache kept
+
+        def for_span(target: tuple[int, int]) -> MethodOutput:
+            # the span as characters, then as the proxy's own tokens
+            a, b = proxy_answer.token_slice(target_char_span(answer, target))
+            info = {**fixed, "proxy_full_ll": float(np.sum(full_lp[a:b])), "proxy_target_tokens": [a, b]}
+            return MethodOutput(rows[:, a:b].sum(axis=1), info)
+
+        return SpanEffects(for_span, needs_task_cache=False)
 
 
 @register_method
@@ -172,8 +181,11 @@ class ProxyRescore(AttributionMethod):
     def __repr__(self) -> str:
         return f"ProxyRescore(first_stage={self.first_stage!r}, rescore={self.rescore})"
 
-    def score(self, task: AttributionTask) -> MethodOutput:
-        first = self.first_stage.score(task)
+    def effects(self, task: AttributionTask) -> Effects:
+        first = self.first_stage.effects(task)  # once; each span reads it
+        return SpanEffects(lambda t: self._rescore(task.for_target(t), first.query(t)))
+
+    def _rescore(self, task: AttributionTask, first: MethodOutput) -> MethodOutput:
         stage1 = np.asarray(first.scores, dtype=np.float64)
         if len(stage1) != len(task.sources):
             raise RuntimeError(
@@ -181,13 +193,9 @@ class ProxyRescore(AttributionMethod):
             )
         chosen = ranking(stage1)[: self.rescore]
         scores = np.full(len(task.sources), np.nan, dtype=np.float64)
-        full = task.full_pass()
-        full_ll = task.target_ll(full.logprobs)
+        full_ll = task.target_ll(task.full_pass().logprobs)
         if chosen:
-            prompts = task.ablated_prompt_ids([[task.sources[i].index] for i in chosen])
-            lps = grouped_ablations(task, full, prompts, self.batch_size, self.max_spread)
-            for i, lp in zip(chosen, lps):
-                scores[i] = full_ll - task.target_ll(lp)
+            scores[chosen] = task.loo_scores(chosen, self.batch_size, self.max_spread)
         info = {
             "full_ll": full_ll,
             "first_stage": self.first_stage.name,

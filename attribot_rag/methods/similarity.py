@@ -1,6 +1,6 @@
 """Embedding similarity: cosine similarity between the answer (the target span's text)
 and each source's text, with a sentence-transformers model (all-MiniLM-L6-v2 offline by
-default). Cheap; it measures relevance, not use. Option ``embedder``: any object with
+default); the sources are embedded once per task, each span asked for is one more text. Cheap; it measures relevance, not use. Option ``embedder``: any object with
 sentence-transformers' ``encode(list_of_texts)``."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from .base import AttributionMethod, AttributionTask, MethodOutput, register_method
+from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, register_method
 
 
-def target_text(task: AttributionTask) -> str:
-    a, b = task.target
+def target_text(task: AttributionTask, target: tuple[int, int] | None = None) -> str:
+    a, b = target or task.target
     resp = task.response
     if (a, b) == (0, len(resp)):
         return resp.text
@@ -35,9 +35,17 @@ class EmbeddingSimilarity(AttributionMethod):
             self.embedder = load_embedder()
         return self.embedder
 
-    def score(self, task: AttributionTask) -> MethodOutput:
-        texts = [target_text(task)] + [s.text for s in task.sources]
-        emb = np.asarray(self._embedder().encode(texts), dtype=np.float64)
-        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        scores = emb[1:] @ emb[0]
-        return MethodOutput(scores, {"embedder": type(self._embedder()).__name__})
+    def effects(self, task: AttributionTask) -> Effects:
+        # the sources are embedded once; each span asked for is one more embedding
+        sources = self._unit(s.text for s in task.sources)
+        info = {"embedder": type(self._embedder()).__name__}
+        text_task = task.without_cache()  # only its answer text is read
+
+        def for_span(target: tuple[int, int]) -> MethodOutput:
+            return MethodOutput(sources @ self._unit([target_text(text_task, target)])[0], dict(info))
+
+        return SpanEffects(for_span, needs_task_cache=False)
+
+    def _unit(self, texts) -> np.ndarray:
+        emb = np.asarray(self._embedder().encode(list(texts)), dtype=np.float64)
+        return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
