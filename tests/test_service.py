@@ -1,6 +1,9 @@
 """The HTTP service: endpoints on the real default model, limits, the queue, errors."""
 
+import json
+import math
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -203,7 +206,8 @@ def test_timed_out_request_is_cancelled_and_the_next_runs(service_attributor, ha
 def test_docs_and_openapi(client):
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/v1/attribute", "/v1/cite", "/v1/prune", "/v1/ask"} <= set(paths)
+    assert {"/v1/attribute", "/v1/cite", "/v1/prune", "/v1/ask", "/v1/ask/stream", "/v1/cite/stream"} <= set(paths)
+    assert "text/event-stream" in paths["/v1/cite/stream"]["post"]["responses"]["200"]["content"]
 
 
 def test_page_is_served_and_self_contained(client):
@@ -245,3 +249,134 @@ def test_queue_refuses_when_the_expected_wait_is_too_long():
         assert await queue.run(lambda: "ran") == "ran"  # room again once it finished
 
     asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _read_sse(lines):
+    """(event, data) pairs from an SSE body given line by line."""
+    events, kind = [], None
+    for line in lines:
+        if line.startswith("event: "):
+            kind = line[len("event: "):]
+        elif line.startswith("data: "):
+            events.append((kind, json.loads(line[len("data: "):])))
+    return events
+
+
+@pytest.fixture(scope="module")
+def stream_client(lm, handbook_index):
+    # A short answer keeps the streaming tests cheap.
+    with TestClient(create_app(Attributor(lm, max_new_tokens=16), index=handbook_index)) as c:
+        yield c
+
+
+def test_cite_stream_spells_the_answer_and_ends_with_the_cite_body(stream_client, handbook_passages):
+    body = {"question": TRAVEL_QUESTION, "passages": _passages(handbook_passages), "method": "at2"}
+    with stream_client.stream("POST", "/v1/cite/stream", json=body) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        events = _read_sse(r.iter_lines())
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "done" and kinds.count("done") == 1 and "error" not in kinds
+    done = events[-1][1]
+    assert "".join(d["text"] for k, d in events if k == "text") == done["answer"]
+    for sentence in (d for k, d in events if k == "sentence"):
+        assert {"index", "span", "text", "markers", "citations"} <= set(sentence)
+    reference = stream_client.post("/v1/cite", json={**body, "answer": done["answer"]}).json()
+    assert done["cited_answer"] == reference["cited_answer"]
+    got, want = done["citations"], reference["citations"]
+    assert [(c["number"], c["sentence_index"], c["source_id"]) for c in got] == [
+        (c["number"], c["sentence_index"], c["source_id"]) for c in want
+    ]
+    assert all(math.isclose(a["score"], b["score"], rel_tol=1e-4, abs_tol=1e-4) for a, b in zip(got, want))
+
+
+def test_ask_stream_ends_with_the_ask_body(stream_client):
+    with stream_client.stream("POST", "/v1/ask/stream", json={"question": "How many paid sick days?", "k": 2, "method": "at2"}) as r:
+        assert r.status_code == 200
+        events = _read_sse(r.iter_lines())
+    kind, done = events[-1]
+    assert kind == "done" and len(done["retrieved"]) == 2 and done["prune"] is None
+    assert "".join(d["text"] for k, d in events if k == "text") == done["cite"]["answer"]
+
+
+@pytest.mark.parametrize(
+    "change, status, phrase",
+    [
+        (lambda b: b.update(answer=TRAVEL_ANSWER), 422, "use /v1/cite"),
+        (lambda b: b.update(question="z" * 1001), 422, "the question has 1001 characters"),
+        (lambda b: b.update(question="  "), 400, "question is empty"),
+        (lambda b: b.update(method="no-such-method"), 400, "no-such-method"),
+        (lambda b: b.update(passages=[{"id": f"p{i}", "text": "Word " * 790} for i in range(20)]), 422, "context window"),
+    ],
+)
+def test_cite_stream_errors_are_json_before_the_stream(stream_client, handbook_passages, change, status, phrase):
+    body = {"question": TRAVEL_QUESTION, "passages": _passages(handbook_passages)}
+    change(body)
+    r = stream_client.post("/v1/cite/stream", json=body)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json" and phrase in r.json()["detail"]
+
+
+def test_cite_stream_full_queue_is_503_before_the_stream(service_attributor, handbook_passages):
+    queue = ModelQueue([service_attributor.lm.model], max_waiting=0)
+    release = threading.Event()
+    body = {"question": TRAVEL_QUESTION, "passages": _passages(handbook_passages)}
+    with TestClient(create_app(service_attributor, queue=queue)) as c:
+        running = c.portal.start_task_soon(queue.run, lambda: release.wait(30))
+        r = c.post("/v1/cite/stream", json=body)
+        release.set()
+        running.result(10)
+    assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_cite_stream_timeout_after_the_start_is_an_error_event(lm, handbook_passages):
+    from attribot_rag.service.limits import RequestTimeoutError
+
+    queue = ModelQueue([lm.model])
+    checks = []
+
+    def expire_at_the_second_token():  # the deadline passing once the stream has started
+        checks.append(1)
+        if len(checks) > 1:
+            raise RequestTimeoutError("the request took longer than 0 s of model time and was cancelled")
+
+    queue.checkpoint = expire_at_the_second_token
+    body = {"question": TRAVEL_QUESTION, "passages": _passages(handbook_passages), "method": "at2"}
+    with TestClient(create_app(Attributor(lm, max_new_tokens=16), queue=queue)) as c:
+        with c.stream("POST", "/v1/cite/stream", json=body) as r:
+            assert r.status_code == 200
+            events = _read_sse(r.iter_lines())
+    assert [k for k, _ in events] == ["text", "error"]
+    assert events[-1][1]["status"] == 504 and "cancelled" in events[-1][1]["detail"]
+    assert queue.admitted == 0
+
+
+def test_disconnect_stops_the_generation_and_frees_the_slot(lm, handbook_passages):
+    queue = ModelQueue([lm.model])
+    held, release, checks = threading.Event(), threading.Event(), []
+
+    def hold_after_the_first_token():  # keeps the answer unfinished while the client leaves
+        checks.append(1)
+        if len(checks) > 1:
+            held.set()
+            release.wait(30)
+
+    queue.checkpoint = hold_after_the_first_token
+    body = {"question": TRAVEL_QUESTION, "passages": _passages(handbook_passages), "method": "at2"}
+    with TestClient(create_app(Attributor(lm, max_new_tokens=16), queue=queue)) as c:
+        with c.stream("POST", "/v1/cite/stream", json=body) as r:
+            lines = r.iter_lines()  # kept: dropping the iterator would close the response
+            assert next(lines).startswith("event: text") and held.wait(30)
+            assert queue.admitted == 1
+        # Leaving the block mid-stream is a disconnect: the slot is free at once ...
+        assert queue.admitted == 0
+        release.set()
+        # ... and the model loop stops the generation at its next token.
+        deadline = time.monotonic() + 10
+        while any(t.name == "attribot-stream" for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name == "attribot-stream" for t in threading.enumerate())
+        r = c.post("/v1/cite", json={**body, "answer": TRAVEL_ANSWER})
+        assert r.status_code == 200

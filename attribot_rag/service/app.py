@@ -2,12 +2,14 @@
 
 ``create_app(attributor, index=...)`` builds the app around one loaded model; the
 ``attribot-rag serve`` command runs it with uvicorn. Every endpoint calls the library's
-public API only (``Attributor.attribute``, ``cite``, ``prune``) through the model queue
-(service/limits.py), so the model serves one request at a time.
+public API only (``Attributor.attribute``, ``cite``, ``stream_cite``, ``prune``) through the
+model queue (service/limits.py), so the model serves one request at a time. The ``/stream``
+variants of /v1/ask and /v1/cite answer with server-sent events (service/events.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -16,9 +18,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from .. import Attributor, LoadedModel, cite, make_sources, prune
-from ..errors import AttribotError, ContextTooLongError
+from .. import Attributor, LoadedModel, available_methods, cite, make_sources, prune, stream_cite
+from ..errors import AttribotError, ContextTooLongError, InputError, MethodNotAvailableError
 from ..sources import coerce_passages
+from .events import EventChannel, EventStreamResponse, open_event_stream, pump
 from .limits import Limits, LimitExceededError, ModelQueue, QueueFullError, RequestTimeoutError
 from .schemas import (
     AskRequest,
@@ -39,6 +42,11 @@ log = logging.getLogger("attribot_rag.service")
 
 class NoIndexError(Exception):
     """/v1/ask on an app built without a passage index (answered 404)."""
+
+
+class NotStreamableError(Exception):
+    """A streaming request the stream cannot serve, e.g. one that brings its own answer
+    (answered 422)."""
 
 
 class AttributionService:
@@ -76,6 +84,16 @@ class AttributionService:
 
     async def run(self, work: Callable[[], Any]) -> Any:
         return await self.queue.run(work)
+
+    def check_stream(self, question: str, method: str) -> None:
+        """What a stream would otherwise only find out after it started (the method is
+        first used when the first sentence completes), checked before the 200."""
+        if not question.strip():
+            raise InputError("the question is empty or missing")
+        if method not in available_methods():
+            raise MethodNotAvailableError(
+                f"unknown attribution method {method!r}; available: {', '.join(available_methods())}"
+            )
 
 
 # --------------------------------------------------------------------------- shaping
@@ -154,6 +172,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _no_index(_: Request, exc: NoIndexError) -> JSONResponse:
         return _error(404, "no_index", str(exc))
 
+    @app.exception_handler(NotStreamableError)
+    async def _not_streamable(_: Request, exc: NotStreamableError) -> JSONResponse:
+        return _error(422, "invalid_input", str(exc))
+
     @app.exception_handler(QueueFullError)
     async def _busy(_: Request, exc: QueueFullError) -> JSONResponse:
         return _error(503, "busy", str(exc), {"Retry-After": str(exc.retry_after_s)})
@@ -172,6 +194,14 @@ def install_error_handlers(app: FastAPI) -> None:
 # --------------------------------------------------------------------------- routes
 
 _ERRORS = {400: {"model": ErrorOut}, 404: {"model": ErrorOut}, 422: {"model": ErrorOut}, 503: {"model": ErrorOut}, 504: {"model": ErrorOut}}
+_EVENTS = {
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "server-sent events: `text` {text}, `sentence` (a completed sentence with its "
+        "citations), `done` (the non-streaming endpoint's body), `error` {status, detail}",
+    },
+    **_ERRORS,
+}
 
 
 def install_routes(app: FastAPI, service: AttributionService) -> None:
@@ -210,6 +240,17 @@ def install_routes(app: FastAPI, service: AttributionService) -> None:
         """Retrieve from the index, answer, cite (pruning the context first when asked)."""
         return await ask(service, req)
 
+    @app.post("/v1/cite/stream", responses=_EVENTS)
+    async def cite_stream_endpoint(req: CiteRequest) -> Any:
+        """/v1/cite as server-sent events: the generated answer as it is written, each
+        sentence's citations as it completes, then the /v1/cite body."""
+        return await cite_stream(service, req)
+
+    @app.post("/v1/ask/stream", responses=_EVENTS)
+    async def ask_stream_endpoint(req: AskRequest) -> Any:
+        """/v1/ask as server-sent events (with pruning, the pruned answer is streamed)."""
+        return await ask_stream(service, req)
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
@@ -219,14 +260,28 @@ def install_routes(app: FastAPI, service: AttributionService) -> None:
         return {"model": att.model_name, "queue": service.queue.admitted, "index": service.index is not None}
 
 
-async def ask(service: AttributionService, req: AskRequest) -> dict[str, Any]:
+def retrieve(service: AttributionService, req: AskRequest) -> tuple[list, list[dict[str, Any]]]:
+    """The passages /v1/ask answers from, and how they are reported."""
     if service.index is None:
         raise NoIndexError("this server has no passage index: start it with `attribot-rag serve --index DIR`")
     service.limits.check(req.question)
     service.limits.check_k(req.k)
     hits = service.index.search(req.question, req.k)
-    passages = [p for p, _ in hits]
     retrieved = [{"id": p.id, "title": p.title, "similarity": s} for p, s in hits]
+    return [p for p, _ in hits], retrieved
+
+
+def ask_body(req: AskRequest, retrieved: list, cited: Any, pruned: Any) -> dict[str, Any]:
+    return {
+        "question": req.question,
+        "retrieved": retrieved,
+        "cite": cite_response(cited),
+        "prune": prune_response(pruned) if pruned is not None else None,
+    }
+
+
+async def ask(service: AttributionService, req: AskRequest) -> dict[str, Any]:
+    passages, retrieved = retrieve(service, req)
     method, options = service.method_options(req.method)
     att = service.attributor
 
@@ -237,14 +292,56 @@ async def ask(service: AttributionService, req: AskRequest) -> dict[str, Any]:
             pruned = prune(att, req.question, passages, k=req.prune_k, method=method, **options)
             context, answer = pruned.kept_passages, pruned.answer
         cited = cite(att, req.question, context, answer, method=method, **options)
-        return {
-            "question": req.question,
-            "retrieved": retrieved,
-            "cite": cite_response(cited),
-            "prune": prune_response(pruned) if pruned is not None else None,
-        }
+        return ask_body(req, retrieved, cited, pruned)
 
     return await service.run(work)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def as_sent(model: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """The body as the non-streaming endpoint sends it (through its response model), so
+    the ``done`` event and /v1/cite or /v1/ask give the same JSON."""
+    return model.model_validate(body).model_dump(mode="json")
+
+
+async def cite_stream(service: AttributionService, req: CiteRequest) -> EventStreamResponse:
+    if req.answer is not None:
+        raise NotStreamableError(
+            "the streaming endpoint generates the answer; to cite an answer you have, use /v1/cite"
+        )
+    passages = service.passages(req)
+    method, options = service.method_options(req.method)
+    service.check_stream(req.question, method)
+    att = service.attributor
+
+    def produce(channel: EventChannel) -> None:
+        stream = stream_cite(att, req.question, passages, method=method, **options)
+        pump(stream, channel, service.queue, lambda cited: as_sent(CiteResponse, cite_response(cited)))
+
+    return await open_event_stream(service.queue, produce)
+
+
+async def ask_stream(service: AttributionService, req: AskRequest) -> EventStreamResponse:
+    passages, retrieved = retrieve(service, req)
+    method, options = service.method_options(req.method)
+    service.check_stream(req.question, method)
+    att = service.attributor
+
+    def produce(channel: EventChannel) -> None:
+        pruned, context = None, passages
+        if req.prune:  # select the passages first; the answer from the kept ones is streamed
+            pruned = prune(att, req.question, passages, k=req.prune_k, method=method, second_pass=False, **options)
+            context = pruned.kept_passages
+
+        def finish(cited: Any) -> dict[str, Any]:
+            done = dataclasses.replace(pruned, answer=cited.answer) if pruned is not None else None
+            return as_sent(AskResponse, ask_body(req, retrieved, cited, done))
+
+        pump(stream_cite(att, req.question, context, method=method, **options), channel, service.queue, finish)
+
+    return await open_event_stream(service.queue, produce)
 
 
 def create_app(

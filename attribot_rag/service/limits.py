@@ -109,6 +109,19 @@ def interruptible_modules(model: Any) -> list[Any]:
     return layers or [model]
 
 
+class Admission:
+    """One request's place in the queue; released once, however the request ends."""
+
+    def __init__(self, queue: "ModelQueue") -> None:
+        self._queue = queue
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._queue._admitted -= 1
+
+
 class ModelQueue:
     """Runs model work one request at a time on one thread, with at most ``max_waiting``
     requests waiting behind the running one, and none admitted whose expected wait (the
@@ -132,6 +145,7 @@ class ModelQueue:
         self._turn = asyncio.Lock()
         self._admitted = 0  # running + waiting
         self._durations: deque[float] = deque(maxlen=32)
+        self._running = threading.local()  # the model thread's current job, for checkpoint()
 
     @property
     def admitted(self) -> int:
@@ -163,13 +177,19 @@ class ModelQueue:
             )
         return None
 
-    async def run(self, work: Callable[[], T]) -> T:
-        """Run ``work()`` on the model thread when its turn comes; raise QueueFullError now
-        when the queue is full, RequestTimeoutError when it runs past the timeout."""
+    def admit(self) -> "Admission":
+        """Take a place in the queue now, or raise QueueFullError. A streaming endpoint
+        admits before it answers 200, then runs the work while the stream is open."""
         refusal = self._refusal()
         if refusal:
             raise QueueFullError(f"the model is busy: {refusal}", self.retry_after_s())
         self._admitted += 1
+        return Admission(self)
+
+    async def run(self, work: Callable[[], T], admission: "Admission | None" = None) -> T:
+        """Run ``work()`` on the model thread when its turn comes; raise QueueFullError now
+        when the queue is full, RequestTimeoutError when it runs past the timeout."""
+        admission = admission or self.admit()
         job = _Job(self.timeout_s)
         try:
             async with self._turn:
@@ -182,15 +202,25 @@ class ModelQueue:
                     job.cancelled = True
                     raise
         finally:
-            self._admitted -= 1
+            admission.release()
+
+    def checkpoint(self) -> None:
+        """Raise RequestTimeoutError when the running job was cancelled or is past its
+        deadline: a check for model work that runs outside the hooked layers (a streamed
+        answer is generated in a thread of its own, which the layer hooks do not stop)."""
+        job = getattr(self._running, "job", None)
+        if job is not None:
+            job.check()
 
     def _run_job(self, job: _Job, work: Callable[[], T]) -> T:
         job.start()
+        self._running.job = job
         handles = [m.register_forward_pre_hook(job.check) for m in self.modules]
         t0 = time.perf_counter()
         try:
             return work()
         finally:
+            self._running.job = None
             for handle in handles:
                 handle.remove()
             self._durations.append(time.perf_counter() - t0)

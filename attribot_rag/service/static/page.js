@@ -1,4 +1,5 @@
-// The search page: ask /v1/ask, show the cited answer, quotes on the markers, shaded sources.
+// The search page: ask /v1/ask/stream, show the answer as it is written and each sentence's
+// markers as it completes, then the cited answer, quotes on the markers, shaded sources.
 // Plain DOM code, no framework and nothing fetched from anywhere but this server.
 "use strict";
 
@@ -21,19 +22,86 @@ function setStatus(text, isError = false) {
   $("status").classList.toggle("error", isError);
 }
 
-async function ask(question, pruneFirst) {
-  const response = await fetch("/v1/ask", {
+async function errorMessage(response) {
+  const body = await response.json().catch(() => ({ detail: `HTTP ${response.status}` }));
+  const retry = response.headers.get("Retry-After");
+  const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+  return detail + (retry ? ` (retry in ${retry} s)` : "");
+}
+
+// POST /v1/ask/stream and hand each server-sent event to onEvent(kind, data); resolves with
+// the done event's body. (EventSource cannot POST, hence fetch and a stream reader.)
+async function askStream(question, pruneFirst, onEvent) {
+  const response = await fetch("/v1/ask/stream", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ question, prune: pruneFirst }),
   });
-  const body = await response.json();
-  if (!response.ok) {
-    const retry = response.headers.get("Retry-After");
-    const detail = typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
-    throw new Error(detail + (retry ? ` (retry in ${retry} s)` : ""));
+  if (!response.ok) throw new Error(await errorMessage(response));
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  let done = null;
+  for (;;) {
+    const { value, done: finished } = await reader.read();
+    if (finished) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) { // an SSE block ends with a blank line
+      const event = parseEvent(buffer.slice(0, cut));
+      buffer = buffer.slice(cut + 2);
+      if (!event) continue;
+      if (event.kind === "error") throw new Error(event.data.detail);
+      if (event.kind === "done") done = event.data;
+      else onEvent(event.kind, event.data);
+    }
   }
-  return body;
+  if (!done) throw new Error("the answer stream ended before the answer was complete");
+  return done;
+}
+
+function parseEvent(block) {
+  let kind = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) kind = line.slice(6).trim();
+    else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+  }
+  return data.length ? { kind, data: JSON.parse(data.join("\n")) } : null;
+}
+
+// The answer while it streams: the text so far, and after each completed sentence its
+// provisional markers (not buttons: the quotes come with the done event, which replaces all).
+function startLiveAnswer() {
+  let live = null; // set up at the first event, so a refused request keeps the last answer
+  return (kind, data) => {
+    if (!live) {
+      live = { text: "", sentences: [] };
+      current = null;
+      hideQuote();
+      $("answers").hidden = false;
+      $("draft-column").hidden = true;
+      $("sources").hidden = true;
+      $("answer-heading").textContent = "Answer";
+      $("unsupported").textContent = "";
+    }
+    if (kind === "text") live.text += data.text;
+    else if (kind === "sentence") live.sentences.push(data);
+    renderLiveAnswer($("answer"), live);
+  };
+}
+
+function renderLiveAnswer(container, live) {
+  container.textContent = "";
+  let pos = 0;
+  for (const sentence of live.sentences) {
+    const end = sentence.span[1];
+    container.append(live.text.slice(pos, end));
+    if (sentence.markers.length) container.append(" ");
+    for (const n of sentence.markers) container.append(el("span", { class: "provisional-marker" }, `[${n}]`));
+    pos = end;
+  }
+  container.append(live.text.slice(pos));
 }
 
 // The markers are the library's own (cited_answer); each supported sentence's group
@@ -154,10 +222,11 @@ $("ask-form").addEventListener("submit", async (event) => {
   const question = $("question").value.trim();
   if (!question) return;
   $("ask-button").disabled = true;
-  setStatus("Answering and attributing\u2026");
+  const pruneFirst = $("prune-toggle").checked;
+  setStatus(pruneFirst ? "Drafting and pruning the context\u2026" : "Answering and attributing\u2026");
   const t0 = performance.now();
   try {
-    render(await ask(question, $("prune-toggle").checked));
+    render(await askStream(question, pruneFirst, startLiveAnswer()));
     setStatus(`Answered in ${((performance.now() - t0) / 1000).toFixed(1)} s with ${current.cite.model} (${current.cite.method}).`);
   } catch (error) {
     setStatus(error.message, true);

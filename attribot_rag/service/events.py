@@ -1,0 +1,185 @@
+"""Server-sent events for the streaming endpoints (/v1/ask/stream, /v1/cite/stream).
+
+The answer is generated in the model thread (through the same ModelQueue as every other
+request); each :class:`~attribot_rag.streaming.StreamEvent` is handed to the event loop
+through a thread-safe channel and written as an SSE block: ``text`` (new answer text),
+``sentence`` (a sentence that just completed, with its citations), ``done`` (the same
+body the non-streaming endpoint returns) or ``error`` (``{status, detail}``, for an error
+raised after the stream started). The endpoint waits for the first event before it
+answers, so whatever fails before the first token (invalid input, a context too long, a
+timeout while waiting) is still an ordinary JSON 4xx/5xx. A client that disconnects
+cancels the stream: the model loop sees it at the next token, closes the
+``stream_cite`` generator (which stops its generation thread) and the queue slot is freed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+from typing import Any, AsyncIterator, Callable, Iterator
+
+from starlette.responses import StreamingResponse
+
+from ..errors import AttribotError, ContextTooLongError
+from .limits import Admission, LimitExceededError, ModelQueue, RequestTimeoutError
+
+log = logging.getLogger("attribot_rag.service")
+_END = object()  # the model loop finished (normally or not)
+
+# An event as it travels: its SSE name and its JSON data.
+Event = tuple[str, dict[str, Any]]
+
+
+def sse(kind: str, data: dict[str, Any]) -> str:
+    """One SSE block; JSON never contains a raw newline, so one data line suffices."""
+    return f"event: {kind}\ndata: {json.dumps(data, default=_plain)}\n\n"
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and arrays in the library's results, as JSON numbers and lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def sentence_event(sentence: Any) -> dict[str, Any]:
+    """A completed sentence as the ``sentence`` event's data (CitedSentence.to_dict())."""
+    out = sentence.to_dict()
+    out.pop("scores", None)  # every source's score: the done event has them per passage
+    return out
+
+
+def error_status(exc: BaseException) -> int:
+    """The HTTP status the non-streaming endpoints would answer for this error."""
+    if isinstance(exc, (LimitExceededError, ContextTooLongError)):
+        return 422
+    if isinstance(exc, AttribotError):
+        return 400
+    if isinstance(exc, RequestTimeoutError):
+        return 504
+    return 500
+
+
+class EventChannel:
+    """Events from the model thread to the event loop (the loop's queue is not thread-safe,
+    so the model thread only schedules puts on the loop)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: asyncio.Queue[Any] = asyncio.Queue()
+        self.stopped = threading.Event()  # set by the loop side when the client is gone
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        self._put((kind, data))
+
+    def end(self) -> None:
+        self._put(_END)
+
+    def _put(self, item: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(self._items.put_nowait, item)
+        except RuntimeError:  # the loop closed (server shutdown): nobody is listening
+            self.stopped.set()
+
+    async def get(self) -> Any:
+        return await self._items.get()
+
+
+def pump(
+    stream: Iterator[Any],
+    channel: EventChannel,
+    queue: ModelQueue,
+    finish: Callable[[Any], dict[str, Any]],
+) -> None:
+    """Model thread: forward the stream_cite events until the last, the client leaving, or
+    the timeout; ``finish`` shapes the whole CitedAnswer as the ``done`` body."""
+    try:
+        for event in stream:
+            if channel.stopped.is_set():
+                return  # the client went away: the finally below stops the generation
+            queue.checkpoint()  # the timeout, between tokens (the generation thread has no hooks)
+            if event.text:
+                channel.emit("text", {"text": event.text})
+            if event.sentence is not None:
+                channel.emit("sentence", sentence_event(event.sentence))
+            if event.answer is not None:
+                channel.emit("done", finish(event.answer))
+    finally:
+        stream.close()  # stops stream_cite's generation thread and releases the model
+        channel.end()
+
+
+class ModelEventStream:
+    """One streaming request: its work running on the model queue, its events read here."""
+
+    def __init__(self, queue: ModelQueue, admission: Admission, produce: Callable[[EventChannel], None]) -> None:
+        self.admission = admission
+        self.channel = EventChannel(asyncio.get_running_loop())
+        self._task = asyncio.ensure_future(queue.run(lambda: produce(self.channel), admission))
+
+    async def first(self) -> Any:
+        """The first event; raises what the work raised before producing any (answered as
+        JSON by the app's error handlers, since no byte of the stream is sent yet)."""
+        try:
+            item = await self.channel.get()
+            if item is _END:
+                await self._task  # raises the work's error
+                raise RuntimeError("the answer stream ended without an event")
+            return item
+        except BaseException:
+            self.stop()
+            raise
+
+    async def events(self, first: Event) -> AsyncIterator[str]:
+        """The SSE blocks: the first event, the rest as they come, an error event last if
+        the work failed after the stream started."""
+        try:
+            yield sse(*first)
+            while (item := await self.channel.get()) is not _END:
+                yield sse(*item)
+            try:
+                await self._task
+            except Exception as exc:  # the status line is sent: report the error in-band
+                status = error_status(exc)
+                if status == 500:
+                    log.error("unexpected error while streaming an answer", exc_info=exc)
+                detail = str(exc) if status != 500 else f"unexpected {type(exc).__name__}; see the server log"
+                yield sse("error", {"status": status, "detail": detail})
+        finally:
+            self.stop()  # no await here: this also runs while the request is being cancelled
+
+    def stop(self) -> None:
+        """Stop the model work (at its next token or layer) and give the queue slot back."""
+        self.channel.stopped.set()
+        self._task.cancel()  # ModelQueue.run marks the job cancelled: the layer hooks raise
+        self.admission.release()
+
+
+class EventStreamResponse(StreamingResponse):
+    """``text/event-stream`` that always closes its event source, even when the client
+    disconnects mid-stream or before the first block (so the model and the slot are freed)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: ModelEventStream, first: Event) -> None:
+        super().__init__(
+            stream.events(first),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},  # no proxy buffering
+        )
+        self._stream = stream
+
+    async def stream_response(self, send: Any) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            self._stream.stop()
+            await self.body_iterator.aclose()
+
+
+async def open_event_stream(queue: ModelQueue, produce: Callable[[EventChannel], None]) -> EventStreamResponse:
+    """Admit the request (503 now when the queue is full), start its work, and answer once
+    the first event is there (an error before it is an ordinary JSON answer)."""
+    stream = ModelEventStream(queue, queue.admit(), produce)
+    return EventStreamResponse(stream, await stream.first())
