@@ -19,10 +19,11 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import Attributor, LoadedModel, available_methods, cite, make_sources, prune, stream_cite
-from ..errors import AttribotError, ContextTooLongError, InputError, MethodNotAvailableError
+from ..errors import InputError, MethodNotAvailableError
 from ..sources import coerce_passages
 from .events import EventChannel, EventStreamResponse, open_event_stream, pump
-from .limits import Limits, LimitExceededError, ModelQueue, QueueFullError, RequestTimeoutError
+from .errors import EXPECTED_ERRORS, NoIndexError, NotStreamableError, error_status
+from .limits import Limits, ModelQueue, QueueFullError
 from .schemas import (
     AskRequest,
     AskResponse,
@@ -40,13 +41,6 @@ PROXY_METHODS = {"proxy", "proxy-rescore"}
 log = logging.getLogger("attribot_rag.service")
 
 
-class NoIndexError(Exception):
-    """/v1/ask on an app built without a passage index (answered 404)."""
-
-
-class NotStreamableError(Exception):
-    """A streaming request the stream cannot serve, e.g. one that brings its own answer
-    (answered 422)."""
 
 
 class AttributionService:
@@ -153,36 +147,16 @@ def _error(status: int, kind: str, detail: str, headers: dict[str, str] | None =
     return JSONResponse({"error": kind, "detail": detail}, status_code=status, headers=headers)
 
 
+async def _expected_error(_: Request, exc: Exception) -> JSONResponse:
+    status, kind = error_status(exc)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, QueueFullError) else None
+    return _error(status, kind, str(exc), headers)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Library and service errors become JSON 4xx/5xx answers, never a traceback."""
-
-    @app.exception_handler(LimitExceededError)
-    async def _limit(_: Request, exc: LimitExceededError) -> JSONResponse:
-        return _error(422, "limit_exceeded", str(exc))
-
-    @app.exception_handler(ContextTooLongError)
-    async def _too_long(_: Request, exc: ContextTooLongError) -> JSONResponse:
-        return _error(422, "context_too_long", str(exc))
-
-    @app.exception_handler(AttribotError)
-    async def _invalid(_: Request, exc: AttribotError) -> JSONResponse:
-        return _error(400, "invalid_input", str(exc))
-
-    @app.exception_handler(NoIndexError)
-    async def _no_index(_: Request, exc: NoIndexError) -> JSONResponse:
-        return _error(404, "no_index", str(exc))
-
-    @app.exception_handler(NotStreamableError)
-    async def _not_streamable(_: Request, exc: NotStreamableError) -> JSONResponse:
-        return _error(422, "invalid_input", str(exc))
-
-    @app.exception_handler(QueueFullError)
-    async def _busy(_: Request, exc: QueueFullError) -> JSONResponse:
-        return _error(503, "busy", str(exc), {"Retry-After": str(exc.retry_after_s)})
-
-    @app.exception_handler(RequestTimeoutError)
-    async def _timeout(_: Request, exc: RequestTimeoutError) -> JSONResponse:
-        return _error(504, "timeout", str(exc))
+    for exc_type in EXPECTED_ERRORS:
+        app.add_exception_handler(exc_type, _expected_error)
 
     @app.exception_handler(Exception)
     async def _internal(_: Request, exc: Exception) -> JSONResponse:

@@ -22,8 +22,8 @@ from typing import Any, AsyncIterator, Callable, Iterator
 
 from starlette.responses import StreamingResponse
 
-from ..errors import AttribotError, ContextTooLongError
-from .limits import Admission, LimitExceededError, ModelQueue, RequestTimeoutError
+from .errors import error_status
+from .limits import Admission, ModelQueue
 
 log = logging.getLogger("attribot_rag.service")
 _END = object()  # the model loop finished (normally or not)
@@ -49,17 +49,6 @@ def sentence_event(sentence: Any) -> dict[str, Any]:
     out = sentence.to_dict()
     out.pop("scores", None)  # every source's score: the done event has them per passage
     return out
-
-
-def error_status(exc: BaseException) -> int:
-    """The HTTP status the non-streaming endpoints would answer for this error."""
-    if isinstance(exc, (LimitExceededError, ContextTooLongError)):
-        return 422
-    if isinstance(exc, AttribotError):
-        return 400
-    if isinstance(exc, RequestTimeoutError):
-        return 504
-    return 500
 
 
 class EventChannel:
@@ -142,7 +131,7 @@ class ModelEventStream:
             try:
                 await self._task
             except Exception as exc:  # the status line is sent: report the error in-band
-                status = error_status(exc)
+                status, _ = error_status(exc)
                 if status == 500:
                     log.error("unexpected error while streaming an answer", exc_info=exc)
                 detail = str(exc) if status != 500 else f"unexpected {type(exc).__name__}; see the server log"
