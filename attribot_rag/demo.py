@@ -15,7 +15,7 @@ from typing import Sequence
 from rich.console import Console
 
 from .attributor import Attributor
-from .errors import InputError
+from .index import PassageIndex, default_corpus_path
 from .models import DEFAULT_MODEL
 from .sources import Passage, coerce_passages
 
@@ -26,39 +26,9 @@ SAMPLE_QUESTIONS = [
 ]
 
 
-def corpus_path() -> Path:
-    here = Path(__file__).resolve().parent.parent / "examples" / "data" / "handbook.json"
-    if not here.exists():
-        raise InputError(
-            f"the demo corpus {here} is missing: run the demo from a checkout of attribot-rag"
-        )
-    return here
-
-
 def load_corpus(path: str | Path | None = None) -> list[Passage]:
-    path = Path(path) if path else corpus_path()
+    path = Path(path) if path else default_corpus_path()
     return coerce_passages(json.loads(path.read_text(encoding="utf-8")))
-
-
-class FaissRetriever:
-    """Cosine-similarity retrieval over passages with a flat FAISS inner-product index."""
-
-    def __init__(self, passages: Sequence[Passage], embedder=None) -> None:
-        import faiss
-
-        from .embeddings import load_embedder
-
-        self.passages = list(passages)
-        self.embedder = embedder or load_embedder()
-        texts = [f"{p.title}. {p.text}" if p.title else p.text for p in self.passages]
-        vectors = self.embedder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-        self.index = faiss.IndexFlatIP(vectors.shape[1])
-        self.index.add(vectors.astype("float32"))
-
-    def retrieve(self, query: str, k: int = 4) -> list[tuple[Passage, float]]:
-        q = self.embedder.encode([query], normalize_embeddings=True, convert_to_numpy=True)
-        scores, idx = self.index.search(q.astype("float32"), min(k, len(self.passages)))
-        return [(self.passages[i], float(s)) for s, i in zip(scores[0], idx[0]) if i >= 0]
 
 
 def run_demo(
@@ -71,7 +41,7 @@ def run_demo(
 ) -> list:
     console = console or Console()
     passages = load_corpus()
-    retriever = FaissRetriever(passages)
+    retriever = PassageIndex.build(passages)
     attributor = Attributor(model, method=method, level="passage", max_new_tokens=48, dtype=dtype)
     meta = attributor.lm.metadata
     console.print(
@@ -81,7 +51,7 @@ def run_demo(
     )
     results = []
     for question in questions or SAMPLE_QUESTIONS:
-        hits = retriever.retrieve(question, k)
+        hits = retriever.search(question, k)
         retrieved = [p for p, _ in hits]
         result = attributor.attribute(question, retrieved)
         results.append(result)

@@ -29,9 +29,10 @@ FORMAT_VERSION = 1
 
 def default_corpus_path() -> Path:
     """The bundled handbook (examples/data/handbook.json in a checkout)."""
-    from .demo import corpus_path
-
-    return corpus_path()
+    here = Path(__file__).resolve().parent.parent / "examples" / "data" / "handbook.json"
+    if not here.exists():
+        raise InputError(f"the demo corpus {here} is missing: run the demo from a checkout of attribot-rag")
+    return here
 
 
 def read_corpus(path: str | Path | None = None) -> list[Passage]:

@@ -20,7 +20,8 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 
 from attribot_rag import Attributor, get_model, stream_cite  # noqa: E402
-from attribot_rag.demo import FaissRetriever, load_corpus  # noqa: E402
+from attribot_rag.demo import load_corpus  # noqa: E402
+from attribot_rag.index import PassageIndex  # noqa: E402
 
 DEFAULT_QUESTION = "What are the rules for international business travel, and how are meals covered?"
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args(argv)
 
-    passages = [p for p, _ in FaissRetriever(load_corpus()).retrieve(args.question, k=4)]
+    passages = [p for p, _ in PassageIndex.build(load_corpus()).search(args.question, k=4)]
     attributor = Attributor(get_model(args.model), max_new_tokens=args.max_new_tokens)
     print(f"Q: {args.question}\nA: ", end="", flush=True)
     final, marked = None, set()

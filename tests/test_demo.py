@@ -4,7 +4,8 @@ import io
 
 from rich.console import Console
 
-from attribot_rag.demo import FaissRetriever, load_corpus, run_demo
+from attribot_rag.demo import load_corpus, run_demo
+from attribot_rag.index import PassageIndex
 
 
 def test_bundled_corpus_is_valid():
@@ -15,8 +16,8 @@ def test_bundled_corpus_is_valid():
 
 
 def test_retrieval_finds_the_right_passage():
-    retriever = FaissRetriever(load_corpus())
-    hits = retriever.retrieve("What is the nightly hotel limit for international business travel?", k=3)
+    retriever = PassageIndex.build(load_corpus())
+    hits = retriever.search("What is the nightly hotel limit for international business travel?", k=3)
     assert hits[0][0].id == "hb-05"
     assert hits[0][1] >= hits[1][1] >= hits[2][1]
 
