@@ -384,13 +384,7 @@ def cite_sentences(
 ) -> CitedAnswer:
     """Select each sentence's citations from its attribution, number the cited passages by
     first appearance and place the markers (the selection rules: module docstring)."""
-    answer_top = max(
-        (s.score for _, att in sentences if att is not None for s in att.sources if s.score is not None),
-        default=None,
-    )
-    floor = None
-    if answer_relative_threshold is not None and answer_top is not None and answer_top > 0:
-        floor = answer_relative_threshold * answer_top
+    floor = answer_floor([att for _, att in sentences if att is not None], answer_relative_threshold)
     numbers: dict[int, int] = {}  # passage index -> reference number
     cited: list[CitedSentence] = []
     for k, (span, att) in enumerate(sentences):
@@ -424,6 +418,15 @@ def cite_sentences(
             "max_per_sentence": max_per_sentence,
         },
     )
+
+
+def answer_floor(attributions: Sequence[Attribution], answer_relative_threshold: float | None) -> float | None:
+    """The answer-relative floor: ``answer_relative_threshold`` x the best score any of the
+    attributions gives (None: no floor, or no positive score)."""
+    top = max((s.score for a in attributions for s in a.sources if s.score is not None), default=None)
+    if answer_relative_threshold is None or top is None or top <= 0:
+        return None
+    return answer_relative_threshold * top
 
 
 def _cited_sentence(

@@ -33,6 +33,7 @@ from .citations import (
     CitedSentence,
     _check_settings,
     _cited_sentence,
+    answer_floor,
     cite_sentences,
     select_citations,
 )
@@ -197,7 +198,7 @@ class _SentenceAttributor:
             response.observations.append(observer.current.snapshot(self.prompt_ids, ids))
         att = self.attribute(response, span)
         self.done.append((span, att))
-        floor = _floor([a for _, a in self.done], settings["answer_relative_threshold"])
+        floor = answer_floor([a for _, a in self.done], settings["answer_relative_threshold"])
         chosen = select_citations(
             [s.score for s in att.sources],
             threshold=settings["threshold"],
@@ -229,13 +230,6 @@ class _SentenceAttributor:
         except InputError:  # a sentence with no token of its own
             return None
         return self.attribute(response, span)
-
-
-def _floor(attributions: list[Attribution], answer_relative_threshold: float | None) -> float | None:
-    top = max((s.score for a in attributions for s in a.sources if s.score is not None), default=None)
-    if answer_relative_threshold is None or top is None or top <= 0:
-        return None
-    return answer_relative_threshold * top
 
 
 __all__ = ["StreamEvent", "stream_cite"]
