@@ -22,7 +22,7 @@ from .pruning import PassageScore, PruneResult, filter_passages, prune
 from .result import Attribution, ScoredSource
 from .scoring import Response
 from .sources import Passage, Source, make_sources, split_sentences
-from .streaming import StreamEvent, stream_cite
+from .streaming import StreamEvent, TextCitationStream, stream_cite, stream_cite_text
 
 __version__ = "0.1.0"
 
@@ -53,6 +53,7 @@ __all__ = [
     "ScoredSource",
     "Source",
     "StreamEvent",
+    "TextCitationStream",
     "WeightsIntegrityError",
     "attribute",
     "available_methods",
@@ -64,6 +65,7 @@ __all__ = [
     "filter_passages",
     "prune",
     "stream_cite",
+    "stream_cite_text",
     "register_method",
     "resolve_dtype",
     "split_sentences",

@@ -15,6 +15,15 @@ respect: the answer-relative floor is known only for the sentences so far.
 ...     print(event.text, end="")            # the answer, token by token
 ...     if event.sentence:                     # a sentence just completed
 ...         print(event.sentence.numbers)
+
+An answer written by another LLM and arriving as text chunks is cited with
+:func:`stream_cite_text` (or, pushing each chunk as it comes, :class:`TextCitationStream`):
+no capture exists for it, so every method attributes the text so far (AT2 and attention
+by a forward pass), and the last event's ``answer`` is :func:`~attribot_rag.citations.cite`
+of the whole text.
+
+>>> for event in stream_cite_text(attributor, question, passages, llm_chunks):
+...     print(event.text, end="")
 """
 
 from __future__ import annotations
@@ -22,9 +31,11 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .at2.capture import CaptureObserver
+from .attributor import _check_question
 from .citations import (
     DEFAULT_ANSWER_RELATIVE_THRESHOLD,
     DEFAULT_MAX_PER_SENTENCE,
@@ -34,12 +45,14 @@ from .citations import (
     _check_settings,
     _cited_sentence,
     answer_floor,
+    cite,
     cite_sentences,
     select_citations,
 )
+from .errors import InputError
 from .layout import check_fits
 from .result import Attribution
-from .scoring import Response, Scorer, response_from_ids
+from .scoring import Response, Scorer, response_from_ids, response_from_text
 from .sources import Passage, coerce_passages, split_sentences
 
 if TYPE_CHECKING:
@@ -108,7 +121,7 @@ def stream_cite(
     prompt = attributor.layout.render(question, ps)
     new = max_new_tokens or attributor.max_new_tokens
     check_fits(len(prompt), new, attributor.lm.context_window, attributor.lm.name)
-    run = _SentenceAttributor(attributor, question, ps, prompt.input_ids, method, level, method_options)
+    run = _SentenceAttributor(attributor, question, ps, method, level, method_options)
     hand, observer, outcome = _HandOver(), CaptureObserver(), {}
 
     def generate() -> None:
@@ -122,10 +135,11 @@ def stream_cite(
             hand.end()
 
     worker = threading.Thread(target=generate, name="attribot-stream", daemon=True)
+    so_far = partial(_generated_so_far, run.tokenizer, observer, list(prompt.input_ids))
     with attributor.lock:
         worker.start()
         try:
-            yield from _read(hand, observer, run, settings)
+            yield from _read(hand, _Progress(run, settings), so_far)
         finally:
             hand.cancelled = True
             hand.resume.set()
@@ -135,27 +149,23 @@ def stream_cite(
         yield StreamEvent(answer=run.finish(outcome["response"], settings))
 
 
-def _read(hand: _HandOver, observer: CaptureObserver, run: "_SentenceAttributor", settings: dict) -> Iterator[StreamEvent]:
-    """Token by token: the new text, and each sentence it completed right after that
-    sentence's last character (so markers can follow it); the worker waits meanwhile."""
+def _read(hand: _HandOver, progress: "_Progress", so_far: Callable[[list[int]], Response]) -> Iterator[StreamEvent]:
+    """Token by token: the events of the answer decoded so far; the worker waits meanwhile."""
     ids: list[int] = []
-    shown = 0  # characters of the answer handed out so far
     while (token := hand.tokens.get()) is not None:
         ids.append(token)
-        text = run.tokenizer.decode(ids, skip_special_tokens=True)
-        for span in run.completed(text):
-            if span[1] > shown:
-                yield StreamEvent(text=text[shown : span[1]])
-                shown = span[1]
-            yield StreamEvent(sentence=run.sentence(span, ids, observer, settings))
-        safe = _safe_end(text)
-        if safe > shown:
-            yield StreamEvent(text=text[shown:safe])
-            shown = safe
+        text = progress.run.tokenizer.decode(ids, skip_special_tokens=True)
+        yield from progress.update(text, partial(so_far, list(ids)))
         hand.resume.set()
-    text = run.tokenizer.decode(ids, skip_special_tokens=True)
-    if len(text) > shown:  # what was held back at the end
-        yield StreamEvent(text=text[shown:])
+    yield from progress.rest()
+
+
+def _generated_so_far(tokenizer: Any, observer: CaptureObserver, prompt_ids: list[int], ids: list[int]) -> Response:
+    """The tokens generated so far as a response, with what AT2 needs as captured so far."""
+    response = response_from_ids(tokenizer, ids)
+    if observer.current is not None:
+        response.observations.append(observer.current.snapshot(prompt_ids, ids))
+    return response
 
 
 def _safe_end(text: str) -> int:
@@ -168,12 +178,131 @@ def _safe_end(text: str) -> int:
     return end
 
 
-class _SentenceAttributor:
-    """Attributes each sentence of the answer being generated, once, in order."""
+class _Progress:
+    """The answer so far, as its text grows: hands out the new text and, right after each
+    sentence's last character (so markers can follow it), that sentence and its citations."""
 
-    def __init__(self, attributor, question, passages: list[Passage], prompt_ids, method, level, options) -> None:
+    def __init__(self, run: "_SentenceAttributor", settings: dict) -> None:
+        self.run, self.settings = run, settings
+        self.text = ""
+        self.shown = 0  # characters of the answer handed out so far
+
+    def update(self, text: str, response: Callable[[], Response]) -> Iterator[StreamEvent]:
+        """The events of the answer grown to ``text``; ``response()`` is it, to attribute."""
+        self.text = text
+        for span in self.run.completed(text):
+            yield from self._hand_out(span[1])
+            yield StreamEvent(sentence=self.run.sentence(span, response(), self.settings))
+        yield from self._hand_out(_safe_end(text))
+
+    def rest(self) -> Iterator[StreamEvent]:
+        """What was held back at the end."""
+        yield from self._hand_out(len(self.text))
+
+    def _hand_out(self, end: int) -> Iterator[StreamEvent]:
+        if end > self.shown:
+            yield StreamEvent(text=self.text[self.shown : end])
+            self.shown = end
+
+
+class TextCitationStream:
+    """Citations for an answer another LLM writes, pushed chunk by chunk as it arrives.
+
+    >>> stream = TextCitationStream(attributor, question, passages, method="loo")
+    >>> for chunk in llm_chunks:
+    ...     events = stream.add(chunk)       # the text, and each sentence it completed
+    >>> final = stream.close()[-1].answer    # cite() of the whole text
+
+    Each completed sentence is attributed on the answer text so far (no capture exists
+    for external text: AT2 and attention run a forward pass, LOO-type methods their
+    ablations on the prefix). The last event of :meth:`close` carries exactly what
+    :func:`~attribot_rag.citations.cite` gives for the whole text: its last sentence
+    completes only there, and the one attribution of the whole text that it needs answers
+    every sentence, so the final answer is that attribution's (reusing a streamed
+    sentence would save no forward pass and could differ at a token boundary).
+    """
+
+    def __init__(
+        self,
+        attributor: "Attributor",
+        question: str,
+        passages: Iterable[Any],
+        *,
+        method: str | None = "at2",
+        level: str = "sentence",
+        threshold: float | None = None,
+        relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
+        answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
+        max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+        **method_options: Any,
+    ) -> None:
+        settings = _check_settings(threshold, relative_threshold, answer_relative_threshold, max_per_sentence)
+        ps = coerce_passages(passages)
+        prompt = attributor.layout.render(_check_question(question), ps)
+        check_fits(len(prompt), 1, attributor.lm.context_window, attributor.lm.name)
+        method = method or attributor.method
+        run = _SentenceAttributor(attributor, question, ps, method, level, method_options)
+        self._progress = _Progress(run, settings)
+        self._cite = dict(method=method, level=level, **settings, **method_options)
+
+    @property
+    def text(self) -> str:
+        """The answer text received so far."""
+        return self._progress.text
+
+    def add(self, chunk: str) -> list[StreamEvent]:
+        """Take the next chunk: the new text, and each sentence it completed, cited."""
+        return list(self._add(chunk))
+
+    def close(self) -> list[StreamEvent]:
+        """The end of the answer: the text held back, then (last) the whole cited answer."""
+        return list(self._close())
+
+    def _add(self, chunk: str) -> Iterator[StreamEvent]:
+        if not isinstance(chunk, str):
+            raise InputError(f"an answer chunk is a {type(chunk).__name__}: expected a string")
+        text = self._progress.text + chunk
+        run = self._progress.run
+        yield from self._progress.update(text, lambda: response_from_text(run.tokenizer, text))
+
+    def _close(self) -> Iterator[StreamEvent]:
+        text = self._progress.text
+        if not text.strip():
+            raise InputError("the answer stream is empty: no text arrived to cite")
+        yield from self._progress.rest()
+        run = self._progress.run
+        yield StreamEvent(answer=cite(run.attributor, run.question, run.passages, text, **self._cite))
+
+
+def stream_cite_text(
+    attributor: "Attributor",
+    question: str,
+    passages: Iterable[Any],
+    chunks: Iterable[str],
+    *,
+    method: str | None = "at2",
+    level: str = "sentence",
+    **settings: Any,
+) -> Iterator[StreamEvent]:
+    """Cite an answer written by another LLM as its text chunks arrive: yield the text and,
+    as each sentence completes, its citations; the last event's ``answer`` equals
+    ``cite(attributor, question, passages, answer=<the whole text>, method=method)``.
+
+    ``settings`` are :func:`stream_cite`'s thresholds (``threshold``,
+    ``relative_threshold``, ``answer_relative_threshold``, ``max_per_sentence``) and
+    method options. An empty stream is an :class:`~attribot_rag.errors.InputError`."""
+    stream = TextCitationStream(attributor, question, passages, method=method, level=level, **settings)
+    for chunk in chunks:
+        yield from stream._add(chunk)
+    yield from stream._close()
+
+
+class _SentenceAttributor:
+    """Attributes each sentence of the answer being written, once, in order."""
+
+    def __init__(self, attributor, question, passages: list[Passage], method, level, options) -> None:
         self.attributor, self.question, self.passages = attributor, question, passages
-        self.prompt_ids, self.method, self.level, self.options = list(prompt_ids), method, level, options
+        self.method, self.level, self.options = method, level, options
         self.tokenizer = attributor.lm.tokenizer
         self.done: list[tuple[tuple[int, int], Attribution]] = []
         self.numbers: dict[int, int] = {}
@@ -192,10 +321,8 @@ class _SentenceAttributor:
         task = self.attributor.task(self.question, self.passages, response, level=self.level, span=span)
         return self.attributor.run(task, method=self.method, **self.options)
 
-    def sentence(self, span, ids, observer: CaptureObserver, settings: dict) -> CitedSentence:
-        response = response_from_ids(self.tokenizer, ids)
-        if observer.current is not None:  # what AT2 needs, as captured so far
-            response.observations.append(observer.current.snapshot(self.prompt_ids, ids))
+    def sentence(self, span, response: Response, settings: dict) -> CitedSentence:
+        """The sentence at ``span`` of the answer so far (``response``), cited."""
         att = self.attribute(response, span)
         self.done.append((span, att))
         floor = answer_floor([a for _, a in self.done], settings["answer_relative_threshold"])
@@ -223,8 +350,6 @@ class _SentenceAttributor:
         return cite_sentences(whole, sentences, **settings)
 
     def _try_attribute(self, response: Response, span: tuple[int, int]) -> Attribution | None:
-        from .errors import InputError
-
         try:
             response.token_slice(span)
         except InputError:  # a sentence with no token of its own
@@ -232,4 +357,4 @@ class _SentenceAttributor:
         return self.attribute(response, span)
 
 
-__all__ = ["StreamEvent", "stream_cite"]
+__all__ = ["StreamEvent", "TextCitationStream", "stream_cite", "stream_cite_text"]
