@@ -19,6 +19,7 @@ LAYERS = [
     {"attributor"},
     {"citations", "pruning"},
     {"report", "streaming", "demo", "training", "evaluation", "index"},
+    {"integration"},  # the framework integrations' shared glue: cites, prunes, streams
     {"__init__"},  # the public API: re-exports the layers below
     {"service", "batch", "cli", "__main__"},
 ]

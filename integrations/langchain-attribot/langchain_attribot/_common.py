@@ -1,15 +1,22 @@
-"""Shared helpers: the attributing model, and documents as attribot-rag passages."""
+"""LangChain's types to and from attribot-rag's integration glue (attribot_rag.integration):
+documents as records, the model a LangChain wrapper holds, metadata onto copies."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 from langchain_core.documents import Document
 
 from attribot_rag import DEFAULT_MODEL, Attributor, Passage
-from attribot_rag import get_model
+from attribot_rag import integration
+from attribot_rag.integration import AttributorSource, Record, records_to_passages
 
 
+def _unwrap(model: Any) -> Any:
+    """The transformers pipeline of a ``HuggingFacePipeline`` (else the model as given)."""
+    pipe = getattr(model, "pipeline", None)  # langchain_huggingface.HuggingFacePipeline
+    return pipe if pipe is not None and hasattr(pipe, "model") else model
 
 
 def resolve_attributor(
@@ -23,27 +30,25 @@ def resolve_attributor(
     """An :class:`Attributor` from a name (loaded in ``dtype``), transformers objects, a
     ``HuggingFacePipeline`` (or a transformers pipeline: its model and tokenizer are reused,
     in their own dtype), or an Attributor."""
-    if attributor is not None:
-        return attributor
-    if isinstance(model, str):
-        return Attributor(get_model(model, dtype=dtype), **options)
-    pipe = getattr(model, "pipeline", None)  # langchain_huggingface.HuggingFacePipeline
-    if pipe is not None and hasattr(pipe, "model"):
-        model = pipe
-    if tokenizer is None and hasattr(model, "model") and hasattr(model, "tokenizer"):
-        model, tokenizer = model.model, model.tokenizer  # a transformers pipeline
-    if tokenizer is None:
-        raise ValueError("a model object needs its tokenizer: pass tokenizer=...")
-    return Attributor(model, tokenizer, dtype=dtype, **options)
+    return integration.resolve_attributor(_unwrap(model), tokenizer, attributor=attributor, dtype=dtype, **options)
 
 
-def model_label(model: Any, attributor: Attributor | None) -> str:
-    if attributor is not None:
-        return attributor.model_name
-    if isinstance(model, str):
-        return model
-    name = getattr(getattr(model, "config", None), "name_or_path", None)
-    return str(name or getattr(model, "model_id", None) or type(model).__name__)
+def attributor_source(model: Any, tokenizer: Any, attributor: Attributor | None) -> AttributorSource:
+    """The attributing model as given to a component, resolved on first use."""
+    return AttributorSource(_unwrap(model), tokenizer, attributor=attributor)
+
+
+def documents_to_records(documents: Sequence[Any]) -> list[Record]:
+    """Records for documents (or strings); the record id is the document's ``id``."""
+    records = []
+    for i, doc in enumerate(documents):
+        if isinstance(doc, Document):
+            records.append(Record.of(doc.id or None, doc.page_content, doc.metadata))
+        elif isinstance(doc, str):
+            records.append(Record.of(None, doc))
+        else:
+            raise TypeError(f"context item {i} is a {type(doc).__name__}: expected a Document or a string")
+    return records
 
 
 def documents_to_passages(documents: Sequence[Any]) -> tuple[list[Passage], list[int]]:
@@ -51,36 +56,11 @@ def documents_to_passages(documents: Sequence[Any]) -> tuple[list[Passage], list
 
     The passage id is the document's ``id`` when it has one (unique), else its position.
     """
-    passages: list[Passage] = []
-    positions: list[int] = []
-    seen: set[str] = set()
-    for i, doc in enumerate(documents):
-        if isinstance(doc, Document):
-            text, meta, doc_id = doc.page_content, doc.metadata or {}, doc.id
-        elif isinstance(doc, str):
-            text, meta, doc_id = doc, {}, None
-        else:
-            raise TypeError(
-                f"context item {i} is a {type(doc).__name__}: expected a Document or a string"
-            )
-        if not text or not text.strip():
-            continue
-        pid = str(doc_id) if doc_id else str(i)
-        if pid in seen:
-            pid = f"{pid}#{i}"
-        seen.add(pid)
-        title = meta.get("title")
-        passages.append(
-            Passage(id=pid, text=text, title=title if isinstance(title, str) and title.strip() else None)
-        )
-        positions.append(i)
-    return passages, positions
+    return records_to_passages(documents_to_records(documents))
 
 
 def copy_document(doc: Document, extra: dict[str, Any]) -> Document:
     """A copy of the document with ``extra`` metadata; the original is untouched."""
-    import copy
-
     return Document(
         page_content=doc.page_content,
         metadata={**copy.deepcopy(doc.metadata or {}), **extra},

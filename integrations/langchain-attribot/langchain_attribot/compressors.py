@@ -12,10 +12,10 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, PruneResult
-from attribot_rag.pruning import filter_passages
+from attribot_rag import DEFAULT_MODEL, Attributor, PruneResult
+from attribot_rag.integration import AttributorSource, prune_records, require_query
 
-from ._common import copy_document, documents_to_passages, model_label, resolve_attributor
+from ._common import attributor_source, copy_document, documents_to_records
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,7 @@ class AttribotCompressor(BaseDocumentCompressor):
     )
     dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
-    _attributor: Optional[Attributor] = PrivateAttr(default=None)
-    _objects: Optional[tuple] = PrivateAttr(default=None)
+    _source: AttributorSource = PrivateAttr()
     _last_result: Optional[PruneResult] = PrivateAttr(default=None)
 
     def __init__(
@@ -62,23 +61,16 @@ class AttribotCompressor(BaseDocumentCompressor):
         attributor: Optional[Attributor] = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=model_label(model, attributor), **kwargs)
-        if attributor is not None:
-            self._attributor = attributor
-        elif not isinstance(model, str):
-            self._objects = (model, tokenizer)
+        source = attributor_source(model, tokenizer, attributor)
+        super().__init__(model=source.label, **kwargs)
+        self._source = source
 
     @property
     def attributor(self) -> Attributor:
         """The attributing model (loaded on first use; names are cached per process)."""
-        if self._attributor is None:
-            opts = dict(method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                        dtype=self.dtype)
-            if self._objects is not None:
-                self._attributor = resolve_attributor(*self._objects, **opts)
-            else:
-                self._attributor = resolve_attributor(self.model, **opts)
-        return self._attributor
+        return self._source.get(
+            method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, dtype=self.dtype
+        )
 
     @property
     def last_result(self) -> Optional[PruneResult]:
@@ -94,37 +86,25 @@ class AttribotCompressor(BaseDocumentCompressor):
         documents = list(documents)
         if not documents:
             return []
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError("AttribotCompressor needs the query")
-        passages, positions = documents_to_passages(documents)
-        if not passages:
-            return [copy_document(d, {}) for d in documents]
-        try:
-            result, selection = filter_passages(
-                self.attributor,
-                query,
-                passages,
-                top_n=self.top_n,
-                keep_mass=self.keep_mass,
-                method=self.method,
-                max_new_tokens=self.max_new_tokens,
-            )
+        query = require_query(query, "AttribotCompressor")
+        result, outcomes = prune_records(
+            lambda: self.attributor,
+            query,
+            documents_to_records(documents),
+            fail_open=self.fail_open,
+            log=logger,
+            top_n=self.top_n,
+            keep_mass=self.keep_mass,
+            method=self.method,
+            max_new_tokens=self.max_new_tokens,
+        )
+        if result is not None:
             self._last_result = result
-        except AttribotError as exc:
-            if not self.fail_open:
-                raise
-            logger.warning("attribution failed, documents passed through unchanged: %s", exc)
-            return [copy_document(d, {}) for d in documents]
-        by_position = {positions[ps.index]: (ps, keep) for ps, keep in selection}
-        out = []
-        for i, doc in enumerate(documents):
-            if i not in by_position:  # no text: kept, unscored
-                out.append(copy_document(doc, {}))
-                continue
-            ps, keep = by_position[i]
-            if keep:
-                out.append(copy_document(doc, {self.score_key: ps.score, self.rank_key: ps.rank}))
-        return out
+        return [
+            copy_document(doc, o.metadata(self.score_key, self.rank_key))
+            for doc, o in zip(documents, outcomes)
+            if o.keep
+        ]
 
 
 class AttribotRetriever(BaseRetriever):

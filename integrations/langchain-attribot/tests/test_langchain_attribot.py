@@ -89,7 +89,7 @@ def test_public_names_and_types():
     assert issubclass(AttribotCompressor, BaseDocumentCompressor)
     assert issubclass(AttribotRetriever, BaseRetriever)
     comp = AttribotCompressor(model="smollm2-135m", top_n=2)
-    assert comp._attributor is None  # lazy: nothing loaded yet
+    assert not comp._source.loaded  # lazy: nothing loaded yet
     with pytest.raises(ValueError):
         AttribotCompressor(top_n=0)
     with pytest.raises(ValueError):
@@ -107,7 +107,7 @@ def test_empty_inputs_pass_through_without_a_model():
     assert out["citations"] == [] and out["cited_answer"] == ANSWER and out["unsupported"] == []
     out = step.invoke({"question": QUESTION, "context": make_docs(), "answer": AIMessage(content="")})
     assert out["citations"] == []
-    assert comp._attributor is None and step._attributor is None
+    assert not comp._source.loaded and not step._source.loaded
     with pytest.raises(KeyError):
         step.invoke({"context": make_docs(), "answer": ANSWER})
 
@@ -197,3 +197,94 @@ def test_citation_step_after_any_chat_model(attributor):
     async_ = asyncio.run(step.ainvoke(msg))
     assert sync["citations"][0]["quote"] == docs[1].page_content
     assert sync["citations"] == async_["citations"]
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _streaming_chain(attributor, answer, parse=True):
+    """retriever -> prompt -> a chat model streaming ``answer`` char by char -> citations."""
+    prompt = ChatPromptTemplate.from_messages([("human", "{context}\n\nQuestion: {question}")])
+    model = FakeListChatModel(responses=[answer])
+    llm = prompt | model | StrOutputParser() if parse else prompt | model
+    format_docs = RunnableLambda(lambda x: "\n\n".join(d.page_content for d in x["context"]))
+    return (
+        RunnablePassthrough.assign(context=itemgetter("question") | ListRetriever(docs=make_docs()))
+        .assign(answer=RunnablePassthrough.assign(context=format_docs) | llm)
+        | AttribotCitations(attributor=attributor)
+    )
+
+
+def _added(chunks):
+    total = None
+    for c in chunks:
+        total = c if total is None else total + c
+    return total
+
+
+CITED_KEYS = ("citations", "cited_answer", "unsupported")
+
+
+def test_citation_step_streams_with_the_upstream_answer(attributor):
+    """The upstream model's chunks come through as they arrive, the first sentence's
+    citations before the answer has ended, and the end is invoke's citations."""
+    full = ANSWER + " " + FILLER
+    chain = _streaming_chain(attributor, full)
+    chunks = list(chain.stream({"question": QUESTION}))
+    answer_at = [i for i, c in enumerate(chunks) if "answer" in c]
+    sentence_at = [i for i, c in enumerate(chunks) if "sentences" in c]
+    assert len(answer_at) > 10  # streamed, not one block
+    assert sentence_at[0] < answer_at[-1]  # a sentence cited while the answer streams
+    first = chunks[sentence_at[0]]["sentences"][0]
+    assert first["text"] == ANSWER and first["markers"] == [1] and first["citations"][0]["passage_id"] == "travel"
+    last = chunks[-1]
+    assert set(CITED_KEYS) <= set(last)  # the last chunk carries the whole cited answer
+    whole = chain.invoke({"question": QUESTION})
+    for key in CITED_KEYS:
+        assert last[key] == whole[key]
+    total = _added(chunks)  # the chunks add up to invoke's output
+    assert set(total) == set(whole) and total["answer"] == whole["answer"] == full
+    assert [s["text"] for s in total["sentences"]] == [s["text"] for s in whole["sentences"]]
+    assert [s["markers"] for s in total["sentences"]] == [s["markers"] for s in whole["sentences"]]
+    for key in CITED_KEYS:
+        assert total[key] == whole[key]
+
+
+def test_citation_step_astream_over_chat_message_chunks(attributor):
+    """No output parser: the answer arrives as AIMessageChunks; astream gives the same."""
+    full = ANSWER + " " + FILLER
+    chain = _streaming_chain(attributor, full, parse=False)
+
+    async def collect():
+        return [c async for c in chain.astream({"question": QUESTION})]
+
+    chunks = asyncio.run(collect())
+    assert any("sentences" in c for c in chunks[:-1])
+    whole = chain.invoke({"question": QUESTION})
+    assert message_text(whole["answer"]) == full
+    for key in CITED_KEYS:
+        assert chunks[-1][key] == whole[key]
+    assert message_text(_added(chunks)["answer"]) == full
+
+
+def test_citation_step_generates_and_streams_its_own_answer(attributor):
+    step = AttribotCitations(attributor=attributor, generate=True, max_new_tokens=24, method="at2")
+    inputs = {"question": QUESTION, "context": make_docs()}
+    whole = step.invoke(inputs)
+    assert whole["answer"].strip() and whole["cited_answer"]
+    chunks = list(step.stream(inputs))
+    total = _added(chunks)
+    assert total["answer"] == whole["answer"]  # the text chunks spell the generated answer
+    assert sum("answer" in c for c in chunks) > 2
+    assert [c["source_id"] for c in chunks[-1]["citations"]] == [c["source_id"] for c in whole["citations"]]
+    for got, want in zip(chunks[-1]["citations"], whole["citations"]):
+        assert got["number"] == want["number"] and got["score"] == pytest.approx(want["score"], rel=1e-4, abs=1e-4)
+
+    async def collect():
+        return [c async for c in step.astream(inputs)]
+
+    achunks = asyncio.run(collect())
+    assert _added(achunks)["answer"] == whole["answer"]
+    assert [c["source_id"] for c in achunks[-1]["citations"]] == [c["source_id"] for c in whole["citations"]]
+    with pytest.raises(KeyError):  # without generate=True a missing answer is still an error
+        AttribotCitations(attributor=attributor).invoke(inputs)
