@@ -11,7 +11,11 @@ import asyncio  # noqa: E402
 
 import pytest  # noqa: E402
 from llama_index.core import VectorStoreIndex  # noqa: E402
-from llama_index.core.base.response.schema import Response  # noqa: E402
+from llama_index.core.base.response.schema import (  # noqa: E402
+    AsyncStreamingResponse,
+    Response,
+    StreamingResponse,
+)
 from llama_index.core.embeddings import MockEmbedding  # noqa: E402
 from llama_index.core.llms import MockLLM  # noqa: E402
 from llama_index.core.postprocessor.types import BaseNodePostprocessor  # noqa: E402
@@ -23,7 +27,9 @@ from attribot_rag import get_model  # noqa: E402
 from llama_index.postprocessor.attribot import (  # noqa: E402
     AttribotCitationQueryEngine,
     AttribotPostprocessor,
+    CitedAsyncStreamingResponse,
     CitedResponse,
+    CitedStreamingResponse,
     cite_response,
     resolve_attributor,
 )
@@ -93,7 +99,7 @@ def test_is_a_node_postprocessor_with_pydantic_fields():
     assert {"model", "method", "top_n", "keep_mass", "max_new_tokens", "batch_size", "score_key", "fail_open"} <= fields
     data = post.to_dict()
     assert data["class_name"] == "AttribotPostprocessor" and data["top_n"] == 2
-    assert post._attributor is None  # nothing is loaded before the first call
+    assert not post._source.loaded  # nothing is loaded before the first call
     with pytest.raises(ValueError):
         AttribotPostprocessor(top_n=0)
     with pytest.raises(ValueError):
@@ -106,7 +112,7 @@ def test_empty_retrieval_and_missing_query_need_no_model():
     assert asyncio.run(post.apostprocess_nodes([], query_str=QUESTION)) == []
     with pytest.raises(ValueError, match="query"):
         post.postprocess_nodes(make_nodes())
-    assert post._attributor is None
+    assert not post._source.loaded
     # citing a response with no source nodes passes it through, uncited
     out = cite_response(Response(response=ANSWER, source_nodes=[]), QUESTION, model="smollm2-135m")
     assert isinstance(out, CitedResponse)
@@ -229,3 +235,90 @@ def test_fail_open_on_a_context_that_does_not_fit(attributor):
     out = lenient.postprocess_nodes(huge, query_str=QUESTION)
     assert [n.node.node_id for n in out] == ["big", "leave", "travel", "parking"]
     assert all("attribution_score" not in n.node.metadata for n in out)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _pieces(text, size=4):
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+class StreamingAnswerEngine(CustomQueryEngine):
+    """A streaming query engine: its LLM 'writes' a fixed answer a few characters at a time."""
+
+    answer: str
+    nodes: list
+
+    def custom_query(self, query_str: str) -> StreamingResponse:
+        return StreamingResponse(response_gen=iter(_pieces(self.answer)), source_nodes=list(self.nodes))
+
+    async def acustom_query(self, query_str: str) -> AsyncStreamingResponse:
+        async def gen():
+            for piece in _pieces(self.answer):
+                yield piece
+
+        return AsyncStreamingResponse(response_gen=gen(), source_nodes=list(self.nodes))
+
+
+def _same_citations(got, want):
+    assert got.metadata["citations"] == want.metadata["citations"]
+    assert got.metadata["references"] == want.metadata["references"]
+    assert got.metadata["unsupported"] == want.metadata["unsupported"]
+    assert got.metadata["answer"] == want.metadata["answer"]
+    assert got.metadata["cited_text"] == str(want)
+    assert [n.node.node_id for n in got.cited_nodes] == [n.node.node_id for n in want.cited_nodes]
+    assert [n.node.metadata["citation_numbers"] for n in got.source_nodes] == [
+        n.node.metadata["citation_numbers"] for n in want.source_nodes
+    ]
+
+
+def test_streaming_query_engine_cites_as_the_answer_arrives(attributor):
+    nodes = make_nodes()
+    before = snapshot(nodes)
+    full = ANSWER + " " + FILLER
+    want = AttribotCitationQueryEngine(FixedAnswerEngine(answer=full, nodes=nodes), attributor=attributor).query(QUESTION)
+    engine = AttribotCitationQueryEngine(
+        StreamingAnswerEngine(answer=full, nodes=nodes), attributor=attributor, streaming=True
+    )
+    response = engine.query(QUESTION)
+    assert isinstance(response, CitedStreamingResponse) and isinstance(response, StreamingResponse)
+    assert "citations" not in response.metadata  # nothing is cited before the answer is read
+    assert [n.node.node_id for n in response.source_nodes] == ["leave", "travel", "parking"]
+    texts, seen = [], []
+    for text in response.response_gen:
+        texts.append(text)
+        seen.append(len(response.metadata["sentences"]))
+    assert "".join(texts) == full and len(texts) == len(_pieces(full))  # the text as it arrived
+    assert 0 < seen.index(1) < len(texts) - 1  # the first sentence was cited mid-stream
+    first = response.metadata["sentences"][0]
+    assert first["text"] == ANSWER and first["citations"][0]["node_id"] == "travel"
+    _same_citations(response, want)  # once exhausted: the non-streaming call's citations
+    assert response.cited_answer.text == str(want)
+    assert str(response.get_response()) == full and snapshot(nodes) == before
+    # a wrapped engine that does not stream: the answer comes in one piece, cited the same
+    plain = AttribotCitationQueryEngine(
+        FixedAnswerEngine(answer=full, nodes=nodes), attributor=attributor, streaming=True
+    ).query(QUESTION)
+    assert list(plain.response_gen) == [full]
+    _same_citations(plain, want)
+
+
+def test_async_streaming_query_engine(attributor):
+    nodes = make_nodes()
+    full = ANSWER + " " + FILLER
+    want = cite_response(Response(response=full, source_nodes=nodes), QUESTION, attributor=attributor)
+    engine = AttribotCitationQueryEngine(
+        StreamingAnswerEngine(answer=full, nodes=nodes), attributor=attributor, streaming=True
+    )
+
+    async def run():
+        response = await engine.aquery(QUESTION)
+        texts = [t async for t in response.async_response_gen()]
+        return response, texts
+
+    response, texts = asyncio.run(run())
+    assert isinstance(response, CitedAsyncStreamingResponse)
+    assert "".join(texts) == full and len(texts) > 1
+    assert response.metadata["sentences"][0]["text"] == ANSWER
+    _same_citations(response, want)

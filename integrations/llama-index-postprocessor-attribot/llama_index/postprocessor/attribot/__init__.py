@@ -1,13 +1,16 @@
 """Context attribution for LlamaIndex: which retrieved nodes did the answer really use?
 
 ``AttribotPostprocessor`` scores (and optionally prunes) nodes before synthesis;
-``AttribotCitationQueryEngine`` / ``cite_response`` cite a final ``Response``.
+``AttribotCitationQueryEngine`` / ``cite_response`` cite a final ``Response`` (the engine
+also streams: ``streaming=True``).
 """
 
 from llama_index.postprocessor.attribot.base import (
     AttribotCitationQueryEngine,
     AttribotPostprocessor,
+    CitedAsyncStreamingResponse,
     CitedResponse,
+    CitedStreamingResponse,
     cite_response,
     nodes_to_passages,
     resolve_attributor,
@@ -16,7 +19,9 @@ from llama_index.postprocessor.attribot.base import (
 __all__ = [
     "AttribotCitationQueryEngine",
     "AttribotPostprocessor",
+    "CitedAsyncStreamingResponse",
     "CitedResponse",
+    "CitedStreamingResponse",
     "cite_response",
     "nodes_to_passages",
     "resolve_attributor",

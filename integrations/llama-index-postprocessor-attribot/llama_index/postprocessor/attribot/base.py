@@ -8,11 +8,17 @@
 * :func:`cite_response` and :class:`AttribotCitationQueryEngine`: attribute the final
   ``Response`` of any query engine to its ``source_nodes`` and return a
   :class:`CitedResponse` (the answer with ``[n]`` markers, the citations in
-  ``metadata["citations"]``, the cited nodes in ``cited_nodes``).
+  ``metadata["citations"]``, the cited nodes in ``cited_nodes``); with
+  ``streaming=True`` the engine returns a :class:`CitedStreamingResponse` whose
+  ``response_gen`` yields the answer as it arrives, each completed sentence's citations
+  appended to ``metadata["sentences"]`` meanwhile, the whole citations there once it is
+  exhausted.
 
 The attributing model is a model name (alias, Hugging Face id or path; loaded once per
 process), the model objects of an existing ``HuggingFaceLLM`` (``llm=``), transformers
 ``model=`` and ``tokenizer=`` objects, or a ready :class:`attribot_rag.Attributor`.
+What is not LlamaIndex's (the model, passages, pruning, citations per node) is
+:mod:`attribot_rag.integration`'s; this module converts nodes and responses.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.response.schema import (
@@ -33,9 +39,20 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayloa
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from attribot_rag import DEFAULT_MODEL, AttribotError, Attributor, CitedAnswer, Passage, cite
-from attribot_rag import get_model
-from attribot_rag.pruning import filter_passages
+from attribot_rag import DEFAULT_MODEL, Attributor, CitedAnswer, Passage
+from attribot_rag import integration
+from attribot_rag.integration import (
+    AttributorSource,
+    Record,
+    RecordCitations,
+    RecordStream,
+    check_keep,
+    cite_records,
+    model_label,
+    prune_records,
+    records_to_passages,
+    require_query,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +62,22 @@ CITATIONS_KEY = "citation_numbers"
 
 
 # --------------------------------------------------------------------------- shared
+
+
+def _llm_objects(llm: Any) -> Tuple[Any, Any]:
+    """The transformers model and tokenizer a ``HuggingFaceLLM`` holds."""
+    model = getattr(llm, "_model", None)
+    if model is None:
+        model = getattr(llm, "model", None)
+    tokenizer = getattr(llm, "_tokenizer", None)
+    if tokenizer is None:
+        tokenizer = getattr(llm, "tokenizer", None)
+    if model is None or tokenizer is None or isinstance(model, str):
+        raise ValueError(
+            "llm must be a HuggingFaceLLM (or any object with the transformers model and "
+            "tokenizer in _model/_tokenizer); pass model= or attributor= otherwise"
+        )
+    return model, tokenizer
 
 
 def resolve_attributor(
@@ -63,30 +96,30 @@ def resolve_attributor(
     transformers model (with ``tokenizer``; used in its own dtype, never converted);
     ``attributor`` is used as is.
     """
-    if attributor is not None:
-        return attributor
-    if llm is not None:
-        model = getattr(llm, "_model", None)
-        if model is None:
-            model = getattr(llm, "model", None)
-        tokenizer = getattr(llm, "_tokenizer", None)
-        if tokenizer is None:
-            tokenizer = getattr(llm, "tokenizer", None)
-        if model is None or tokenizer is None or isinstance(model, str):
-            raise ValueError(
-                "llm must be a HuggingFaceLLM (or any object with the transformers model and "
-                "tokenizer in _model/_tokenizer); pass model= or attributor= otherwise"
-            )
-    if isinstance(model, str):
-        return Attributor(get_model(model, dtype=dtype), **options)
-    return Attributor(model, tokenizer, dtype=dtype, **options)
+    if attributor is None and llm is not None:
+        model, tokenizer = _llm_objects(llm)
+    return integration.resolve_attributor(model, tokenizer, attributor=attributor, dtype=dtype, **options)
 
 
+def _source(model: Any, tokenizer: Any, attributor: Optional[Attributor], llm: Any) -> AttributorSource:
+    """The attributing model as given, resolved on first use."""
+    if attributor is None and llm is not None:
+        model, tokenizer = _llm_objects(llm)
+    return AttributorSource(model, tokenizer, attributor=attributor)
 
 
-def _node_title(nws: NodeWithScore) -> Optional[str]:
-    title = (nws.node.metadata or {}).get("title")
-    return title if isinstance(title, str) and title.strip() else None
+def _label(model: Any, attributor: Optional[Attributor], llm: Any) -> str:
+    if attributor is None and llm is not None:
+        return str(getattr(llm, "model_name", None) or "huggingface-llm")
+    return model_label(model, attributor)
+
+
+def nodes_to_records(nodes: Sequence[NodeWithScore]) -> List[Record]:
+    """Records for the nodes: node id, text (without metadata), ``metadata["title"]``."""
+    return [
+        Record.of(n.node.node_id or None, n.node.get_content(metadata_mode=MetadataMode.NONE), n.node.metadata)
+        for n in nodes
+    ]
 
 
 def nodes_to_passages(nodes: Sequence[NodeWithScore]) -> Tuple[List[Passage], List[int]]:
@@ -94,20 +127,7 @@ def nodes_to_passages(nodes: Sequence[NodeWithScore]) -> Tuple[List[Passage], Li
 
     The passage id is the node id (made unique with ``#<position>`` when a node repeats).
     """
-    passages: List[Passage] = []
-    positions: List[int] = []
-    seen: Dict[str, int] = {}
-    for i, nws in enumerate(nodes):
-        text = nws.node.get_content(metadata_mode=MetadataMode.NONE)
-        if not text or not text.strip():
-            continue
-        pid = nws.node.node_id or str(i)
-        if pid in seen:
-            pid = f"{pid}#{i}"
-        seen[pid] = i
-        passages.append(Passage(id=pid, text=text, title=_node_title(nws)))
-        positions.append(i)
-    return passages, positions
+    return records_to_passages(nodes_to_records(nodes))
 
 
 def _copy_with(nws: NodeWithScore, extra: Dict[str, Any]) -> NodeWithScore:
@@ -161,8 +181,7 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     )
     dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
-    _attributor: Optional[Attributor] = PrivateAttr(default=None)
-    _model_objects: Optional[Tuple[Any, Any]] = PrivateAttr(default=None)
+    _source: AttributorSource = PrivateAttr()
     _last_result: Any = PrivateAttr(default=None)
 
     def __init__(
@@ -174,29 +193,10 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         llm: Any = None,
         **kwargs: Any,
     ) -> None:
-        name = model if isinstance(model, str) else None
-        if attributor is not None:
-            name = attributor.model_name
-        elif llm is not None:
-            name = getattr(llm, "model_name", None) or "huggingface-llm"
-        elif not isinstance(model, str):
-            name = getattr(getattr(model, "config", None), "name_or_path", None) or type(model).__name__
-        super().__init__(model=str(name), **kwargs)
-        if self.top_n is not None and self.top_n < 1:
-            raise ValueError(f"top_n must be >= 1, got {self.top_n}")
-        if self.keep_mass is not None and not 0 < self.keep_mass <= 1:
-            raise ValueError(f"keep_mass must be in (0, 1], got {self.keep_mass}")
-        if attributor is not None:
-            self._attributor = attributor
-        elif llm is not None:
-            self._attributor = resolve_attributor(
-                llm=llm, method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                dtype=self.dtype,
-            )
-        elif not isinstance(model, str):
-            if tokenizer is None:
-                raise ValueError("a model object needs its tokenizer: pass tokenizer=...")
-            self._model_objects = (model, tokenizer)
+        source = _source(model, tokenizer, attributor, llm)
+        super().__init__(model=_label(model, attributor, llm), **kwargs)
+        check_keep(self.top_n, self.keep_mass)
+        self._source = source
 
     @classmethod
     def class_name(cls) -> str:
@@ -210,14 +210,9 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     @property
     def attributor(self) -> Attributor:
         """The attributing model (loaded on first use; names are cached per process)."""
-        if self._attributor is None:
-            opts = dict(method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                        dtype=self.dtype)
-            if self._model_objects is not None:
-                self._attributor = resolve_attributor(*self._model_objects, **opts)
-            else:
-                self._attributor = resolve_attributor(self.model, **opts)
-        return self._attributor
+        return self._source.get(
+            method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, dtype=self.dtype
+        )
 
     @property
     def last_result(self) -> Any:
@@ -232,45 +227,41 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     ) -> List[NodeWithScore]:
         if not nodes:
             return []
-        if query_bundle is None or not query_bundle.query_str.strip():
-            raise ValueError("AttribotPostprocessor needs the query: pass query_bundle or query_str")
-        passages, positions = nodes_to_passages(nodes)
-        if not passages:  # nothing to attribute: pass the (copied) nodes through
+        query = require_query(
+            None if query_bundle is None else query_bundle.query_str,
+            "AttribotPostprocessor",
+            "pass query_bundle or query_str",
+        )
+        records = nodes_to_records(nodes)
+        if not records_to_passages(records)[0]:  # nothing to attribute: pass the (copied) nodes through
             return [_copy_with(n, {}) for n in nodes]
         with self.callback_manager.event(
             CBEventType.RERANKING,
             payload={
                 EventPayload.NODES: nodes,
                 EventPayload.MODEL_NAME: self.model,
-                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.QUERY_STR: query,
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            try:
-                result, selection = filter_passages(
-                    self.attributor,
-                    query_bundle.query_str,
-                    passages,
-                    top_n=self.top_n,
-                    keep_mass=self.keep_mass,
-                    method=self.method,
-                    max_new_tokens=self.max_new_tokens,
-                )
+            result, outcomes = prune_records(
+                lambda: self.attributor,
+                query,
+                records,
+                fail_open=self.fail_open,
+                log=logger,
+                top_n=self.top_n,
+                keep_mass=self.keep_mass,
+                method=self.method,
+                max_new_tokens=self.max_new_tokens,
+            )
+            if result is not None:
                 self._last_result = result
-            except AttribotError as exc:
-                if not self.fail_open:
-                    raise
-                logger.warning("attribution failed, nodes passed through unchanged: %s", exc)
-                return [_copy_with(n, {}) for n in nodes]
-            by_position = {positions[ps.index]: (ps, keep) for ps, keep in selection}
-            out: List[NodeWithScore] = []
-            for i, nws in enumerate(nodes):
-                if i not in by_position:  # a node without text: kept, not scored
-                    out.append(_copy_with(nws, {}))
-                    continue
-                ps, keep = by_position[i]
-                if keep:
-                    out.append(_copy_with(nws, {self.score_key: ps.score, self.rank_key: ps.rank}))
+            out = [
+                _copy_with(nws, o.metadata(self.score_key, self.rank_key))
+                for nws, o in zip(nodes, outcomes)
+                if o.keep
+            ]
             event.on_end(payload={EventPayload.NODES: out})
         return out
 
@@ -293,10 +284,34 @@ class CitedResponse(Response):
     ``metadata["citations"]``: one dict per citation (answer sentence and span, source id,
     node id, score, verbatim quote and its span in the node text);
     ``metadata["references"]``: the numbered cited nodes; ``metadata["unsupported"]``:
-    answer sentences nothing supports; ``metadata["answer"]``: the answer without markers.
-    ``cited_nodes``: copies of the cited nodes in reference order (``[1]`` first), with
-    ``metadata["citation_numbers"]``; ``cited_answer``: the full attribot-rag result.
+    answer sentences nothing supports; ``metadata["sentences"]``: every answer sentence
+    with its markers, citations and scores; ``metadata["answer"]``: the answer without
+    markers. ``cited_nodes``: copies of the cited nodes in reference order (``[1]``
+    first), with ``metadata["citation_numbers"]``; ``cited_answer``: the full attribot-rag
+    result.
     """
+
+    cited_nodes: List[NodeWithScore] = field(default_factory=list)
+    cited_answer: Optional[CitedAnswer] = None
+
+
+@dataclass
+class CitedStreamingResponse(StreamingResponse):
+    """A ``StreamingResponse`` cited as it streams: ``response_gen`` yields the answer text
+    as it arrives (no markers); each answer sentence, once complete, is appended to
+    ``metadata["sentences"]`` with its citations on the answer so far. Once the generator
+    is exhausted, ``metadata`` holds what a :class:`CitedResponse`'s does (the whole
+    answer's citations, references, unsupported sentences, sentences; the marked text in
+    ``metadata["cited_text"]``), ``source_nodes`` the copies with their citation numbers,
+    ``response_txt`` the answer, and ``cited_nodes`` / ``cited_answer`` are set."""
+
+    cited_nodes: List[NodeWithScore] = field(default_factory=list)
+    cited_answer: Optional[CitedAnswer] = None
+
+
+@dataclass
+class CitedAsyncStreamingResponse(AsyncStreamingResponse):
+    """The async counterpart of :class:`CitedStreamingResponse` (from ``aquery``)."""
 
     cited_nodes: List[NodeWithScore] = field(default_factory=list)
     cited_answer: Optional[CitedAnswer] = None
@@ -310,6 +325,34 @@ def _drain(response: Any) -> Response:
     raise TypeError(
         f"cannot cite a {type(response).__name__}: expected a Response or StreamingResponse"
     )
+
+
+def _query_str(query: Any, owner: str) -> str:
+    query_str = query.query_str if isinstance(query, QueryBundle) else query
+    if not isinstance(query_str, str) or not query_str.strip():
+        raise ValueError(f"{owner} needs the query string the response answers")
+    return query_str
+
+
+def _cited_parts(result: RecordCitations, nodes: List[NodeWithScore], metadata: Dict[str, Any]) -> Dict[str, Any]:
+    """The node copies (with their citation numbers), the cited ones and the metadata of
+    a cited answer; the caller's nodes and metadata are not modified."""
+    numbers = result.numbers()
+    copies = [_copy_with(n, {CITATIONS_KEY: numbers[i]} if result.cited else {}) for i, n in enumerate(nodes)]
+    metadata = {
+        **metadata,
+        "citations": result.citations(id_key="node_id"),
+        "references": result.references(id_key="node_id"),
+        "unsupported": result.unsupported,
+        "sentences": result.sentences(id_key="node_id"),
+        "answer": result.answer,
+    }
+    return {
+        "source_nodes": copies,
+        "metadata": metadata,
+        "cited_nodes": [copies[i] for i in result.cited_positions()],
+        "cited_answer": result.cited,
+    }
 
 
 def cite_response(
@@ -334,53 +377,65 @@ def cite_response(
     The caller's response and nodes are not modified.
     """
     response = _drain(response)
-    query_str = query.query_str if isinstance(query, QueryBundle) else query
-    if not isinstance(query_str, str) or not query_str.strip():
-        raise ValueError("cite_response needs the query string the response answers")
+    query_str = _query_str(query, "cite_response")
     text = response.response or ""
-    metadata = dict(response.metadata or {})
     nodes = list(response.source_nodes or [])
-    passages, positions = nodes_to_passages(nodes)
-    if not text.strip() or not passages:
-        metadata.update(citations=[], references=[], unsupported=[], answer=text)
-        return CitedResponse(
-            response=response.response,
-            source_nodes=[_copy_with(n, {}) for n in nodes],
-            metadata=metadata,
+    source = _source(model, tokenizer, attributor, llm)
+    result = cite_records(lambda: source.get(dtype=dtype), query_str, nodes_to_records(nodes), text, **cite_options)
+    parts = _cited_parts(result, nodes, dict(response.metadata or {}))
+    if result.cited is None:
+        return CitedResponse(response=response.response, source_nodes=parts["source_nodes"], metadata=parts["metadata"])
+    return CitedResponse(response=result.text if markers else text, **parts)
+
+
+class _StreamCiter:
+    """Cites a streamed answer on the way: each text chunk in (sentences completed go to
+    ``metadata["sentences"]``), the whole on the cited streaming response at the end."""
+
+    def __init__(self, engine: "AttribotCitationQueryEngine", response: Any, query_str: str) -> None:
+        self.nodes = list(response.source_nodes or [])
+        self.metadata = dict(response.metadata or {})
+        self.stream = RecordStream(
+            lambda: engine.attributor, query_str, nodes_to_records(self.nodes), id_key="node_id", **engine._cite_options
         )
-    att = resolve_attributor(model, tokenizer, attributor=attributor, llm=llm, dtype=dtype)
-    with att.lock:
-        cited = cite(att, query_str, passages, text, **cite_options)
-    numbers: Dict[int, List[int]] = {}
-    for ref in cited.references:
-        numbers.setdefault(positions[ref.passage_index], []).append(ref.number)
-    copies = [
-        _copy_with(n, {CITATIONS_KEY: numbers.get(i, [])}) for i, n in enumerate(nodes)
-    ]
-    node_of_passage = {p.id: nodes[positions[k]].node.node_id for k, p in enumerate(passages)}
-    citations = []
-    for c in cited.citations:
-        d = c.to_dict()
-        d["node_id"] = node_of_passage[c.passage_id]
-        citations.append(d)
-    references = []
-    for r in cited.references:
-        d = r.to_dict()
-        d["node_id"] = node_of_passage[r.passage_id]
-        references.append(d)
-    metadata.update(
-        citations=citations,
-        references=references,
-        unsupported=[s.text for s in cited.unsupported],
-        answer=text,
-    )
-    return CitedResponse(
-        response=cited.text if markers else text,
-        source_nodes=copies,
-        metadata=metadata,
-        cited_nodes=[copies[positions[r.passage_index]] for r in cited.references],
-        cited_answer=cited,
-    )
+        self.target: Any = None  # the cited streaming response, set by its maker
+
+    def start(self, cls: type, response_gen: Any) -> Any:
+        metadata = {**self.metadata, "sentences": []}
+        self.target = cls(response_gen=response_gen, source_nodes=[_copy_with(n, {}) for n in self.nodes], metadata=metadata)
+        return self.target
+
+    def take(self, text: str) -> None:
+        self.target.metadata["sentences"].extend(self.stream.add(text or ""))
+
+    def finish(self) -> None:
+        parts = _cited_parts(self.stream.finish(), self.nodes, self.metadata)
+        parts["metadata"]["cited_text"] = parts["cited_answer"].text if parts["cited_answer"] else self.stream.text
+        for name, value in parts.items():
+            setattr(self.target, name, value)
+        self.target.response_txt = self.stream.text  # also when the reader drained response_gen itself
+
+
+def _tokens(response: Any) -> Iterator[str]:
+    """The answer text of a response as it arrives (a plain Response: in one piece)."""
+    if isinstance(response, StreamingResponse):
+        if response.response_gen is None or response.response_txt is not None:
+            yield response.response_txt or ""
+        else:
+            yield from response.response_gen
+    elif isinstance(response, Response):
+        yield response.response or ""
+    else:
+        raise TypeError(f"cannot cite a {type(response).__name__}: expected a Response or StreamingResponse")
+
+
+async def _atokens(response: Any) -> AsyncIterator[str]:
+    if isinstance(response, AsyncStreamingResponse):
+        async for text in response.async_response_gen():
+            yield text
+    else:
+        for text in _tokens(response):
+            yield text
 
 
 class AttribotCitationQueryEngine(BaseQueryEngine):
@@ -389,6 +444,14 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
     >>> engine = AttribotCitationQueryEngine(index.as_query_engine(), model="smollm2-135m")
     >>> response = engine.query("...")
     >>> str(response), response.metadata["citations"], response.cited_nodes
+
+    With ``streaming=True`` (best over an engine that streams too), ``query`` returns a
+    :class:`CitedStreamingResponse` and ``aquery`` a :class:`CitedAsyncStreamingResponse`:
+
+    >>> response = AttribotCitationQueryEngine(index.as_query_engine(streaming=True), streaming=True).query("...")
+    >>> for text in response.response_gen:
+    ...     print(text, end="")             # response.metadata["sentences"] grows meanwhile
+    >>> response.metadata["citations"]      # the whole answer's, once exhausted
     """
 
     def __init__(
@@ -400,24 +463,22 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
         tokenizer: Any = None,
         llm: Any = None,
         markers: bool = True,
+        streaming: bool = False,
         callback_manager: Optional[CallbackManager] = None,
         dtype: Any = None,
         **cite_options: Any,
     ) -> None:
         self._engine = query_engine
-        self._attributor = attributor
-        self._model_args = (model, tokenizer, llm)
+        self._source = _source(model, tokenizer, attributor, llm)
         self._dtype = dtype
         self._markers = markers
+        self._streaming = streaming
         self._cite_options = cite_options
         super().__init__(callback_manager=callback_manager or getattr(query_engine, "callback_manager", None))
 
     @property
     def attributor(self) -> Attributor:
-        if self._attributor is None:
-            model, tokenizer, llm = self._model_args
-            self._attributor = resolve_attributor(model, tokenizer, llm=llm, dtype=self._dtype)
-        return self._attributor
+        return self._source.get(dtype=self._dtype)
 
     def _get_prompt_modules(self) -> Dict[str, Any]:
         return {"query_engine": self._engine}
@@ -431,11 +492,32 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
             **self._cite_options,
         )
 
-    def _query(self, query_bundle: QueryBundle) -> CitedResponse:
-        return self._cite(self._engine.query(query_bundle), query_bundle)
+    def _query(self, query_bundle: QueryBundle) -> Any:
+        response = self._engine.query(query_bundle)
+        if not self._streaming:
+            return self._cite(response, query_bundle)
+        citer = _StreamCiter(self, response, _query_str(query_bundle, "AttribotCitationQueryEngine"))
 
-    async def _aquery(self, query_bundle: QueryBundle) -> CitedResponse:
+        def response_gen() -> Iterator[str]:
+            for text in _tokens(response):
+                yield text
+                citer.take(text)
+            citer.finish()
+
+        return citer.start(CitedStreamingResponse, response_gen())
+
+    async def _aquery(self, query_bundle: QueryBundle) -> Any:
         response = await self._engine.aquery(query_bundle)
-        if isinstance(response, AsyncStreamingResponse):
-            response = await response.get_response()
-        return await asyncio.to_thread(self._cite, response, query_bundle)
+        if not self._streaming:
+            if isinstance(response, AsyncStreamingResponse):
+                response = await response.get_response()
+            return await asyncio.to_thread(self._cite, response, query_bundle)
+        citer = _StreamCiter(self, response, _query_str(query_bundle, "AttribotCitationQueryEngine"))
+
+        async def response_gen() -> AsyncIterator[str]:
+            async for text in _atokens(response):
+                yield text
+                await asyncio.to_thread(citer.take, text)
+            await asyncio.to_thread(citer.finish)
+
+        return citer.start(CitedAsyncStreamingResponse, response_gen())
