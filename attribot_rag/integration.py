@@ -198,6 +198,24 @@ def prune_records(
     return result, unscored
 
 
+def prune_with(component: Any, query: str, records: Sequence[Record], log: logging.Logger | None = None) -> tuple[PruneResult | None, list[dict[str, Any] | None]]:
+    """:func:`prune_records` with a framework component's settings (its ``attributor``,
+    ``top_n``, ``keep_mass``, ``method``, ``max_new_tokens``, ``fail_open``): per record,
+    the metadata to add to its copy (its ``score_key`` / ``rank_key``), None when dropped."""
+    result, outcomes = prune_records(
+        lambda: component.attributor,
+        query,
+        records,
+        fail_open=component.fail_open,
+        log=log,
+        top_n=component.top_n,
+        keep_mass=component.keep_mass,
+        method=component.method,
+        max_new_tokens=component.max_new_tokens,
+    )
+    return result, [o.metadata(component.score_key, component.rank_key) if o.keep else None for o in outcomes]
+
+
 # --------------------------------------------------------------------------- citations
 
 
@@ -360,6 +378,7 @@ __all__ = [
     "generate_records",
     "model_label",
     "prune_records",
+    "prune_with",
     "records_to_passages",
     "require_query",
     "resolve_attributor",

@@ -19,23 +19,35 @@ def _unwrap(model: Any) -> Any:
     return pipe if pipe is not None and hasattr(pipe, "model") else model
 
 
-def resolve_attributor(
-    model: Any = DEFAULT_MODEL,
-    tokenizer: Any = None,
-    *,
-    attributor: Attributor | None = None,
-    dtype: Any = None,
-    **options: Any,
-) -> Attributor:
-    """An :class:`Attributor` from a name (loaded in ``dtype``), transformers objects, a
+def resolve_attributor(model: Any = DEFAULT_MODEL, tokenizer: Any = None, **kwargs: Any) -> Attributor:
+    """An :class:`Attributor` from a name (loaded in ``dtype=``), transformers objects, a
     ``HuggingFacePipeline`` (or a transformers pipeline: its model and tokenizer are reused,
-    in their own dtype), or an Attributor."""
-    return integration.resolve_attributor(_unwrap(model), tokenizer, attributor=attributor, dtype=dtype, **options)
+    in their own dtype), or an Attributor (``attributor=``); other keywords go to
+    :func:`attribot_rag.integration.resolve_attributor`."""
+    return integration.resolve_attributor(_unwrap(model), tokenizer, **kwargs)
 
 
 def attributor_source(model: Any, tokenizer: Any, attributor: Attributor | None) -> AttributorSource:
     """The attributing model as given to a component, resolved on first use."""
     return AttributorSource(_unwrap(model), tokenizer, attributor=attributor)
+
+
+class WithAttributor:
+    """A component's constructor: ``model`` (a name, transformers objects with
+    ``tokenizer``, a ``HuggingFacePipeline``) or ``attributor``, resolved on first use
+    into ``self._source`` (a pydantic private attribute of the component)."""
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        tokenizer: Any = None,
+        *,
+        attributor: Attributor | None = None,
+        **kwargs: Any,
+    ) -> None:
+        source = attributor_source(model, tokenizer, attributor)
+        super().__init__(model=source.label, **kwargs)  # type: ignore[call-arg]
+        self._source = source
 
 
 def documents_to_records(documents: Sequence[Any]) -> list[Record]:

@@ -22,7 +22,7 @@ from attribot_rag.integration import (
     generate_records,
 )
 
-from ._common import attributor_source, documents_to_records
+from ._common import WithAttributor, documents_to_records
 
 
 def message_text(answer: Any) -> str:
@@ -45,7 +45,7 @@ def message_text(answer: Any) -> str:
     raise TypeError(f"the answer is a {type(answer).__name__}: expected a string or a chat message")
 
 
-class AttribotCitations(RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
+class AttribotCitations(WithAttributor, RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
     """Adds citations to ``{"question", "context", "answer"}`` (LangChain's RAG shape).
 
     >>> chain = (
@@ -98,18 +98,6 @@ class AttribotCitations(RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
     dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _source: AttributorSource = PrivateAttr()
-
-    def __init__(
-        self,
-        model: Any = DEFAULT_MODEL,
-        tokenizer: Any = None,
-        *,
-        attributor: Optional[Attributor] = None,
-        **kwargs: Any,
-    ) -> None:
-        source = attributor_source(model, tokenizer, attributor)
-        super().__init__(model=source.label, **kwargs)
-        self._source = source
 
     @property
     def attributor(self) -> Attributor:

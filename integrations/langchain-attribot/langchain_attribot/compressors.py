@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun, Callbacks
 from langchain_core.callbacks.manager import AsyncCallbackManagerForRetrieverRun
@@ -13,14 +13,14 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from attribot_rag import DEFAULT_MODEL, Attributor, PruneResult
-from attribot_rag.integration import AttributorSource, prune_records, require_query
+from attribot_rag.integration import AttributorSource, prune_with, require_query
 
-from ._common import attributor_source, copy_document, documents_to_records
+from ._common import WithAttributor, copy_document, documents_to_records
 
 logger = logging.getLogger(__name__)
 
 
-class AttribotCompressor(BaseDocumentCompressor):
+class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
     """Drafts an answer with the attributing model, attributes it to the documents, and
     returns copies of them with ``metadata["attribution_score"]`` / ``["attribution_rank"]``;
     with ``top_n`` or ``keep_mass``, only the kept documents, in their original order
@@ -53,18 +53,6 @@ class AttribotCompressor(BaseDocumentCompressor):
     _source: AttributorSource = PrivateAttr()
     _last_result: Optional[PruneResult] = PrivateAttr(default=None)
 
-    def __init__(
-        self,
-        model: Any = DEFAULT_MODEL,
-        tokenizer: Any = None,
-        *,
-        attributor: Optional[Attributor] = None,
-        **kwargs: Any,
-    ) -> None:
-        source = attributor_source(model, tokenizer, attributor)
-        super().__init__(model=source.label, **kwargs)
-        self._source = source
-
     @property
     def attributor(self) -> Attributor:
         """The attributing model (loaded on first use; names are cached per process)."""
@@ -87,24 +75,10 @@ class AttribotCompressor(BaseDocumentCompressor):
         if not documents:
             return []
         query = require_query(query, "AttribotCompressor")
-        result, outcomes = prune_records(
-            lambda: self.attributor,
-            query,
-            documents_to_records(documents),
-            fail_open=self.fail_open,
-            log=logger,
-            top_n=self.top_n,
-            keep_mass=self.keep_mass,
-            method=self.method,
-            max_new_tokens=self.max_new_tokens,
-        )
+        result, extras = prune_with(self, query, documents_to_records(documents), log=logger)
         if result is not None:
             self._last_result = result
-        return [
-            copy_document(doc, o.metadata(self.score_key, self.rank_key))
-            for doc, o in zip(documents, outcomes)
-            if o.keep
-        ]
+        return [copy_document(doc, extra) for doc, extra in zip(documents, extras) if extra is not None]
 
 
 class AttribotRetriever(BaseRetriever):

@@ -49,7 +49,7 @@ from attribot_rag.integration import (
     check_keep,
     cite_records,
     model_label,
-    prune_records,
+    prune_with,
     records_to_passages,
     require_query,
 )
@@ -244,24 +244,10 @@ class AttribotPostprocessor(BaseNodePostprocessor):
                 EventPayload.TOP_K: self.top_n,
             },
         ) as event:
-            result, outcomes = prune_records(
-                lambda: self.attributor,
-                query,
-                records,
-                fail_open=self.fail_open,
-                log=logger,
-                top_n=self.top_n,
-                keep_mass=self.keep_mass,
-                method=self.method,
-                max_new_tokens=self.max_new_tokens,
-            )
+            result, extras = prune_with(self, query, records, log=logger)
             if result is not None:
                 self._last_result = result
-            out = [
-                _copy_with(nws, o.metadata(self.score_key, self.rank_key))
-                for nws, o in zip(nodes, outcomes)
-                if o.keep
-            ]
+            out = [_copy_with(nws, extra) for nws, extra in zip(nodes, extras) if extra is not None]
             event.on_end(payload={EventPayload.NODES: out})
         return out
 
