@@ -189,3 +189,18 @@ def test_method_specs_and_errors(data_file):
         run_bench(str(data_file), n=1, methods=["nope"], model=get_model("smollm2-135m"), cache_dir=None)
     with pytest.raises(InputError):
         run_bench(str(data_file), n=1, methods=["loo"], lds_masks=8, model=get_model("smollm2-135m"), cache_dir=None)
+
+
+def test_shared_options_go_to_the_methods_that_take_them():
+    proxy = object()
+    shared = {"proxy": proxy, "keep": 2, "keep_mass": None, "rescore": 4}
+    assert MethodSpec.parse("hierarchical").resolve(shared) == {"keep": 2}
+    # a spec's own keep_mass replaces the shared keep (they are one choice)
+    assert MethodSpec.parse("hierarchical:keep_mass=0.8").resolve(shared) == {"keep_mass": 0.8}
+    assert MethodSpec.parse("proxy").resolve(shared) == {"proxy": proxy}
+    assert MethodSpec.parse("proxy-rescore").resolve(shared) == {"proxy": proxy, "rescore": 4}
+    # with another first stage, proxy-rescore runs on the target alone
+    spec = MethodSpec.parse("proxy-rescore:first_stage=at2")
+    assert not spec.needs_proxy and spec.resolve(shared) == {"rescore": 4, "first_stage": "at2"}
+    assert MethodSpec.parse("loo").resolve(shared) == {}
+    assert MethodSpec.parse("proxy").needs_proxy and not MethodSpec.parse("at2").needs_proxy

@@ -121,16 +121,18 @@ def test_clean_answer_keeps_first_line():
 
 
 def test_hierarchical_paragraph_scores_rank_kept_paragraphs_first():
+    from attribot_rag.methods.hierarchical import Hierarchical
+
     task = SimpleNamespace(
         passages=[SimpleNamespace(id=p) for p in ("a", "b", "c")],
-        sources=[SimpleNamespace(passage_id=p) for p in ("a", "a", "b", "c")],
+        sources=[SimpleNamespace(passage_index=i) for i in (0, 0, 1, 2)],
     )
-    out = SimpleNamespace(scores=[0.2, 0.3, np.nan, -0.1], info={"passage_scores": [0.4, 2.0, 0.1]})
-    s = prune_eval._hierarchical_passage_scores(task, out)
+    s = Hierarchical.passage_scores(task, np.array([0.2, 0.3, np.nan, -0.1]), {"passage_scores": [0.4, 2.0, 0.1]})
     assert s[0] == pytest.approx(0.5)
     assert s[2] == pytest.approx(-0.1)
     # b was dropped by the rule: ranked after both kept paragraphs despite its passage score
     assert s[1] < min(s[0], s[2])
+    assert Hierarchical.ranking_level == "sentence"
 
 
 # ------------------------------------------------------------------ the run, real model

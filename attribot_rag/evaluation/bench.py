@@ -53,6 +53,7 @@ from tqdm.auto import tqdm
 from ..attributor import Attributor
 from ..errors import InputError
 from ..methods import available_methods
+from ..methods.spec import MethodSpec
 from ..models import LoadedModel, dtype_info, dtype_key, get_model
 from ..scoring import response_from_ids
 from . import metrics
@@ -64,7 +65,6 @@ TOPK = (1, 3, 5)
 MIN_LDS_MASKS = 16
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = ".bench-cache"
-PROXY_METHODS = {"proxy", "proxy-rescore"}
 
 
 def peak_rss_mb() -> float:
@@ -76,41 +76,6 @@ def peak_rss_mb() -> float:
 def _mean(values: list[float]) -> float | None:
     vals = [v for v in values if v is not None and not math.isnan(v)]
     return float(np.mean(vals)) if vals else None
-
-
-# ------------------------------------------------------------------ method specs
-def _parse_value(text: str) -> Any:
-    low = text.lower()
-    if low in {"none", "null"}:
-        return None
-    if low in {"true", "false"}:
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method name with options, written ``name:key=value:key=value``."""
-
-    label: str
-    name: str
-    options: tuple[tuple[str, Any], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> "MethodSpec":
-        parts = [p.strip() for p in text.strip().split(":")]
-        name, opts = parts[0], {}
-        for p in parts[1:]:
-            if "=" not in p:
-                raise InputError(f"method option {p!r} in {text!r} is not key=value")
-            k, v = p.split("=", 1)
-            opts[k.strip().replace("-", "_")] = _parse_value(v.strip())
-        return cls(text.strip(), name, tuple(sorted(opts.items())))
 
 
 @dataclass
@@ -230,6 +195,33 @@ def run_bench(
     offset: int = 0,
     dtype: Any = None,
 ) -> dict[str, Any]:
+    specs = _check_specs(methods, keep, keep_mass, lds_masks, proxy_model)
+    examples = load_slice(data, n, offset)
+    # dtype applies to the models loaded here by name (target and proxy)
+    target = get_model(model, dtype=dtype) if isinstance(model, str) else model
+    proxy = None
+    if proxy_model is not None and any(s.needs_proxy for s in specs):
+        proxy = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
+    kwargs = {"batch_size": batch_size} if batch_size else {}
+    attributor = Attributor(target, level=level, max_new_tokens=max_new_tokens, **kwargs)
+    shared = {"proxy": proxy, "keep": keep, "keep_mass": keep_mass, "rescore": rescore}
+    run = _BenchRun(attributor, proxy, ResultsCache(cache_dir), _data_signature(data), specs, shared, lds_masks, seed)
+    steps = len(examples) * (3 + sum(1 for s in specs if not run.is_exact(s)))
+    with tqdm(total=steps, desc="bench", disable=not progress, unit="step") as bar:
+        for ex in examples:
+            run.example(ex, bar)
+    report = run.report(len(examples), offset)
+    report["options"] = {
+        "keep": keep, "keep_mass": keep_mass, "rescore": rescore, "lds_masks": lds_masks, "seed": seed,
+        "max_new_tokens": max_new_tokens, "batch_size": attributor.batch_size,
+    }
+    report["peak_rss_mb"] = peak_rss_mb()
+    if markdown:
+        Path(markdown).write_text(markdown_table(report, command=command), encoding="utf-8")
+    return report
+
+
+def _check_specs(methods, keep, keep_mass, lds_masks, proxy_model) -> list[MethodSpec]:
     specs = [MethodSpec.parse(m) for m in dict.fromkeys(m for m in methods if m.strip())]
     if not specs:
         raise InputError("no methods to benchmark")
@@ -242,255 +234,225 @@ def run_bench(
         raise InputError("give --keep or --keep-mass, not both")
     if lds_masks < MIN_LDS_MASKS:
         raise InputError(f"LDS needs at least {MIN_LDS_MASKS} masks, got {lds_masks}")
-    def uses_proxy(spec: MethodSpec) -> bool:
-        # proxy-rescore with another first stage (e.g. first_stage=at2) needs no proxy model
-        return spec.name in PROXY_METHODS and dict(spec.options).get("first_stage", "proxy") == "proxy"
-
-    needs_proxy = [s.label for s in specs if uses_proxy(s)]
+    needs_proxy = [s.label for s in specs if s.needs_proxy]
     if needs_proxy and proxy_model is None:
         raise InputError(f"method(s) {', '.join(needs_proxy)} need a proxy model: pass --proxy-model NAME")
+    return specs
 
-    examples = load_slice(data, n, offset)
-    # dtype applies to the models loaded here by name (target and proxy)
-    target = get_model(model, dtype=dtype) if isinstance(model, str) else model
-    proxy = None
-    if proxy_model is not None and needs_proxy:
-        proxy = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
-    kwargs = {"batch_size": batch_size} if batch_size else {}
-    attributor = Attributor(target, level=level, max_new_tokens=max_new_tokens, **kwargs)
-    cache = ResultsCache(cache_dir)
 
-    base = {
-        "v": CACHE_VERSION,
-        "data": _data_signature(data),
-        "model": attributor.model_name,
-        "level": level,
-        "max_new_tokens": max_new_tokens,
-        "batch_size": attributor.batch_size,
-        **dtype_key(target, proxy),
-    }
+# Info a method reports that the bench keeps with its cached result.
+KEPT_INFO = ("kept_passages", "rescored", "first_stage_scores", "scored_sources", "proxy_model", "from_generation")
 
-    def method_options(spec: MethodSpec) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(options passed to the method, their description for the cache key)."""
-        opts: dict[str, Any] = {}
-        if spec.name == "hierarchical":
-            if keep is not None:
-                opts["keep"] = keep
-            if keep_mass is not None:
-                opts["keep_mass"] = keep_mass
-        if uses_proxy(spec):
-            opts["proxy"] = proxy
-        if spec.name == "proxy-rescore" and rescore is not None:
-            opts["rescore"] = rescore
-        spec_opts = dict(spec.options)
-        if spec.name == "hierarchical" and ("keep" in spec_opts or "keep_mass" in spec_opts):
-            opts.pop("keep", None)
-            opts.pop("keep_mass", None)
-        opts.update(spec_opts)
-        return opts, {k: _jsonable(v) for k, v in sorted(opts.items())}
 
-    rows = {s.label: _Rows() for s in specs}
-    exact_rows = _Rows()
-    gen_times: list[float] = []
-    steps_per_example = 3 + sum(1 for s in specs if not (s.name == EXACT and not s.options))
-    bar = tqdm(total=len(examples) * steps_per_example, desc="bench", disable=not progress, unit="step")
+class _BenchRun:
+    """One bench run: per example, the answer, exact LOO, each method and the quality
+    metrics, every step cached; then the report over the examples."""
 
-    for ex in examples:
-        ex_key = {**base, "example": ex.id}
+    def __init__(self, attributor, proxy, cache, data_signature, specs, shared, lds_masks, seed) -> None:
+        self.attributor, self.proxy, self.cache = attributor, proxy, cache
+        self.specs, self.shared, self.lds_masks, self.seed = specs, shared, lds_masks, seed
+        self.level = attributor.level
+        self.base = {
+            "v": CACHE_VERSION,
+            "data": data_signature,
+            "model": attributor.model_name,
+            "level": self.level,
+            "max_new_tokens": attributor.max_new_tokens,
+            "batch_size": attributor.batch_size,
+            **dtype_key(attributor.lm, proxy),
+        }
+        self.rows = {s.label: _Rows() for s in specs}
+        self.exact_rows = _Rows()
+        self.gen_times: list[float] = []
+
+    @staticmethod
+    def is_exact(spec: MethodSpec) -> bool:
+        return spec.name == EXACT and not spec.options
+
+    def example(self, ex: Any, bar: Any) -> None:
+        key = {**self.base, "example": ex.id}
         short = ex.id[:8]
-
-        # 1. the answer
         bar.set_postfix_str(f"{short} generate")
-        desc = {**ex_key, "kind": "generation"}
-        gen = cache.get(desc)
-        if gen is None:
-            t0 = time.perf_counter()
-            response = attributor.generate(ex.question, ex.passages)  # carries its AT2 capture
-            gen = cache.put(
-                desc,
-                {"ids": response.token_ids, "text": response.text, "seconds": time.perf_counter() - t0},
-            )
-        else:
-            response = response_from_ids(target.tokenizer, gen["ids"])
-        gen_times.append(float(gen["seconds"]))
+        response = self.answer(ex, key)
         bar.update(1)
-
-        def run_method(spec_name: str, opts: dict[str, Any], opts_desc: dict[str, Any]) -> dict[str, Any]:
-            d = {**ex_key, "kind": "method", "method": spec_name, "options": opts_desc}
-            hit = cache.get(d)
-            if hit is not None:
-                return hit
-            task = attributor.task(ex.question, ex.passages, response, level=level)
-            c0 = time.process_time()
-            res = attributor.run(task, method=spec_name, **opts)
-            cpu = time.process_time() - c0
-            info = res.info or {}
-            extra = int(info.get("proxy_forward_tokens", 0) or 0)
-            keep_info = {
-                k: info[k]
-                for k in ("kept_passages", "rescored", "first_stage_scores", "scored_sources", "proxy_model", "from_generation")
-                if k in info
-            }
-            return cache.put(
-                d,
-                {
-                    "scores": _jsonable(res.scores),
-                    "seconds": res.timings["attribution_s"],
-                    "cpu_seconds": cpu,
-                    "tokens": res.forward_tokens + extra,
-                    "info": _jsonable(keep_info),
-                },
-            )
-
-        # 2. ground truth: exact LOO of the target, timed
         bar.set_postfix_str(f"{short} exact loo")
-        exact = run_method(EXACT, {}, {})
-        exact_scores = _scores(exact["scores"])
+        exact = self.method_result(ex, key, response, EXACT, {})
         bar.update(1)
-
-        # 3. the methods
         results: dict[str, dict[str, Any]] = {}
-        for spec in specs:
-            opts, opts_desc = method_options(spec)
-            if spec.name == EXACT and not opts:
+        for spec in self.specs:
+            if self.is_exact(spec):
                 results[spec.label] = exact
                 continue
             bar.set_postfix_str(f"{short} {spec.label}")
-            results[spec.label] = run_method(spec.name, opts, opts_desc)
+            results[spec.label] = self.method_result(ex, key, response, spec.name, spec.resolve(self.shared))
             bar.update(1)
-
-        # 4. quality metrics: top-k drops and LDS masks (not timed; cached)
         bar.set_postfix_str(f"{short} metrics")
-        mtask = attributor.task(ex.question, ex.passages, response, level=level)
-        n_src = len(mtask.sources)
-        passage_ids = [s.passage_id for s in mtask.sources]
-        gold = ex.gold_passage_ids
-
-        def topk_drops(scores: np.ndarray) -> dict[str, float]:
-            tops = [metrics.top_k_sources(scores, k) for k in TOPK]
-            d = {**ex_key, "kind": "topk", "removals": [sorted(t) for t in tops]}
-            hit = cache.get(d)
-            if hit is not None:
-                return hit
-            full = mtask.full_pass()
-            full_ll = mtask.target_ll(full.logprobs)
-            lps = mtask.scorer.ablation_logprobs(full, mtask.ablated_prompt_ids(tops))
-            return cache.put(
-                d, {str(k): metrics.top_k_drop(full_ll, mtask.target_ll(lp)) for k, lp in zip(TOPK, lps)}
-            )
-
-        mseed = _example_seed(seed, ex.id)
-        d = {**ex_key, "kind": "lds", "n_masks": lds_masks, "seed": mseed, "n_sources": n_src}
-        lds_data = cache.get(d)
-        if lds_data is None:
-            masks = metrics.random_masks(lds_masks, n_src, 0.5, mseed)
-            removals = [[i for i in range(n_src) if not m[i]] for m in masks]
-            full = mtask.full_pass()
-            lps = mtask.scorer.ablation_logprobs(full, mtask.ablated_prompt_ids(removals))
-            lds_data = cache.put(
-                d, {"masks": masks.astype(int).tolist(), "ll": [mtask.target_ll(lp) for lp in lps]}
-            )
-        masks = np.array(lds_data["masks"], dtype=bool)
-        mask_ll = np.array(lds_data["ll"], dtype=np.float64)
-
-        def quality(r: _Rows, scores: np.ndarray) -> None:
-            r.ap.append(metrics.average_precision(scores, exact_scores))
-            r.rho_exact.append(metrics.spearman(scores, exact_scores))
-            for k, v in topk_drops(scores).items():
-                r.topk[k].append(v)
-            r.lds.append(metrics.lds(scores, masks, mask_ll))
-            r.recall2.append(metrics.gold_recall_at_k(scores, passage_ids, gold, 2))
-            r.recall3.append(metrics.gold_recall_at_k(scores, passage_ids, gold, 3))
-
-        exact_rows.seconds.append(float(exact["seconds"]))
-        exact_rows.cpu.append(float(exact.get("cpu_seconds", float("nan"))))
-        exact_rows.tokens.append(float(exact["tokens"]))
-        quality(exact_rows, exact_scores)
-        naive_scores = _scores(results[NAIVE]["scores"]) if NAIVE in results else None
-        for spec in specs:
-            res = results[spec.label]
-            r = rows[spec.label]
-            scores = _scores(res["scores"])
-            r.seconds.append(float(res["seconds"]))
-            r.cpu.append(float(res.get("cpu_seconds", float("nan"))))
-            r.tokens.append(float(res["tokens"]))
-            if naive_scores is not None:
-                diff = np.abs(scores - naive_scores)
-                r.diff_naive.append(float(np.nanmax(diff)) if not np.all(np.isnan(diff)) else float("nan"))
-                r.rho_naive.append(metrics.spearman(scores, naive_scores))
-            quality(r, scores)
+        self.record(ex, key, response, exact, results)
         bar.update(1)
-    bar.close()
 
-    gen_mean = float(np.mean(gen_times))
-    naive_time = sum(rows[NAIVE].seconds) if NAIVE in rows else None
-    exact_time = sum(exact_rows.seconds)
-    naive_cpu = sum(rows[NAIVE].cpu) if NAIVE in rows else None
-    exact_cpu = sum(exact_rows.cpu)
+    def answer(self, ex: Any, key: dict[str, Any]) -> Any:
+        desc = {**key, "kind": "generation"}
+        gen = self.cache.get(desc)
+        if gen is None:
+            t0 = time.perf_counter()
+            response = self.attributor.generate(ex.question, ex.passages)  # carries its AT2 capture
+            gen = self.cache.put(
+                desc, {"ids": response.token_ids, "text": response.text, "seconds": time.perf_counter() - t0}
+            )
+        else:
+            response = response_from_ids(self.attributor.lm.tokenizer, gen["ids"])
+        self.gen_times.append(float(gen["seconds"]))
+        return response
 
-    def ratio(num: float | None, den: float) -> float | None:
-        if num is None or den <= 0 or math.isnan(num) or math.isnan(den):
-            return None
-        return num / den
+    def method_result(self, ex: Any, key: dict[str, Any], response: Any, name: str, opts: dict[str, Any]) -> dict[str, Any]:
+        options = {k: _jsonable(v) for k, v in sorted(opts.items())}
+        desc = {**key, "kind": "method", "method": name, "options": options}
+        hit = self.cache.get(desc)
+        if hit is not None:
+            return hit
+        task = self.attributor.task(ex.question, ex.passages, response, level=self.level)
+        c0 = time.process_time()
+        res = self.attributor.run(task, method=name, **opts)
+        cpu = time.process_time() - c0
+        info = res.info or {}
+        return self.cache.put(
+            desc,
+            {
+                "scores": _jsonable(res.scores),
+                "seconds": res.timings["attribution_s"],
+                "cpu_seconds": cpu,
+                "tokens": res.forward_tokens + int(info.get("proxy_forward_tokens", 0) or 0),
+                "info": _jsonable({k: info[k] for k in KEPT_INFO if k in info}),
+            },
+        )
 
-    def quality_keys(r: _Rows) -> dict[str, Any]:
-        return {
-            "map_vs_exact": _mean(r.ap),
-            "spearman_vs_exact": _mean(r.rho_exact),
-            "topk_drop": {k: _mean(v) for k, v in r.topk.items()},
-            "lds": _mean(r.lds),
-            "gold_recall_at_2": _mean(r.recall2),
-            "gold_recall_at_3": _mean(r.recall3),
+    def record(self, ex: Any, key: dict[str, Any], response: Any, exact: dict, results: dict[str, dict]) -> None:
+        """Adds this example's speed and quality numbers to every row."""
+        mtask = self.attributor.task(ex.question, ex.passages, response, level=self.level)
+        quality = _Quality(self, ex, key, mtask, _scores(exact["scores"]))
+        _add_timing(self.exact_rows, exact)
+        quality.add(self.exact_rows, quality.exact)
+        naive = _scores(results[NAIVE]["scores"]) if NAIVE in results else None
+        for spec in self.specs:
+            res, r = results[spec.label], self.rows[spec.label]
+            scores = _scores(res["scores"])
+            _add_timing(r, res)
+            if naive is not None:
+                diff = np.abs(scores - naive)
+                r.diff_naive.append(float(np.nanmax(diff)) if not np.all(np.isnan(diff)) else float("nan"))
+                r.rho_naive.append(metrics.spearman(scores, naive))
+            quality.add(r, scores)
+
+    def report(self, n: int, offset: int) -> dict[str, Any]:
+        gen_mean = float(np.mean(self.gen_times))
+        naive = self.rows.get(NAIVE)
+        report: dict[str, Any] = {
+            "n": n,
+            "offset": offset,
+            "model": self.attributor.model_name,
+            **dtype_info(self.attributor.lm),
+            "level": self.level,
+            "generation_seconds_per_example": gen_mean,
+            "methods": {s.label: _method_keys(self.rows[s.label], naive, self.exact_rows, n, gen_mean) for s in self.specs},
         }
-
-    report: dict[str, Any] = {
-        "n": len(examples),
-        "offset": offset,
-        "model": attributor.model_name,
-        **dtype_info(target),
-        "level": level,
-        "generation_seconds_per_example": gen_mean,
-        "methods": {},
-    }
-    for spec in specs:
-        r = rows[spec.label]
-        total = sum(r.seconds)
-        report["methods"][spec.label] = {
-            "seconds_per_example": total / len(examples),
-            "tokens_per_example": float(np.mean(r.tokens)),
-            "speedup_vs_naive": (naive_time / total) if naive_time and total > 0 else None,
-            "max_abs_diff_vs_naive": max(r.diff_naive) if r.diff_naive else None,
-            "spearman_vs_naive": _mean(r.rho_naive),
-            "speedup_vs_exact": (exact_time / total) if total > 0 else None,
-            "seconds_vs_generation": (total / len(examples)) / gen_mean if gen_mean > 0 else None,
-            # CPU time of this process: steadier than wall time on a shared machine
-            "cpu_seconds_per_example": sum(r.cpu) / len(examples),
-            "cpu_speedup_vs_naive": ratio(naive_cpu, sum(r.cpu)),
-            "cpu_speedup_vs_exact": ratio(exact_cpu, sum(r.cpu)),
-            **quality_keys(r),
+        ex = self.exact_rows
+        report["exact"] = {
+            "method": EXACT,
+            "seconds_per_example": sum(ex.seconds) / n,
+            "cpu_seconds_per_example": sum(ex.cpu) / n,
+            "tokens_per_example": float(np.mean(ex.tokens)),
+            **_quality_keys(ex),
         }
-    report["exact"] = {
-        "method": EXACT,
-        "seconds_per_example": exact_time / len(examples),
-        "cpu_seconds_per_example": exact_cpu / len(examples),
-        "tokens_per_example": float(np.mean(exact_rows.tokens)),
-        **quality_keys(exact_rows),
-    }
-    report["proxy_model"] = proxy.name if proxy is not None else None
-    report["options"] = {
-        "keep": keep,
-        "keep_mass": keep_mass,
-        "rescore": rescore,
-        "lds_masks": lds_masks,
-        "seed": seed,
-        "max_new_tokens": max_new_tokens,
-        "batch_size": attributor.batch_size,
-    }
-    report["peak_rss_mb"] = peak_rss_mb()
-    if markdown:
-        Path(markdown).write_text(markdown_table(report, command=command), encoding="utf-8")
-    return report
+        report["proxy_model"] = self.proxy.name if self.proxy is not None else None
+        return report
 
+
+class _Quality:
+    """One example's quality metrics against exact LOO: the LDS masks' log-probs are
+    computed once and shared by every method; top-k drops are cached per removal set."""
+
+    def __init__(self, run: _BenchRun, ex: Any, key: dict[str, Any], task: Any, exact: np.ndarray) -> None:
+        self.run, self.key, self.task, self.exact = run, key, task, exact
+        self.passage_ids = [s.passage_id for s in task.sources]
+        self.gold = ex.gold_passage_ids
+        self.masks, self.mask_ll = self._lds_data(_example_seed(run.seed, ex.id))
+
+    def _lds_data(self, mseed: int) -> tuple[np.ndarray, np.ndarray]:
+        n_src, cache = len(self.task.sources), self.run.cache
+        desc = {**self.key, "kind": "lds", "n_masks": self.run.lds_masks, "seed": mseed, "n_sources": n_src}
+        data = cache.get(desc)
+        if data is None:
+            masks = metrics.random_masks(self.run.lds_masks, n_src, 0.5, mseed)
+            lps = self._ablated([[i for i in range(n_src) if not m[i]] for m in masks])
+            data = cache.put(desc, {"masks": masks.astype(int).tolist(), "ll": [self.task.target_ll(lp) for lp in lps]})
+        return np.array(data["masks"], dtype=bool), np.array(data["ll"], dtype=np.float64)
+
+    def _ablated(self, removals: list[list[int]]) -> list[np.ndarray]:
+        full = self.task.full_pass()
+        return self.task.scorer.ablation_logprobs(full, self.task.ablated_prompt_ids(removals))
+
+    def topk_drops(self, scores: np.ndarray) -> dict[str, float]:
+        tops = [metrics.top_k_sources(scores, k) for k in TOPK]
+        desc = {**self.key, "kind": "topk", "removals": [sorted(t) for t in tops]}
+        hit = self.run.cache.get(desc)
+        if hit is not None:
+            return hit
+        full_ll = self.task.target_ll(self.task.full_pass().logprobs)
+        lps = self._ablated(tops)
+        return self.run.cache.put(
+            desc, {str(k): metrics.top_k_drop(full_ll, self.task.target_ll(lp)) for k, lp in zip(TOPK, lps)}
+        )
+
+    def add(self, r: _Rows, scores: np.ndarray) -> None:
+        r.ap.append(metrics.average_precision(scores, self.exact))
+        r.rho_exact.append(metrics.spearman(scores, self.exact))
+        for k, v in self.topk_drops(scores).items():
+            r.topk[k].append(v)
+        r.lds.append(metrics.lds(scores, self.masks, self.mask_ll))
+        r.recall2.append(metrics.gold_recall_at_k(scores, self.passage_ids, self.gold, 2))
+        r.recall3.append(metrics.gold_recall_at_k(scores, self.passage_ids, self.gold, 3))
+
+
+def _add_timing(r: _Rows, result: dict[str, Any]) -> None:
+    r.seconds.append(float(result["seconds"]))
+    r.cpu.append(float(result.get("cpu_seconds", float("nan"))))
+    r.tokens.append(float(result["tokens"]))
+
+
+def _ratio(num: float | None, den: float) -> float | None:
+    if num is None or den <= 0 or math.isnan(num) or math.isnan(den):
+        return None
+    return num / den
+
+
+def _quality_keys(r: _Rows) -> dict[str, Any]:
+    return {
+        "map_vs_exact": _mean(r.ap),
+        "spearman_vs_exact": _mean(r.rho_exact),
+        "topk_drop": {k: _mean(v) for k, v in r.topk.items()},
+        "lds": _mean(r.lds),
+        "gold_recall_at_2": _mean(r.recall2),
+        "gold_recall_at_3": _mean(r.recall3),
+    }
+
+
+def _method_keys(r: _Rows, naive: _Rows | None, exact: _Rows, n: int, gen_mean: float) -> dict[str, Any]:
+    total, cpu = sum(r.seconds), sum(r.cpu)
+    naive_time = sum(naive.seconds) if naive else None
+    return {
+        "seconds_per_example": total / n,
+        "tokens_per_example": float(np.mean(r.tokens)),
+        "speedup_vs_naive": (naive_time / total) if naive_time and total > 0 else None,
+        "max_abs_diff_vs_naive": max(r.diff_naive) if r.diff_naive else None,
+        "spearman_vs_naive": _mean(r.rho_naive),
+        "speedup_vs_exact": (sum(exact.seconds) / total) if total > 0 else None,
+        "seconds_vs_generation": (total / n) / gen_mean if gen_mean > 0 else None,
+        # CPU time of this process: steadier than wall time on a shared machine
+        "cpu_seconds_per_example": cpu / n,
+        "cpu_speedup_vs_naive": _ratio(sum(naive.cpu) if naive else None, cpu),
+        "cpu_speedup_vs_exact": _ratio(sum(exact.cpu), cpu),
+        **_quality_keys(r),
+    }
 
 # ------------------------------------------------------------------ markdown
 def _fmt(v: Any, digits: int = 3) -> str:

@@ -39,7 +39,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import InputError, MethodNotAvailableError
-from ..methods import available_methods
+from ..methods import METHODS, available_methods
+from ..methods.spec import MethodSpec
 from ..models import LoadedModel, dtype_info, dtype_key, get_model
 from ..pruning import keep_indices
 from ..scoring import PromptKV, response_from_ids
@@ -130,66 +131,51 @@ def _answer(
 def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, Any], seed: int) -> dict[str, Any]:
     """Scores of the paragraphs (higher = keep first) and the time the ranking took."""
     desc = {**setup.base, "example": ex.id, "kind": "ranking", "method": method, "seed": seed}
-    if method in PROXY_RANKERS:
+    if _needs_proxy(method):
         desc["proxy"] = setup.proxy.name if setup.proxy is not None else None
     hit = setup.cache.get(desc)
     if hit is not None:
         return hit
-    n = len(ex.passages)
     t0 = time.perf_counter()
     info: dict[str, Any] = {}
     if method == "random":
         rng = np.random.default_rng(_ranker_seed(seed, ex.id))
-        scores = -rng.permutation(n).astype(np.float64)
+        scores = -rng.permutation(len(ex.passages)).astype(np.float64)
     elif method == "similarity":
-        if setup.embedder is None:
-            from ..embeddings import load_embedder
-
-            setup.embedder = load_embedder()
-        texts = [ex.question] + [f"{p.title}\n{p.text}" if p.title else p.text for p in ex.passages]
-        emb = np.asarray(setup.embedder.encode(texts), dtype=np.float64)
-        emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-        scores = emb[1:] @ emb[0]
+        scores = _question_similarity(setup, ex)
     else:
-        att = setup.attributor
-        response = baseline["response"]
-        opts: dict[str, Any] = {"proxy": setup.proxy} if method in PROXY_RANKERS else {}
-        if method == "hierarchical":
-            task = att.task(ex.question, ex.passages, response, level="sentence")
-            out = att.run(task, method=method, **opts)
-            scores = _hierarchical_passage_scores(task, out)
-            info["kept_passages"] = _jsonable(out.info.get("kept_passages"))
-        else:
-            task = att.task(ex.question, ex.passages, response, level="passage")
-            out = att.run(task, method=method, **opts)
-            scores = np.asarray(out.scores, dtype=np.float64)
-            if method in ("at2", "attention"):
-                info["from_generation"] = bool((out.info or {}).get("from_generation"))
-        info["forward_tokens"] = int(out.forward_tokens)
+        scores, info = _attribution_ranking(setup, ex, method, baseline["response"])
     seconds = time.perf_counter() - t0
     return setup.cache.put(desc, {"scores": _jsonable(scores), "seconds": seconds, "info": info})
 
 
-PROXY_RANKERS = ("proxy", "proxy-rescore")
+def _question_similarity(setup: _Setup, ex: HotpotExample) -> np.ndarray:
+    if setup.embedder is None:
+        from ..embeddings import load_embedder
+
+        setup.embedder = load_embedder()
+    texts = [ex.question] + [f"{p.title}\n{p.text}" if p.title else p.text for p in ex.passages]
+    emb = np.asarray(setup.embedder.encode(texts), dtype=np.float64)
+    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    return emb[1:] @ emb[0]
 
 
-def _hierarchical_passage_scores(task: Any, out: Any) -> np.ndarray:
-    """Paragraph scores from a sentence-level hierarchical run (see the module doc)."""
-    n = len(task.passages)
-    sent = np.asarray(out.scores, dtype=np.float64)
-    kept = np.zeros(n, dtype=bool)
-    summed = np.zeros(n, dtype=np.float64)
-    pid_index = {p.id: i for i, p in enumerate(task.passages)}
-    for s, v in zip(task.sources, sent):
-        if not np.isnan(v):
-            i = pid_index[s.passage_id]
-            kept[i] = True
-            summed[i] += v
-    passage_scores = np.asarray(out.info.get("passage_scores", np.zeros(n)), dtype=np.float64)
-    # kept paragraphs first (by summed sentence score), then the rest by passage LOO
-    lo = float(np.min(summed[kept])) if kept.any() else 0.0
-    rest = passage_scores - float(np.max(passage_scores)) + lo - 1.0
-    return np.where(kept, summed, rest)
+def _attribution_ranking(setup: _Setup, ex: HotpotExample, method: str, response: Any) -> tuple[np.ndarray, dict]:
+    """The method's paragraph scores for the baseline answer, at the level it ranks at."""
+    cls = METHODS[method]
+    opts = MethodSpec(method, method).resolve({"proxy": setup.proxy})
+    task = setup.attributor.task(ex.question, ex.passages, response, level=cls.ranking_level)
+    out = setup.attributor.run(task, method=method, **opts)
+    scores = cls.passage_scores(task, np.asarray(out.scores, dtype=np.float64), out.info or {})
+    info: dict[str, Any] = {"forward_tokens": int(out.forward_tokens)}
+    for key in ("kept_passages", "from_generation"):
+        if key in (out.info or {}):
+            info[key] = _jsonable(out.info[key])
+    return scores, info
+
+
+def _needs_proxy(method: str) -> bool:
+    return method in METHODS and METHODS[method].needs_proxy({})
 
 
 def _method_availability(method: str, proxy: LoadedModel | None) -> str | None:
@@ -198,7 +184,7 @@ def _method_availability(method: str, proxy: LoadedModel | None) -> str | None:
         return None
     if method not in available_methods():
         return f"no attribution method named {method!r} in this version (available: {', '.join(available_methods())})"
-    if method in PROXY_RANKERS and proxy is None:
+    if _needs_proxy(method) and proxy is None:
         return f"{method!r} needs a proxy model: pass --proxy-model NAME"
     return None
 
@@ -233,15 +219,12 @@ def run_prune_eval(
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     examples = load_slice(data, n, offset)
-
     # dtype applies to the models loaded here by name (target and proxy)
     target = get_model(model, dtype=dtype) if isinstance(model, str) else model
     proxy = None
-    if proxy_model is not None and any(m in PROXY_RANKERS for m in methods):
+    if proxy_model is not None and any(_needs_proxy(m) for m in methods):
         proxy = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
     unavailable = {m: why for m in methods if (why := _method_availability(m, proxy)) is not None}
-    runnable = [m for m in methods if m not in unavailable]
-
     attributor = Attributor(target, instruction=instruction, max_new_tokens=max_new_tokens)
     base = {
         "v": CACHE_VERSION,
@@ -253,98 +236,89 @@ def run_prune_eval(
         **dtype_key(target, proxy),
     }
     setup = _Setup(attributor, ResultsCache(cache_dir), base, proxy)
-
-    per_example: list[dict[str, Any]] = []
-    steps = len(examples) * (2 + len(runnable))
-    bar = tqdm(total=steps, desc="prune-eval", unit="step", disable=not progress)
-    for ex in examples:
-        short = ex.id[:8]
-        n_par = len(ex.passages)
-        gold = [i for i, p in enumerate(ex.passages) if p.title in ex.gold_titles]
-        rec: dict[str, Any] = {"id": ex.id, "question": ex.question, "gold_answer": ex.answer, "gold": gold}
-
-        bar.set_postfix_str(f"{short} baseline")
-        prefixes: list[PromptKV] = []
-        base_ans = _answer(setup, ex, range(n_par), prefixes, keep_response=True)
-        baseline = base_ans if "response" in base_ans else {  # answered in an earlier run: no capture
-            **base_ans, "response": response_from_ids(target.tokenizer, base_ans["ids"])}
-        rec["baseline"] = {k: base_ans[k] for k in ("answer", "em", "f1", "seconds")}
-        bar.update(1)
-
-        bar.set_postfix_str(f"{short} oracle")
-        if oracle and gold:
-            o = _answer(setup, ex, gold, prefixes)
-            rec["oracle"] = {k: o[k] for k in ("answer", "em", "f1", "seconds")}
-        else:
-            rec["oracle"] = None
-        bar.update(1)
-
-        rec["methods"] = {}
-        # Every ranking first, then the second answers: AT2 and attention read what the
-        # baseline's generation captured, which later generations would replace.
-        rankings: dict[str, dict[str, Any]] = {}
-        for m in list(runnable):
-            bar.set_postfix_str(f"{short} {m}")
-            try:
-                rankings[m] = _ranking(setup, ex, m, baseline, seed)
-            except MethodNotAvailableError as exc:
-                unavailable[m] = str(exc)
-                runnable = [x for x in runnable if x != m]
-                bar.update(1)
-        kept = {
-            (m, k): keep_indices([np.nan if v is None else float(v) for v in rk["scores"]], k=min(k, n_par))
-            for m, rk in rankings.items()
-            for k in ks
-        }
-        # Answer the kept sets in sorted order: neighbours share the longest prompt starts.
-        answers: dict[tuple[int, ...], dict[str, Any]] = {}
-        for keep in sorted({tuple(sorted(v)) for v in kept.values()}):
-            answers[keep] = _answer(setup, ex, keep, prefixes)
-        prefixes.clear()
-        for m, rk in rankings.items():
-            mres: dict[str, Any] = {"scores": rk["scores"], "seconds": rk["seconds"], "info": rk.get("info", {}), "k": {}}
-            for k in ks:
-                keep = kept[(m, k)]
-                a = answers[tuple(sorted(keep))]
-                mres["k"][str(k)] = {
-                    "keep": keep,
-                    "answer": a["answer"],
-                    "em": a["em"],
-                    "f1": a["f1"],
-                    "seconds": a["seconds"],
-                    "gold_recall": (len(set(keep) & set(gold)) / len(gold)) if gold else None,
-                }
-            rec["methods"][m] = mres
-            bar.update(1)
-        per_example.append(rec)
-    bar.close()
+    runnable = [m for m in methods if m not in unavailable]
+    with tqdm(total=len(examples) * (2 + len(runnable)), desc="prune-eval", unit="step", disable=not progress) as bar:
+        per_example = [_example(setup, ex, runnable, unavailable, ks, seed, oracle, bar) for ex in examples]
     # a method that became unavailable part-way is dropped from every example
     for rec in per_example:
         for m in list(rec["methods"]):
             if m in unavailable:
                 del rec["methods"][m]
-
     report = summarize(per_example, methods, ks, unavailable, n_boot=n_boot, seed=seed)
-    report.update(
-        {
-            "model": attributor.model_name,
-            **dtype_info(target),
-            "proxy_model": proxy.name if proxy is not None else None,
-            "data": str(data),
-            "offset": offset,
-            "options": {
-                "instruction": instruction,
-                "max_new_tokens": max_new_tokens,
-                "seed": seed,
-                "n_boot": n_boot,
-                "ks": ks,
-            },
-            "examples": per_example,
-        }
-    )
+    report.update({
+        "model": attributor.model_name,
+        **dtype_info(target),
+        "proxy_model": proxy.name if proxy is not None else None,
+        "data": str(data),
+        "offset": offset,
+        "options": {"instruction": instruction, "max_new_tokens": max_new_tokens, "seed": seed, "n_boot": n_boot, "ks": ks},
+        "examples": per_example,
+    })
     if markdown:
         Path(markdown).write_text(markdown_table(report, command=command), encoding="utf-8")
     return report
+
+
+def _example(setup: _Setup, ex: HotpotExample, runnable: list[str], unavailable: dict[str, str],
+             ks: list[int], seed: int, oracle: bool, bar: Any) -> dict[str, Any]:
+    """One example: baseline and oracle answers, every ranking, then every pruned answer.
+    ``runnable`` and ``unavailable`` are updated when a method turns out not to run."""
+    short, n_par = ex.id[:8], len(ex.passages)
+    gold = [i for i, p in enumerate(ex.passages) if p.title in ex.gold_titles]
+    rec: dict[str, Any] = {"id": ex.id, "question": ex.question, "gold_answer": ex.answer, "gold": gold}
+    bar.set_postfix_str(f"{short} baseline")
+    prefixes: list[PromptKV] = []
+    base_ans = _answer(setup, ex, range(n_par), prefixes, keep_response=True)
+    baseline = base_ans if "response" in base_ans else {  # answered in an earlier run: no capture
+        **base_ans, "response": response_from_ids(setup.attributor.lm.tokenizer, base_ans["ids"])}
+    rec["baseline"] = {k: base_ans[k] for k in ANSWER_KEYS}
+    bar.update(1)
+    bar.set_postfix_str(f"{short} oracle")
+    rec["oracle"] = {k: v for k, v in _answer(setup, ex, gold, prefixes).items() if k in ANSWER_KEYS} if oracle and gold else None
+    bar.update(1)
+    # Every ranking first, then the second answers: AT2 and attention read what the
+    # baseline's generation captured, which later generations would replace.
+    rankings: dict[str, dict[str, Any]] = {}
+    for m in list(runnable):
+        bar.set_postfix_str(f"{short} {m}")
+        try:
+            rankings[m] = _ranking(setup, ex, m, baseline, seed)
+        except MethodNotAvailableError as exc:
+            unavailable[m] = str(exc)
+            runnable.remove(m)
+            bar.update(1)
+    rec["methods"] = _pruned_answers(setup, ex, rankings, ks, gold, prefixes)
+    bar.update(len(rankings))
+    return rec
+
+
+ANSWER_KEYS = ("answer", "em", "f1", "seconds")
+
+
+def _pruned_answers(setup: _Setup, ex: HotpotExample, rankings: dict[str, dict[str, Any]], ks: list[int],
+                    gold: list[int], prefixes: list[PromptKV]) -> dict[str, Any]:
+    n_par = len(ex.passages)
+    kept = {
+        (m, k): keep_indices([np.nan if v is None else float(v) for v in rk["scores"]], k=min(k, n_par))
+        for m, rk in rankings.items()
+        for k in ks
+    }
+    # Answer the kept sets in sorted order: neighbours share the longest prompt starts.
+    answers = {keep: _answer(setup, ex, keep, prefixes) for keep in sorted({tuple(sorted(v)) for v in kept.values()})}
+    prefixes.clear()
+    methods: dict[str, Any] = {}
+    for m, rk in rankings.items():
+        mres: dict[str, Any] = {"scores": rk["scores"], "seconds": rk["seconds"], "info": rk.get("info", {}), "k": {}}
+        for k in ks:
+            keep = kept[(m, k)]
+            a = answers[tuple(sorted(keep))]
+            mres["k"][str(k)] = {
+                "keep": keep,
+                **{key: a[key] for key in ANSWER_KEYS},
+                "gold_recall": (len(set(keep) & set(gold)) / len(gold)) if gold else None,
+            }
+        methods[m] = mres
+    return methods
 
 
 def summarize(

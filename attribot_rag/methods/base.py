@@ -21,10 +21,11 @@ Adding a method is one module::
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -200,6 +201,28 @@ class AttributionMethod(ABC):
     """Base class: subclasses set ``name`` and implement :meth:`effects`."""
 
     name: ClassVar[str] = ""
+    # Constructor options that stand in for each other (hierarchical's keep / keep_mass):
+    # a caller who sets one of a group drops any shared default given for the others.
+    option_groups: ClassVar[tuple[frozenset[str], ...]] = ()
+    # The level at which this method ranks whole passages (prune-eval's rankings).
+    ranking_level: ClassVar[str] = "passage"
+
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """The keyword options its constructor takes."""
+        params = inspect.signature(cls.__init__).parameters
+        return frozenset(n for n, p in params.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+    @classmethod
+    def needs_proxy(cls, options: Mapping[str, Any]) -> bool:
+        """Whether, with these options, it needs a proxy model."""
+        return False
+
+    @classmethod
+    def passage_scores(cls, task: "AttributionTask", scores: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        """One score per passage of ``task`` (higher = keep first) from a run at
+        :attr:`ranking_level`; at passage level the sources are the passages."""
+        return np.asarray(scores, dtype=np.float64)
 
     @abstractmethod
     def effects(self, task: AttributionTask) -> Effects:

@@ -58,7 +58,7 @@ rule with mAP >= 0.85 was ``passage_method="at2", keep_mass=0.5, top_sentences=0
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -160,6 +160,23 @@ class Hierarchical(AttributionMethod):
             self.passage_method = passage_method
         else:
             self.passage_method = create_method(str(passage_method))
+
+    option_groups = (frozenset({"keep", "keep_mass"}),)
+    ranking_level = "sentence"
+
+    @classmethod
+    def passage_scores(cls, task: AttributionTask, scores: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+        """A kept passage scores the sum of its sentences' scores; the passages the keep
+        rule dropped rank after every kept one, in the order of the passage pass."""
+        sent = np.asarray(scores, dtype=np.float64)
+        n = len(task.passages)
+        pidx = np.array([s.passage_index for s in task.sources])
+        scored = ~np.isnan(sent)
+        kept = np.bincount(pidx[scored], minlength=n) > 0
+        summed = np.bincount(pidx[scored], weights=sent[scored], minlength=n)
+        first_pass = np.asarray(info.get("passage_scores", np.zeros(n)), dtype=np.float64)
+        lowest_kept = float(np.min(summed[kept])) if kept.any() else 0.0
+        return np.where(kept, summed, first_pass - float(np.max(first_pass)) + lowest_kept - 1.0)
 
     def __repr__(self) -> str:
         rule = f"keep={self.keep}" if self.keep is not None else f"keep_mass={self.keep_mass}"

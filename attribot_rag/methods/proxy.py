@@ -26,7 +26,7 @@ the first-stage scores are in ``info["first_stage_scores"]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -126,6 +126,10 @@ class Proxy(AttributionMethod):
         self.batch_size = batch_size
         self.max_spread = max_spread
 
+    @classmethod
+    def needs_proxy(cls, options: Mapping[str, Any]) -> bool:
+        return True
+
     def __repr__(self) -> str:
         return f"Proxy(proxy={self.proxy.name!r})"
 
@@ -177,6 +181,11 @@ class ProxyRescore(AttributionMethod):
             self.first_stage = Proxy(proxy=proxy, **opts)
         else:
             self.first_stage = create_method(first_stage, **opts)
+
+    @classmethod
+    def needs_proxy(cls, options: Mapping[str, Any]) -> bool:
+        # another first stage (e.g. first_stage=at2) runs on the target alone
+        return options.get("first_stage") in (None, "proxy")
 
     def __repr__(self) -> str:
         return f"ProxyRescore(first_stage={self.first_stage!r}, rescore={self.rescore})"

@@ -20,6 +20,8 @@ from fastapi.staticfiles import StaticFiles
 
 from .. import Attributor, LoadedModel, available_methods, cite, make_sources, prune, stream_cite
 from ..errors import InputError, MethodNotAvailableError
+from ..methods import METHODS
+from ..methods.spec import MethodSpec
 from ..sources import coerce_passages
 from .events import EventChannel, EventStreamResponse, open_event_stream, pump
 from .errors import EXPECTED_ERRORS, NoIndexError, NotStreamableError, error_status
@@ -37,7 +39,6 @@ from .schemas import (
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
-PROXY_METHODS = {"proxy", "proxy-rescore"}
 log = logging.getLogger("attribot_rag.service")
 
 
@@ -66,9 +67,9 @@ class AttributionService:
 
     def method_options(self, method: str | None) -> tuple[str, dict[str, Any]]:
         name = method or self.method
-        if name in PROXY_METHODS and self.proxy is not None:
-            return name, {"proxy": self.proxy}
-        return name, {}
+        if name not in METHODS:  # the attributor reports unknown methods
+            return name, {}
+        return name, MethodSpec(name, name).resolve({"proxy": self.proxy})
 
     def passages(self, request: Any) -> list:
         """The request's passages as library passages, checked against the limits."""
