@@ -134,6 +134,19 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
+def _prefix_batches(prefixes: Sequence[int], batch_size: int, max_spread: int | None) -> list[list[int]]:
+    """Rows grouped into batches of at most ``batch_size`` whose reusable prefix lengths
+    differ by at most ``max_spread`` (None: any), in order of prefix length."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(prefixes)), key=lambda i: prefixes[i]):
+        b = batches[-1] if batches else None
+        if b is not None and len(b) < batch_size and (max_spread is None or prefixes[i] - prefixes[b[0]] <= max_spread):
+            b.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 class Scorer:
     """Scores responses with one model; counts the tokens it feeds through the model."""
 
@@ -219,72 +232,93 @@ class Scorer:
         CPU recomputing them costs more than batching saves (measured: one HotpotQA
         example, sentence level, 1 thread: batch 4 without a limit 77-99 s, batch 1 74 s).
         Scores are identical either way; only the work differs."""
-        from transformers import DynamicCache
-
         bs = batch_size or self.batch_size
         if max_spread == "auto":
             max_spread = CPU_MAX_SPREAD if self.lm.device.type == "cpu" else None
-        r_ids = full.response_ids
-        r = len(r_ids)
         prefixes = []
         for p in prompts:
             if len(p) < 1:
                 raise InputError("an ablated prompt is empty")
             prefixes.append(min(common_prefix(full.prompt_ids, p), len(p) - 1))
-        # Batch ablations with similar prefix lengths together: less recomputation.
-        order = sorted(range(len(prompts)), key=lambda i: prefixes[i])
         results: list[np.ndarray | None] = [None] * len(prompts)
-        device = self.lm.device
-        pad = self._pad_id()
-        batches: list[list[int]] = []
-        for i in order:
-            b = batches[-1] if batches else None
-            if b is not None and len(b) < bs and (max_spread is None or prefixes[i] - prefixes[b[0]] <= max_spread):
-                b.append(i)
-            else:
-                batches.append([i])
-        for rows in batches:
-            shared = min(prefixes[i] for i in rows)
-            suffixes = [list(prompts[i][shared:]) + list(r_ids) for i in rows]
-            width = max(len(s) for s in suffixes)
-            n = len(rows)
-            ids = torch.full((n, width), pad, dtype=torch.long, device=device)
-            mask = torch.zeros((n, shared + width), dtype=torch.long, device=device)
-            mask[:, :shared] = 1
-            # Row j predicts response token k at suffix position (len(prompt suffix) - 1 + k).
-            starts = []
-            for j, s in enumerate(suffixes):
-                ids[j, : len(s)] = torch.tensor(s, device=device)
-                mask[j, shared : shared + len(s)] = 1
-                starts.append(len(s) - r - 1)
-            lo, hi = min(starts), max(starts) + r
-            keep = torch.arange(lo, hi, device=device)
-            cache = None
-            if shared > 0:
-                cache = DynamicCache(
-                    ddp_cache_data=[
-                        (k[:, :, :shared].expand(n, -1, -1, -1), v[:, :, :shared].expand(n, -1, -1, -1))
-                        for k, v in full.kv
-                    ]
-                )
-            with prefix_split_attention(self.model, self.split_attention) as split:
-                out = self.model(
-                    input_ids=ids,
-                    # The split kernel needs no mask (see fastattn); the stock path does.
-                    attention_mask=None if split else mask,
-                    cache=cache,
-                    use_cache=cache is not None,
-                    logits_to_keep=keep,
-                )
-            self.forward_tokens += sum(len(s) for s in suffixes)
-            self.forward_passes += 1
-            targets = torch.tensor(r_ids, device=device)
-            for j, i in enumerate(rows):
-                a = starts[j] - lo
-                logits = out.logits[j, a : a + r]
-                results[i] = self._gather(logits, targets).cpu().numpy().astype(np.float64)
-            del out, cache
+        for rows in _prefix_batches(prefixes, bs, max_spread):
+            for i, lp in zip(rows, self._score_batch(full, [prompts[i] for i in rows], min(prefixes[i] for i in rows))):
+                results[i] = lp
         return results  # type: ignore[return-value]
+
+    @torch.inference_mode()
+    def ablation_logprobs_chained(self, full: FullPass, prompts: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Per-token log-probs of the response under each ablated prompt, one prompt per
+        forward pass, each continuing the KV cache of the longest start it shares with the
+        full prompt or with the prompt run just before it.
+
+        Prompts run in the order of their token ids, so neighbours share the longest starts
+        (for random masks, the first sources' combinations repeat): a start common to
+        several ablations runs once per run of neighbours, not once per ablation. Exact,
+        like the prefix reuse of :meth:`ablation_logprobs`; it pays where ablations differ
+        in many places (ContextCite's random masks), not for leave-one-out."""
+        from transformers import DynamicCache
+
+        r_ids = list(full.response_ids)
+        targets = torch.tensor(r_ids, device=self.lm.device)
+        results: list[np.ndarray | None] = [None] * len(prompts)
+        prev: list[int] = []
+        prev_kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        for i in sorted(range(len(prompts)), key=lambda j: list(prompts[j])):
+            p = list(prompts[i])
+            if not p:
+                raise InputError("an ablated prompt is empty")
+            from_full, from_prev = common_prefix(full.prompt_ids, p), common_prefix(prev, p)
+            shared, kv = (from_full, full.kv) if from_full >= from_prev else (from_prev, prev_kv)
+            shared = min(shared, len(p) - 1)  # the last prompt token gives r_1's logits
+            cache = DynamicCache(ddp_cache_data=[(k[:, :, :shared], v[:, :, :shared]) for k, v in kv]) if shared else DynamicCache()
+            ids = torch.tensor([p[shared:] + r_ids], device=self.lm.device)
+            out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=len(r_ids) + 1)
+            self.forward_tokens += ids.shape[1]
+            self.forward_passes += 1
+            results[i] = self._gather(out.logits[0, :-1], targets).cpu().numpy().astype(np.float64)
+            prev, prev_kv = p, [(layer.keys[:, :, : len(p)], layer.values[:, :, : len(p)]) for layer in out.cache.layers]
+        return results  # type: ignore[return-value]
+
+    def _score_batch(self, full: FullPass, prompts: list[Sequence[int]], shared: int) -> list[np.ndarray]:
+        """One forward pass over ablated prompts that all start with the full prompt's
+        first ``shared`` tokens: right-padded suffixes on the cached prefix."""
+        from transformers import DynamicCache
+
+        device, r_ids = self.lm.device, list(full.response_ids)
+        r = len(r_ids)
+        suffixes = [list(p[shared:]) + r_ids for p in prompts]
+        n, width = len(suffixes), max(len(s) for s in suffixes)
+        ids = torch.full((n, width), self._pad_id(), dtype=torch.long, device=device)
+        mask = torch.zeros((n, shared + width), dtype=torch.long, device=device)
+        mask[:, :shared] = 1
+        # Row j predicts response token k at suffix position (len(prompt suffix) - 1 + k).
+        starts = []
+        for j, s in enumerate(suffixes):
+            ids[j, : len(s)] = torch.tensor(s, device=device)
+            mask[j, shared : shared + len(s)] = 1
+            starts.append(len(s) - r - 1)
+        lo, hi = min(starts), max(starts) + r
+        cache = None
+        if shared > 0:
+            cache = DynamicCache(
+                ddp_cache_data=[
+                    (k[:, :, :shared].expand(n, -1, -1, -1), v[:, :, :shared].expand(n, -1, -1, -1)) for k, v in full.kv
+                ]
+            )
+        with prefix_split_attention(self.model, self.split_attention) as split:
+            out = self.model(
+                input_ids=ids,
+                # The split kernel needs no mask (see fastattn); the stock path does.
+                attention_mask=None if split else mask,
+                cache=cache,
+                use_cache=cache is not None,
+                logits_to_keep=torch.arange(lo, hi, device=device),
+            )
+        self.forward_tokens += sum(len(s) for s in suffixes)
+        self.forward_passes += 1
+        targets = torch.tensor(r_ids, device=device)
+        return [self._gather(out.logits[j, starts[j] - lo : starts[j] - lo + r], targets).cpu().numpy().astype(np.float64) for j in range(n)]
 
     # ---------------------------------------------------------------- generation
     @torch.inference_mode()

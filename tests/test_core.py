@@ -259,3 +259,27 @@ def test_caller_objects_are_not_mutated(attributor):
     snapshot = json.dumps(passages, sort_keys=True)
     attributor.attribute("Which letter is first?", passages, "Alpha.", level="sentence")
     assert json.dumps(passages, sort_keys=True) == snapshot
+
+
+@pytest.mark.parametrize("level", ["passage", "sentence"])
+def test_chained_ablations_equal_full_passes_and_feed_fewer_tokens(attributor, handbook_passages, level):
+    """Random-mask ablations continuing each other's KV caches give each prompt's own
+    full-pass log-probs, including prompts whose removals re-merge tokens."""
+    from attribot_rag.methods.contextcite import random_masks
+
+    for question, passages, answer in [
+        (TRAVEL_QUESTION, handbook_passages, "The hotel limit is $260 per night."),
+        (MERGE_QUESTION, MERGE_PASSAGES[level], MERGE_ANSWER),
+    ]:
+        task = attributor.task(question, passages, answer, level=level)
+        masks = random_masks(12, len(task.sources), 0.5, seed=3)
+        prompts = task.ablated_prompt_ids([[i for i in range(len(m)) if not m[i]] for m in masks])
+        scorer = task.scorer
+        full = task.full_pass()
+        before = scorer.forward_tokens
+        chained = scorer.ablation_logprobs_chained(full, prompts)
+        chained_tokens = scorer.forward_tokens - before
+        naive = scorer.ablation_logprobs_naive(prompts, full.response_ids)
+        for c, n in zip(chained, naive):
+            np.testing.assert_allclose(c, n, atol=TOL, rtol=0)
+        assert chained_tokens < sum(len(p) + len(full.response_ids) for p in prompts)

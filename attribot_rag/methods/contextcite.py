@@ -2,7 +2,9 @@
 
 ``ablations`` (default 64) seeded random masks over the sources, each source kept with
 probability ``keep_prob`` (1/2). Each mask's prompt (the removed sources' text deleted and
-the prompt re-rendered, as LOO does) is scored with the prefix-KV-reusing batched scorer.
+the prompt re-rendered, as LOO does) is scored one mask per forward pass, each continuing
+the KV cache of the longest prompt start it shares with the full prompt or the mask run
+before it (``Scorer.ablation_logprobs_chained``; ``batch_size`` > 1: the batched scorer).
 The regression target is the target span's logit-probability y = log p - log(1 - p), with
 log p the sum of the span's token log-probs. A LASSO (scikit-learn, ``alpha`` 0.01) on
 standardized masks, with y divided by the number of target tokens, as ContextCite does;
@@ -82,7 +84,11 @@ class ContextCite(AttributionMethod):
         masks = random_masks(self.ablations, len(task.sources), self.keep_prob, self.seed)
         full = task.full_pass()
         removals = [[task.sources[i].index for i in np.flatnonzero(~m)] for m in masks]
-        per_mask = task.scorer.ablation_logprobs(full, task.ablated_prompt_ids(removals), batch_size=self.batch_size)
+        prompts = task.ablated_prompt_ids(removals)
+        if self.batch_size is None or self.batch_size == 1:
+            per_mask = task.scorer.ablation_logprobs_chained(full, prompts)
+        else:
+            per_mask = task.scorer.ablation_logprobs(full, prompts, batch_size=self.batch_size)
         return AblationEffects(masks, np.array(per_mask, dtype=np.float64), full.logprobs, self.alpha)
 
 

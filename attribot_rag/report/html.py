@@ -145,24 +145,6 @@ def render_html(
     if cited is None and attribution is None:
         raise ValueError("render_html needs a CitedAnswer, an Attribution, or both")
     base = cited if cited is not None else attribution
-    question, answer = base.question, base.answer  # type: ignore[union-attr]
-    passages = base.passages  # type: ignore[union-attr]
-    sources, scores, what = _scored_sources(cited, attribution)
-    passage_scores = attribution.passage_scores() if attribution is not None else None
-
-    finite = [v for v in scores.values() if v is not None and not math.isnan(v)]
-    scale = max([abs(v) for v in finite], default=0.0)
-    quoted: dict[str, list[int]] = {}
-    cited_passages: dict[int, int] = {}
-    if cited is not None:
-        for c in cited.citations:
-            quoted.setdefault(c.source_id, [])
-            if c.number not in quoted[c.source_id]:
-                quoted[c.source_id].append(c.number)
-        cited_passages = {r.passage_index: r.number for r in cited.references}
-
-    method = base.method  # type: ignore[union-attr]
-    model = base.model  # type: ignore[union-attr]
     out: list[str] = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -170,69 +152,14 @@ def render_html(
         f"<title>{_e(title)}</title>",
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>{_e(title)}</h1>",
-        f'<div class="meta">model {_e(model)} &middot; method {_e(method)}'
+        f'<div class="meta">model {_e(base.model)} &middot; method {_e(base.method)}'  # type: ignore[union-attr]
         + (f" &middot; citations at {_e(cited.level)} level" if cited is not None else "")
         + "</div>",
-        f'<div class="question">{_e(question)}</div>',
+        f'<div class="question">{_e(base.question)}</div>',  # type: ignore[union-attr]
         "<h2>Answer</h2>",
     ]
-    if cited is not None:
-        out.append(f'<div class="answer">{_answer_html(cited)}</div>')
-        if cited.unsupported:
-            out.append(
-                f'<div class="meta">{len(cited.unsupported)} sentence(s) without a citation '
-                "(dotted underline).</div>"
-            )
-        out.append("<h2>References</h2>")
-        if cited.references:
-            out.append('<ol class="refs">')
-            for ref in cited.references:
-                quotes = []
-                seen: set[str] = set()
-                for c in cited.citations:
-                    if c.number == ref.number and c.source_id not in seen:
-                        seen.add(c.source_id)
-                        quotes.append(
-                            f'<span class="quote" title="{_e(f"score {c.score:+.3f}, characters {c.quote_span[0]}-{c.quote_span[1]} of the passage")}">'
-                            f"\u201c{_e(c.quote)}\u201d</span>"
-                        )
-                out.append(
-                    f'<li id="ref-{ref.number}" value="{ref.number}">'
-                    f'<a href="#passage-{ref.passage_index}">{_e(ref.label)}</a>{"".join(quotes)}</li>'
-                )
-            out.append("</ol>")
-        else:
-            out.append('<div class="meta">No passage clears the citation threshold.</div>')
-    else:
-        out.append(f'<div class="answer">{_e(answer)}</div>')
-
-    out.append("<h2>Passages</h2>")
-    out.append(
-        f'<div class="legend">Shading: {_e(what)} (hover a sentence for its score). '
-        '<span style="background: rgba(255,150,30,0.6)">needed</span>'
-        '<span style="background: rgba(70,130,200,0.35)">negative</span></div>'
-    )
-    by_passage: dict[int, list] = {}
-    for s in sources:
-        by_passage.setdefault(s.passage_index, []).append(s)
-    for pi, p in enumerate(passages):
-        srcs = by_passage.get(pi, [])
-        number = cited_passages.get(pi)
-        head = f"<b>{_e(p.title or p.id)}</b>"
-        if p.title:
-            head += f" &middot; {_e(p.id)}"
-        if number is not None:
-            head += f' &middot; cited as <a href="#ref-{number}">[{number}]</a>'
-        right = ""
-        if passage_scores is not None:
-            right = f"passage score {_e(_fmt(passage_scores.get(p.id)))}"
-        out.append(
-            f'<section class="passage{" cited" if number is not None else ""}" id="passage-{pi}">'
-            f"<header><span>{head}</span><span>{right}</span></header><div>"
-        )
-        out.append(_passage_body(p.text, srcs, scores, scale, quoted))
-        out.append("</div></section>")
-
+    out += _cited_answer_html(cited) if cited is not None else [f'<div class="answer">{_e(base.answer)}</div>']  # type: ignore[union-attr]
+    out += _passages_html(cited, attribution, base.passages)  # type: ignore[union-attr]
     if cited is not None:
         # \u-escape <, > and & so no markup can appear inside the data block.
         data = (
@@ -244,6 +171,75 @@ def render_html(
         out.append(f'<script type="application/json" id="attribot-data">{data}</script>')
     out.append("</main></body></html>")
     return "\n".join(out) + "\n"
+
+
+def _cited_answer_html(cited: "CitedAnswer") -> list[str]:
+    """The answer with its markers, then the numbered references with their quotes."""
+    out = [f'<div class="answer">{_answer_html(cited)}</div>']
+    if cited.unsupported:
+        out.append(
+            f'<div class="meta">{len(cited.unsupported)} sentence(s) without a citation '
+            "(dotted underline).</div>"
+        )
+    out.append("<h2>References</h2>")
+    if not cited.references:
+        return out + ['<div class="meta">No passage clears the citation threshold.</div>']
+    out.append('<ol class="refs">')
+    for ref in cited.references:
+        quotes = []
+        seen: set[str] = set()
+        for c in cited.citations:
+            if c.number == ref.number and c.source_id not in seen:
+                seen.add(c.source_id)
+                quotes.append(
+                    f'<span class="quote" title="{_e(f"score {c.score:+.3f}, characters {c.quote_span[0]}-{c.quote_span[1]} of the passage")}">'
+                    f"\u201c{_e(c.quote)}\u201d</span>"
+                )
+        out.append(
+            f'<li id="ref-{ref.number}" value="{ref.number}">'
+            f'<a href="#passage-{ref.passage_index}">{_e(ref.label)}</a>{"".join(quotes)}</li>'
+        )
+    return out + ["</ol>"]
+
+
+def _passages_html(cited: "CitedAnswer | None", attribution: "Attribution | None", passages: list) -> list[str]:
+    """Every passage, its sentences shaded by score, cited ones marked with their number."""
+    sources, scores, what = _scored_sources(cited, attribution)
+    passage_scores = attribution.passage_scores() if attribution is not None else None
+    finite = [v for v in scores.values() if v is not None and not math.isnan(v)]
+    scale = max([abs(v) for v in finite], default=0.0)
+    quoted: dict[str, list[int]] = {}
+    cited_passages: dict[int, int] = {}
+    if cited is not None:
+        for c in cited.citations:
+            quoted.setdefault(c.source_id, [])
+            if c.number not in quoted[c.source_id]:
+                quoted[c.source_id].append(c.number)
+        cited_passages = {r.passage_index: r.number for r in cited.references}
+    out = [
+        "<h2>Passages</h2>",
+        f'<div class="legend">Shading: {_e(what)} (hover a sentence for its score). '
+        '<span style="background: rgba(255,150,30,0.6)">needed</span>'
+        '<span style="background: rgba(70,130,200,0.35)">negative</span></div>',
+    ]
+    by_passage: dict[int, list] = {}
+    for s in sources:
+        by_passage.setdefault(s.passage_index, []).append(s)
+    for pi, p in enumerate(passages):
+        number = cited_passages.get(pi)
+        head = f"<b>{_e(p.title or p.id)}</b>"
+        if p.title:
+            head += f" &middot; {_e(p.id)}"
+        if number is not None:
+            head += f' &middot; cited as <a href="#ref-{number}">[{number}]</a>'
+        right = f"passage score {_e(_fmt(passage_scores.get(p.id)))}" if passage_scores is not None else ""
+        out.append(
+            f'<section class="passage{" cited" if number is not None else ""}" id="passage-{pi}">'
+            f"<header><span>{head}</span><span>{right}</span></header><div>"
+        )
+        out.append(_passage_body(p.text, by_passage.get(pi, []), scores, scale, quoted))
+        out.append("</div></section>")
+    return out
 
 
 def _passage_body(text: str, srcs: list, scores: dict, scale: float, quoted: dict) -> str:

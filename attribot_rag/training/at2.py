@@ -342,38 +342,13 @@ def _cache_file(cache_dir: Path, lm: LoadedModel, ex: TrainExample, opts: dict[s
     return cache_dir / f"{h}.npz"
 
 
-def train_at2(
-    lm: LoadedModel,
-    data: Sequence[str | Path],
-    out: str | Path,
-    *,
-    examples: int | None = 150,
-    masks: int = 32,
-    steps: int = 1000,
-    seed: int = 0,
-    skip: int = DEFAULT_SKIP,
-    max_new_tokens: int = 32,
-    batch_size: int = 8,
-    lr: float = 1e-3,
-    non_negative: bool = False,
-    cache_dir: str | Path | None = None,
-    layout: PromptLayout | None = None,
-    command: str = "",
-    progress: bool = True,
-) -> tuple[AT2Weights, dict[str, Any]]:
-    """Train AT2 weights for ``lm`` and write them to ``out``. Returns (weights, summary)."""
+def _training_data(lm: LoadedModel, layout: PromptLayout, exs: list[TrainExample], cache: Path,
+                   opts: dict[str, Any], *, batch_size: int, progress: bool):
+    """(G, y) per example, from the cache or computed now (and cached at once); also the
+    seconds per computed example and how many were computed and skipped (no target)."""
     from tqdm.auto import tqdm
 
-    if masks < 4:
-        raise InputError(f"--masks must be at least 4, got {masks}")
-    if steps < 1:
-        raise InputError(f"--steps must be at least 1, got {steps}")
-    layout = layout or PromptLayout(lm.tokenizer)
-    exs = load_examples(data, n=examples, skip=skip, seed=seed)
-    cache = Path(cache_dir) if cache_dir else Path(str(out) + ".cache")
-    cache.mkdir(parents=True, exist_ok=True)
-    opts = {"masks": masks, "seed": seed, "max_new_tokens": max_new_tokens,
-            "system": layout.system_prompt, "instruction": layout.instruction}
+    masks, seed, max_new_tokens = opts["masks"], opts["seed"], opts["max_new_tokens"]
     G, Y = [], []
     seconds, computed, skipped = [], 0, 0
     bar = tqdm(exs, desc="examples", unit="ex", disable=not progress)
@@ -403,6 +378,41 @@ def train_at2(
         Y.append(rec["y"])
         if progress and seconds:
             bar.set_postfix(s_per_ex=f"{np.mean(seconds):.1f}", targets=sum(len(g) for g in G))
+    return G, Y, seconds, computed, skipped
+
+
+def train_at2(
+    lm: LoadedModel,
+    data: Sequence[str | Path],
+    out: str | Path,
+    *,
+    examples: int | None = 150,
+    masks: int = 32,
+    steps: int = 1000,
+    seed: int = 0,
+    skip: int = DEFAULT_SKIP,
+    max_new_tokens: int = 32,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    non_negative: bool = False,
+    cache_dir: str | Path | None = None,
+    layout: PromptLayout | None = None,
+    command: str = "",
+    progress: bool = True,
+) -> tuple[AT2Weights, dict[str, Any]]:
+    """Train AT2 weights for ``lm`` and write them to ``out``. Returns (weights, summary)."""
+    if masks < 4:
+        raise InputError(f"--masks must be at least 4, got {masks}")
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    layout = layout or PromptLayout(lm.tokenizer)
+    exs = load_examples(data, n=examples, skip=skip, seed=seed)
+    cache = Path(cache_dir) if cache_dir else Path(str(out) + ".cache")
+    cache.mkdir(parents=True, exist_ok=True)
+    opts = {"masks": masks, "seed": seed, "max_new_tokens": max_new_tokens,
+            "system": layout.system_prompt, "instruction": layout.instruction}
+    G, Y, seconds, computed, skipped = _training_data(
+        lm, layout, exs, cache, opts, batch_size=batch_size, progress=progress)
     if not G:
         raise InputError("no training example produced a usable target")
     fit = fit_weights(np.concatenate(G), np.concatenate(Y), steps=steps, lr=lr, seed=seed,
