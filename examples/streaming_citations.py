@@ -20,6 +20,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 
 from attribot_rag import Attributor, get_model, stream_cite  # noqa: E402
+from attribot_rag.models import QUALITY_MODEL  # noqa: E402
 from attribot_rag.demo import load_corpus  # noqa: E402
 from attribot_rag.index import PassageIndex  # noqa: E402
 
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION)
     parser.add_argument("--method", default="at2")
-    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--model", default=QUALITY_MODEL, help="alias, Hugging Face id or local path")
     parser.add_argument("--max-new-tokens", type=int, default=64)
     args = parser.parse_args(argv)
 

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["llamaindex_rag.py", "langchain_rag.py"]
-ARGS = ["--questions", "1", "--top-k", "3", "--keep", "2", "--max-new-tokens", "32"]
+ARGS = ["--questions", "1", "--top-k", "3", "--keep", "2", "--max-new-tokens", "32", "--model", "smollm2-135m"]
 
 
 def _missing(module: str) -> bool:
