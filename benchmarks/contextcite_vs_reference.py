@@ -95,7 +95,8 @@ def main() -> None:
     ap.add_argument("--offset", type=int, default=1, help="first dev example (the issue's: 1)")
     ap.add_argument("--examples", type=int, default=1)
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--ablations", type=int, default=64)
+    ap.add_argument("--ablations", type=int, default=64, help="the reference's ablations")
+    ap.add_argument("--ours-ablations", type=int, help="this project's ablations (default: --ablations)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args()
@@ -110,7 +111,7 @@ def main() -> None:
         task = lambda: attributor.task(ex.question, ex.passages, response, level="sentence")  # noqa: E731
         task().full_pass()  # warm-up: neither side pays the first pass's one-time costs
         ref_scores, ref_s = run_reference(task(), args.ablations)
-        our_scores, our_s, work = run_ours(attributor, task(), args.ablations)
+        our_scores, our_s, work = run_ours(attributor, task(), args.ours_ablations or args.ablations)
         masks, ll = lds_data(task())
         rows.append({
             "id": ex.id, "sources": len(task().sources), "answer": response.text,
@@ -123,6 +124,7 @@ def main() -> None:
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "model": lm.name, "ablations": args.ablations,
+        "ours_ablations": args.ours_ablations or args.ablations,
         "versions": {p: version(p) for p in ("torch", "transformers", "context-cite", "attribot-rag")},
         "lds_masks": LDS_MASKS, "lds_seed": LDS_SEED,
         "speedup_total": sum(r["reference_seconds"] for r in rows) / sum(r["ours_seconds"] for r in rows),
