@@ -330,3 +330,14 @@ def test_a_capture_does_not_keep_the_model_alive(lm):
     # the capture can no longer match anything
     cap, reason = find_capture(resp, None, prompt)
     assert cap is None and "another model" in reason
+
+
+@pytest.mark.parametrize("alias, layers, heads", [("smollm2-135m", 30, 9), ("qwen2.5-coder-1.5b", 28, 12)])
+def test_shipped_weights_fit_their_model(alias, layers, heads):
+    """The packaged weights are found by the alias (and by its cache folder's name) and
+    have one non-negative weight per (layer, head) of that model, summing to 1."""
+    w = load_default_weights(alias)
+    assert load_default_weights(f"{alias}-0123456789ab-float32").weights.shape == (layers, heads)
+    assert w.weights.shape == (layers, heads)
+    assert np.all(w.weights >= 0) and np.isclose(np.abs(w.weights).sum(), 1.0, atol=1e-5)
+    assert w.metadata["model"] == alias and "train-at2" in w.metadata["command"]
