@@ -332,7 +332,9 @@ def test_a_capture_does_not_keep_the_model_alive(lm):
     assert cap is None and "another model" in reason
 
 
-@pytest.mark.parametrize("alias, layers, heads", [("smollm2-135m", 30, 9), ("qwen2.5-coder-1.5b", 28, 12)])
+@pytest.mark.parametrize(
+    "alias, layers, heads", [("smollm2-135m", 30, 9), ("qwen2.5-coder-1.5b", 28, 12), ("qwen2.5-coder-0.5b", 24, 14)]
+)
 def test_shipped_weights_fit_their_model(alias, layers, heads):
     """The packaged weights are found by the alias (and by its cache folder's name) and
     have one non-negative weight per (layer, head) of that model, summing to 1."""
