@@ -52,6 +52,7 @@ DEFAULT_METHODS = ("at2", "loo", "hierarchical", "proxy", "attention", "similari
 DEFAULT_KS = (1, 2, 3, 4, 5)
 RANKERS = ("random", "similarity")  # prune-eval's own rankers (not attribution methods)
 COMPARE_TO = ("baseline", "random", "similarity")
+ANSWER_KEYS = ("answer", "em", "f1", "seconds")  # what a record keeps of each answer
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = ".prune-eval-cache"
 
@@ -291,8 +292,6 @@ def _example(setup: _Setup, ex: HotpotExample, runnable: list[str], unavailable:
     bar.update(len(rankings))
     return rec
 
-
-ANSWER_KEYS = ("answer", "em", "f1", "seconds")
 
 
 def _pruned_answers(setup: _Setup, ex: HotpotExample, rankings: dict[str, dict[str, Any]], ks: list[int],
