@@ -5,12 +5,14 @@ The second model is built here, offline: a byte-level BPE tokenizer trained in t
 template (the plain prompt format). Gemma is an optional extra and is not needed.
 """
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from attribot_rag import Attributor
-from attribot_rag.errors import InputError
+from attribot_rag.errors import InputError, ModelNotFoundError
 from attribot_rag.methods.proxy import Proxy, ProxyRescore, proxy_task
 from attribot_rag.models import get_model, load_model
 
@@ -155,10 +157,42 @@ def test_proxy_rescore(attributor, tiny):
     np.testing.assert_allclose(res.scores[best3], exact[best3], atol=2e-4, rtol=0)
 
 
-def test_proxy_needs_a_model():
-    with pytest.raises(InputError):
+def test_proxy_by_name_equals_the_loaded_model(attributor):
+    # the README's call: the proxy given by alias, loaded once through get_model's cache
+    res = attributor.attribute(QUESTION, PASSAGES, ANSWER, method="proxy", proxy="smollm2-135m")
+    ref = attributor.attribute(QUESTION, PASSAGES, ANSWER, method="proxy", proxy=get_model("smollm2-135m"))
+    np.testing.assert_array_equal(res.scores, ref.scores)
+    assert res.info["proxy_model"] == "smollm2-135m"
+    assert res.info["proxy_model_dtype"] == "float32"
+    rescored = attributor.attribute(QUESTION, PASSAGES, ANSWER, method="proxy-rescore", proxy="smollm2-135m", rescore=2)
+    np.testing.assert_array_equal(rescored.info["first_stage_scores"], ref.scores)
+
+
+def test_proxy_by_path_is_loaded_in_the_targets_dtype(attributor, tiny, tmp_path):
+    folder = tmp_path / "tiny-proxy"
+    tiny.model.save_pretrained(folder)
+    tiny.tokenizer.save_pretrained(folder)
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    by_path = attributor.run(task, method="proxy", proxy=str(folder))
+    by_object = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER), method="proxy", proxy=tiny)
+    np.testing.assert_allclose(by_path.scores, by_object.scores, atol=1e-6, rtol=0)
+    assert by_path.info["proxy_model"] == str(folder)
+    # a bfloat16 target gets its proxy in bfloat16 (the same path, a second cache entry)
+    bf16 = load_model(copy.deepcopy(tiny.model).to(torch.bfloat16), tiny.tokenizer)
+    bf16_att = Attributor(bf16, level="sentence")
+    res = bf16_att.attribute(QUESTION, PASSAGES, ANSWER, method="proxy", proxy=folder)
+    assert res.info["proxy_model_dtype"] == "bfloat16"
+    assert get_model(str(folder), dtype="bfloat16") is not get_model(str(folder), dtype="float32")
+
+
+def test_proxy_needs_a_model(attributor):
+    with pytest.raises(InputError, match="needs a proxy model"):
         Proxy()
-    with pytest.raises(InputError):
-        Proxy(proxy="smollm2-135m")
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="proxy model name is empty"):
+        Proxy(proxy="  ")
+    with pytest.raises(InputError, match="proxy must be a model name.*got int"):
+        Proxy(proxy=3)
+    with pytest.raises(ModelNotFoundError, match="unknown model 'no-such-proxy-model'"):
+        attributor.attribute(QUESTION, PASSAGES, ANSWER, method="proxy", proxy="no-such-proxy-model")
+    with pytest.raises(InputError, match="rescore must be a positive integer, got 0"):
         ProxyRescore(rescore=0, proxy=None)

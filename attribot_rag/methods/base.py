@@ -7,8 +7,9 @@ response (``effects.query((a, b))`` -> :class:`MethodOutput`, one score per sour
 ``nan`` = not scored). LOO and AT2 keep per-token effects and a span is a slice;
 ContextCite keeps its ablations and fits a span on demand; methods whose choices depend
 on the span (hierarchical, proxy-rescore) rerun their cheap logic per span over the
-task's shared caches. Methods never load models or read files: anything extra they need
-(a proxy model, an embedder, AT2 weights) is given to their constructor.
+task's shared caches. Methods read no files of their own: anything extra they need (a
+proxy model, an embedder, AT2 weights) is given to their constructor; a proxy given by name
+is loaded through the model loader's cache (:func:`attribot_rag.models.get_model`).
 
 Adding a method is one module::
 

@@ -17,6 +17,10 @@ its characters.
 The answer is scored as text: an end-of-turn token the target generated is not part
 of the proxy's response (the proxy did not produce it).
 
+The proxy is a loaded model or a name (an alias, a Hugging Face id or a local path, as
+everywhere else). A name is loaded through :func:`~attribot_rag.models.get_model`, once per
+process, in the target's dtype and on its device, when the method first scores.
+
 ``proxy-rescore``: a cheap first stage scores every source (the proxy's LOO by default;
 any method, given by name or as an object); the ``rescore`` best sources are then
 rescored with exact LOO on the target model (full context, the task's own prefix-KV
@@ -26,13 +30,15 @@ the first-stage scores are in ``info["first_stage_scores"]``.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import InputError
 from ..layout import PromptLayout
-from ..models import LoadedModel, dtype_info, load_model
+from ..models import LoadedModel, dtype_info, get_model, load_model
+from ..precision import NAMES as DTYPE_NAMES
 from ..ranking import ranking
 from ..scoring import DEFAULT_MAX_SPREAD, Scorer, response_from_text
 from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
@@ -90,20 +96,39 @@ def proxy_task(
     return ptask
 
 
-def _as_loaded(proxy: Any) -> LoadedModel:
+def _as_proxy(proxy: Any) -> LoadedModel | str:
+    """A loaded proxy, or the name (alias, Hugging Face id, local path) to load it by."""
     if proxy is None:
         raise InputError(
-            "this method needs a proxy model: pass proxy=<LoadedModel>, e.g. "
-            "attributor.run(task, method='proxy', proxy=get_model('smollm2-135m'))"
+            "this method needs a proxy model: pass proxy=<model name or LoadedModel>, e.g. "
+            "attributor.attribute(question, passages, method='proxy', proxy='smollm2-135m')"
         )
     if isinstance(proxy, LoadedModel):
         return proxy
+    if isinstance(proxy, (str, os.PathLike)):
+        name = os.fspath(proxy)
+        if not name.strip():
+            raise InputError("the proxy model name is empty: pass an alias, a Hugging Face id or a local path")
+        return name
     if isinstance(proxy, tuple) and len(proxy) == 2:  # (transformers model, tokenizer)
         return load_model(proxy[0], proxy[1])
     raise InputError(
-        f"proxy must be a LoadedModel (see attribot_rag.models.get_model), got {type(proxy).__name__}; "
-        "methods never load models by name"
+        "proxy must be a model name (alias, Hugging Face id or local path), a LoadedModel or a "
+        f"(model, tokenizer) pair, got {type(proxy).__name__}"
     )
+
+
+def load_proxy(name: str, target: LoadedModel) -> LoadedModel:
+    """The proxy named ``name``, from the process-wide model cache (loaded once), in the
+    target's dtype and on its device, so that both models score in the same precision."""
+    dtype = dtype_info(target)["model_dtype"]
+    if dtype not in DTYPE_NAMES:
+        raise InputError(
+            f"proxy {name!r}: the target model runs in {dtype}, a dtype attribot-rag does not load "
+            "models in; load the proxy yourself and pass the LoadedModel"
+        )
+    device = target.device
+    return get_model(name, device=None if device.type == "cpu" else str(device), dtype=dtype)
 
 
 @register_method
@@ -112,15 +137,16 @@ class Proxy(AttributionMethod):
 
     def __init__(
         self,
-        proxy: LoadedModel | None = None,
+        proxy: LoadedModel | str | os.PathLike | None = None,
         layout: PromptLayout | None = None,
         use_chat_template: bool | None = None,
         batch_size: int | None = None,
         max_spread: int | str | None = DEFAULT_MAX_SPREAD,
     ) -> None:
-        self.proxy = _as_loaded(proxy)
-        if layout is not None and layout.tokenizer is not self.proxy.tokenizer:
-            raise InputError("proxy: the layout must be built on the proxy model's tokenizer")
+        # A name is loaded when it first scores: its dtype and device follow the target's.
+        self.proxy = _as_proxy(proxy)
+        if layout is not None and (isinstance(self.proxy, str) or layout.tokenizer is not self.proxy.tokenizer):
+            raise InputError("proxy: the layout must be built on the proxy model's tokenizer (pass the loaded proxy)")
         self.layout = layout
         self.use_chat_template = use_chat_template
         self.batch_size = batch_size
@@ -131,16 +157,23 @@ class Proxy(AttributionMethod):
         return True
 
     def __repr__(self) -> str:
-        return f"Proxy(proxy={self.proxy.name!r})"
+        name = self.proxy if isinstance(self.proxy, str) else self.proxy.name
+        return f"Proxy(proxy={name!r})"
+
+    def proxy_model(self, target: LoadedModel) -> LoadedModel:
+        """The loaded proxy; a name is looked up per target (its dtype and device follow the
+        target's), and the process-wide model cache loads it only once."""
+        return load_proxy(self.proxy, target) if isinstance(self.proxy, str) else self.proxy
 
     def effects(self, task: AttributionTask) -> Effects:
-        layout = self.layout or proxy_layout(task, self.proxy, self.use_chat_template)
-        ptask = proxy_task(task, self.proxy, layout, self.batch_size)
+        proxy = self.proxy_model(task.lm)
+        layout = self.layout or proxy_layout(task, proxy, self.use_chat_template)
+        ptask = proxy_task(task, proxy, layout, self.batch_size)
         rows = ptask.loo_rows([s.index for s in ptask.sources], self.batch_size, self.max_spread)
         full_lp = ptask.full_pass().logprobs
         fixed = {
-            "proxy_model": self.proxy.name,
-            "proxy_model_dtype": dtype_info(self.proxy)["model_dtype"],
+            "proxy_model": proxy.name,
+            "proxy_model_dtype": dtype_info(proxy)["model_dtype"],
             "proxy_prompt_tokens": len(ptask.prompt),
             "proxy_forward_tokens": ptask.scorer.forward_tokens,
             "proxy_forward_passes": ptask.scorer.forward_passes,
@@ -162,7 +195,7 @@ class ProxyRescore(AttributionMethod):
 
     def __init__(
         self,
-        proxy: LoadedModel | None = None,
+        proxy: LoadedModel | str | os.PathLike | None = None,
         rescore: int = DEFAULT_RESCORE,
         first_stage: str | AttributionMethod | None = None,
         first_stage_options: dict[str, Any] | None = None,
