@@ -174,20 +174,60 @@ def test_at2_without_weights_says_how_to_train(lm, attributor, handbook_passages
         att.attribute(TRAVEL_QUESTION, handbook_passages, ANSWER, method="at2")
 
 
+def _eager_attention_per_token(task) -> np.ndarray:
+    """[L, H, S, r]: the model's own eager attention from the position predicting each answer
+    token to each source's tokens (the reference the AT2 features must equal)."""
+    p, r = len(task.prompt.input_ids), len(task.response.token_ids)
+    ids = list(task.prompt.input_ids) + list(task.response.token_ids)
+    eager = torch.stack(_eager_rows(task.lm.model, ids, list(range(p - 1, p + r - 1))))  # [L, H, r, k]
+    spans = [task.prompt.token_span(s.index) for s in task.sources]
+    return torch.stack([eager[..., a:b].sum(-1) for a, b in spans], dim=2).double().numpy()
+
+
 def test_at2_uniform_weights_equal_attention_on_default_model(attributor, handbook_passages):
     task = attributor.task(TRAVEL_QUESTION, handbook_passages, ANSWER, level="sentence")
     att = attributor.run(task, method="attention")
     L, H = model_shape(attributor.lm.model)
+    eager = _eager_attention_per_token(task)  # [L, H, S, r]
+    # average attention: the mean over layers, heads and the answer's tokens
+    np.testing.assert_allclose(att.scores, eager.mean(axis=(0, 1)).mean(axis=1), rtol=0, atol=2e-5)
     uni = attributor.run(task, method="at2", weights=np.full((L, H), 1 / (L * H)))
     np.testing.assert_allclose(uni.scores, att.scores, rtol=1e-5, atol=1e-7)
-    assert np.all(np.isfinite(att.scores)) and np.all(att.scores >= 0)
-    # a sub-span of the answer reuses the cached features
-    a, b = task.target
+    # a weight on one head reads that head: the [L, H] layout is not transposed or shifted
+    one = np.zeros((L, H))
+    one[L - 2, 1] = 1.0
+    head = attributor.run(task, method="at2", weights=one)
+    np.testing.assert_allclose(head.scores, eager[L - 2, 1].mean(axis=1), rtol=0, atol=2e-5)
+    assert not np.allclose(head.scores, att.scores, atol=1e-3)
+    # a sub-span of the answer: the mean over its own tokens only
     sub = attributor.task(TRAVEL_QUESTION, handbook_passages, ANSWER, level="sentence", span=(4, 20))
-    assert attributor.run(sub, method="attention").scores.shape == att.scores.shape
-    # a weights file given by path is checked against the model name
-    w = resolve_weights(AT2Weights.uniform(L, H, model="smollm2-135m"), attributor.lm)
-    assert w.num_layers == L
+    a, b = sub.target
+    assert 0 < b - a < len(sub.response)
+    np.testing.assert_allclose(
+        attributor.run(sub, method="attention").scores, eager.mean(axis=(0, 1))[:, a:b].mean(axis=1), rtol=0, atol=2e-5
+    )
+
+
+def test_at2_weights_file_for_another_model_is_refused_by_path(attributor, handbook_passages, tmp_path):
+    L, H = model_shape(attributor.lm.model)
+    task = attributor.task(TRAVEL_QUESTION, handbook_passages, ANSWER)
+    # the same shape and family, but trained for another model name
+    other = AT2Weights.uniform(L, H, model="qwen2.5-coder-0.5b", architecture="llama").save(tmp_path / "other.safetensors")
+    with pytest.raises(MethodNotAvailableError, match=r"other\.safetensors were trained for model 'qwen2\.5-coder-0\.5b', not 'smollm2-135m'"):
+        attributor.run(task, method="at2", weights=str(other))
+    np.testing.assert_allclose(
+        attributor.run(task, method="at2", weights=str(other), check_model=False).scores,
+        attributor.run(task, method="attention").scores,
+        rtol=1e-5,
+        atol=1e-7,
+    )
+    # the file shipped for the 1.5B: another shape, refused whatever check_model says
+    shipped = load_default_weights("qwen2.5-coder-1.5b").metadata["path"]
+    with pytest.raises(MethodNotAvailableError, match=r"qwen2\.5-coder-1\.5b.*but model 'smollm2-135m' has \d+ layers x \d+ heads"):
+        attributor.run(task, method="at2", weights=shipped, check_model=False)
+    # the file made for this model, by path, is accepted
+    mine = AT2Weights.uniform(L, H, model="smollm2-135m", architecture="llama").save(tmp_path / "mine.safetensors")
+    assert resolve_weights(str(mine), attributor.lm).num_layers == L
 
 
 # ------------------------------------------------------------------ trainer
