@@ -19,7 +19,7 @@ install: $(STAMP) $(if $(filter small,$(MODELS)),,install-models)
 # Every install goes through the lock (exact versions the suite passed on, for this
 # Python and platform); `make lock` regenerates it, `make test-latest` tries the newest.
 LOCK := requirements/lock.txt
-EDITABLES := -e ".[dev]" $(foreach d,$(dir $(INTEGRATIONS)),-e "$(d)")
+EDITABLES := -e ".[dev]" $(foreach d,$(dir $(INTEGRATIONS)),-e "$(d)[test]")
 
 $(STAMP): pyproject.toml $(INTEGRATIONS) $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

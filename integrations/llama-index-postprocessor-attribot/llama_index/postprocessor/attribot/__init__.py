@@ -2,7 +2,8 @@
 
 ``AttribotPostprocessor`` scores (and optionally prunes) nodes before synthesis;
 ``AttribotCitationQueryEngine`` / ``cite_response`` cite a final ``Response`` (the engine
-also streams: ``streaming=True``).
+also streams: ``streaming=True``); ``attribot_llm`` gives the attributing model as the
+engine's ``HuggingFaceLLM`` (one copy of the weights).
 """
 
 from llama_index.postprocessor.attribot.base import (
@@ -15,6 +16,7 @@ from llama_index.postprocessor.attribot.base import (
     nodes_to_passages,
     resolve_attributor,
 )
+from llama_index.postprocessor.attribot.llm import attribot_llm
 
 __all__ = [
     "AttribotCitationQueryEngine",
@@ -22,6 +24,7 @@ __all__ = [
     "CitedAsyncStreamingResponse",
     "CitedResponse",
     "CitedStreamingResponse",
+    "attribot_llm",
     "cite_response",
     "nodes_to_passages",
     "resolve_attributor",
