@@ -110,6 +110,13 @@ def test_generated_answer_is_cited(attributor):
     cited = cite(attributor, QUESTION, PASSAGES, max_new_tokens=24)
     assert cited.answer.strip()
     assert cited.timings["generation_s"] > 0
+    assert cited.citations, f"nothing cited in the generated answer {cited.answer!r}"
+    # SmolLM2 answers here by copying a sentence of a passage: that sentence cites the passage
+    copied = [(s, p) for s in cited.sentences for p in PASSAGES if len(s.text.strip()) > 20 and s.text.strip() in p.text]
+    assert copied, f"the generated answer {cited.answer!r} copies no passage sentence any more"
+    for sent, passage in copied:
+        assert passage.id in {c.passage_id for c in sent.citations}, sent.text
+        assert all(f"[{n}]" in cited.text for n in sent.numbers)
     assert [r.number for r in cited.references] == list(range(1, len(cited.references) + 1))
     assert cited.text.replace(" [", "[").count("[") >= len(cited.references)
     for c in cited.citations:  # every marker points at the passage its quote comes from
