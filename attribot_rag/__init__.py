@@ -4,7 +4,7 @@ Context attribution for any causal language model answer: exact leave-one-out ma
 with prefix KV-cache reuse and batching (AttriBoT), more methods behind one interface.
 """
 
-from .attributor import Attributor, attribute
+from .attributor import DEFAULT_MAX_NEW_TOKENS, Attributor, attribute
 from .citations import Citation, CitedAnswer, CitedSentence, Reference, cite
 from .errors import (
     AttribotError,
@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ALIASES",
+    "DEFAULT_MAX_NEW_TOKENS",
     "DEFAULT_MODEL",
     "AttribotError",
     "Attribution",

@@ -14,7 +14,26 @@ from .result import Attribution
 from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
 from .sources import Passage, coerce_passages, make_sources
 
-DEFAULT_MAX_NEW_TOKENS = 96
+# The one answer-length default: the core, both integrations, the examples and the
+# service use it (issue 17 item 5). 64 tokens hold the few sentences the default
+# instruction asks for; a longer limit only adds decoding time to an answer that is cut.
+DEFAULT_MAX_NEW_TOKENS = 64
+
+
+# A method name resolved per model: AT2 where weights ship for the model (its features
+# come almost free with generation: one pass, no ablations), else exact LOO. The method
+# that ran is the result's ``method``.
+AUTO_METHOD = "auto"
+
+
+def resolve_method(model_name: str, method: Any) -> Any:
+    """``"auto"``: "at2" when AT2 weights ship for ``model_name``, else "loo"; any other
+    method as given."""
+    if method != AUTO_METHOD:
+        return method
+    from .at2.weights import default_weights_path
+
+    return "at2" if default_weights_path(model_name) is not None else "loo"
 
 
 def _check_question(question: Any) -> str:
@@ -168,7 +187,7 @@ class Attributor:
 
         The result keeps the method's effects: ``result.for_span(...)`` and
         ``result.per_sentence()`` answer other spans of the answer without a new run."""
-        m = method or self.method
+        m = resolve_method(self.lm.name, method or self.method)
         opts = {**self.method_options, **method_options} if not isinstance(m, AttributionMethod) else {}
         impl = create_method(m, **opts)
         tokens0, passes0 = task.scorer.forward_tokens, task.scorer.forward_passes

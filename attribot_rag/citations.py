@@ -48,7 +48,28 @@ if TYPE_CHECKING:
 DEFAULT_RELATIVE_THRESHOLD = 0.5
 DEFAULT_ANSWER_RELATIVE_THRESHOLD = 0.1
 DEFAULT_MAX_PER_SENTENCE = 2
-_TRAILING_PUNCT = ".!?;:\u2026"
+# Sentence-ending punctuation a marker goes before ("... per night [1]."). Not the
+# colon: "... is [1]:" reads as if the marker introduced what follows, so after a colon
+# the marker goes after it.
+_TRAILING_PUNCT = ".!?;\u2026"
+_CLOSERS = "\"'\u201d\u2019)]"
+_SENTENCE_END = ".!?\u2026"
+TRUNCATION_MARK = "\u2026"
+
+# Null calibration (issue 17 item 4). A source is cited only when its effect on the
+# sentence exceeds what sources that support nothing reach: the DEFAULT_NULL_QUANTILE
+# quantile of the scores of sentences from HotpotQA dev paragraphs outside the gold
+# (supporting) ones, for the library's own answers (BENCHMARKS.md, "Citations against a
+# null"). LOO is measured in nats per answer-sentence token (a sum over the sentence's
+# tokens otherwise grows with its length); AT2's score is already a mean over tokens.
+# Without a floor for the method (other methods, AT2 weights trained for other models)
+# no null floor applies, and the result's settings say so (``null_floor: None``).
+DEFAULT_NULL_QUANTILE = 0.95
+PER_TOKEN_METHODS = frozenset({"loo", "loo-naive", "hierarchical", "proxy", "proxy-rescore"})
+NULL_FLOORS: dict[tuple[str, str | None], float] = {
+    ("loo", None): 0.0,  # set from the calibration run
+    ("at2", "smollm2-135m"): 0.0,  # set from the calibration run
+}
 
 
 @dataclass(frozen=True)
@@ -117,6 +138,9 @@ class CitedSentence:
     citations: tuple[Citation, ...]
     scores: dict[str, float | None]  # source id -> score for this sentence (None: not scored)
     attribution: Attribution | None = field(default=None, repr=False, compare=False)
+    # The answer's last sentence, cut by the length limit mid-sentence: not a claim to
+    # cite (its marker would land mid-phrase), shown with TRUNCATION_MARK instead.
+    truncated: bool = False
 
     @property
     def supported(self) -> bool:
@@ -138,6 +162,7 @@ class CitedSentence:
             "text": self.text,
             "span": list(self.span),
             "supported": self.supported,
+            "truncated": self.truncated,
             "markers": self.numbers,
             "top_score": self.top_score,
             "citations": [c.to_dict() for c in self.citations],
@@ -170,7 +195,13 @@ class CitedAnswer:
 
     @property
     def unsupported(self) -> list[CitedSentence]:
-        return [s for s in self.sentences if not s.supported]
+        """Complete sentences nothing supports (a truncated last sentence is not one)."""
+        return [s for s in self.sentences if not s.supported and not s.truncated]
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the answer stops mid-sentence (the length limit cut it)."""
+        return any(s.truncated for s in self.sentences)
 
     @property
     def cited_passage_ids(self) -> list[str]:
@@ -208,6 +239,7 @@ class CitedAnswer:
                 "citations": [c.to_dict() for c in self.citations],
                 "sentences": [s.to_dict() for s in self.sentences],
                 "unsupported": [s.index for s in self.unsupported],
+                "truncated": self.truncated,
                 "timings": dict(self.timings),
                 "forward_tokens": self.forward_tokens,
                 "forward_passes": self.forward_passes,
@@ -235,6 +267,8 @@ class CitedAnswer:
                     lines.append(f"    \"{quote}\" (score {c.score:.2f})")
         for s in self.unsupported:
             lines.append(f"(unsupported: \"{_clip(s.text, width - 20)}\")")
+        if self.truncated:
+            lines.append("(the answer was cut at the length limit: its last sentence is not cited)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -292,19 +326,100 @@ def select_citations(
     return chosen
 
 
+def null_floor(method: str, model: str | None) -> float | None:
+    """The calibrated null floor for a method's scores on a model (``NULL_FLOORS``), or
+    None when none was measured for it. LOO-family floors hold for any model (nats per
+    token); AT2's only for the model its weights were calibrated on."""
+    from .at2.weights import same_model_name
+
+    family = "loo" if method in PER_TOKEN_METHODS else method
+    for (m, calibrated_on), floor in NULL_FLOORS.items():
+        if m == family and (calibrated_on is None or (model is not None and same_model_name(model, calibrated_on))):
+            return floor
+    return None
+
+
+def resolve_null_floor(value: float | str | None, method: str, model: str | None) -> float | None:
+    """``null_floor`` as given: "auto" is :func:`null_floor` for the method and model."""
+    return null_floor(method, model) if value == "auto" else value  # type: ignore[return-value]
+
+
+def choose_citations(
+    sentences: Sequence[tuple[Sequence[float | None] | None, int]],
+    *,
+    threshold: float | None = None,
+    relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
+    answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
+    max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+    null_floor: float | None = None,
+    per_token: bool = False,
+) -> list[list[int]]:
+    """Per answer sentence (its sources' scores, None when not attributed, and its token
+    count), the indices of the sources to cite, best first: :func:`select_citations`
+    with the answer-relative floor, then only sources whose effect reaches ``null_floor``
+    (the score per sentence token when ``per_token``), at most ``max_per_sentence``."""
+    tops = [v for scores, _ in sentences for v in (scores or []) if v is not None and not math.isnan(float(v))]
+    top = max(tops, default=None)
+    floor = None
+    if answer_relative_threshold is not None and top is not None and top > 0:
+        floor = answer_relative_threshold * top
+    out: list[list[int]] = []
+    for scores, tokens in sentences:
+        if scores is None:
+            out.append([])
+            continue
+        chosen = select_citations(
+            scores, threshold=threshold, relative_threshold=relative_threshold, max_per_sentence=None, floor=floor
+        )
+        out.append(_above_null(chosen, scores, tokens, null_floor, per_token)[:max_per_sentence])
+    return out
+
+
+def _above_null(
+    chosen: list[int], scores: Sequence[float | None], tokens: int, null_floor: float | None, per_token: bool
+) -> list[int]:
+    if null_floor is None:
+        return chosen
+    scale = max(int(tokens), 1) if per_token else 1
+    return [i for i in chosen if float(scores[i]) / scale >= null_floor]  # type: ignore[arg-type]
+
+
+def _marker_cut(answer: str, a: int, b: int) -> int:
+    """Where a sentence's markers go: after its last word, before its final run of
+    sentence-ending punctuation (and the quotes or brackets closing it), never before a
+    colon, never inside a word."""
+    cut = b
+    while cut > a and answer[cut - 1] in _CLOSERS:
+        cut -= 1
+    closers = cut
+    while cut > a and answer[cut - 1] in _TRAILING_PUNCT:
+        cut -= 1
+    if cut == closers:  # no final punctuation: the closers stay with the text
+        cut = b
+    if cut == a:  # the sentence is all punctuation
+        cut = b
+    while cut < len(answer) and answer[cut - 1].isalnum() and answer[cut].isalnum():
+        cut += 1  # a span that ends inside a word: the marker goes after the word
+    return cut
+
+
+def is_truncated(text: str, span: tuple[int, int]) -> bool:
+    """Whether the sentence at ``span`` stops without ending punctuation (a sentence the
+    length limit cut, when it is an answer's last)."""
+    sentence = text[span[0] : span[1]].rstrip().rstrip(_CLOSERS)
+    return not sentence or sentence[-1] not in _SENTENCE_END + ":"
+
+
 def insert_markers(answer: str, marks: Sequence[tuple[tuple[int, int], Sequence[int]]]) -> str:
-    """The answer with ``[n]`` markers placed at the end of each sentence span, before the
-    sentence's final punctuation ("... per night [1].")."""
+    """The answer with ``[n]`` markers placed at the end of each sentence span, after its
+    last word and before its final punctuation ("... per night [1]."); after a colon
+    ("... as follows: [1]"), never inside a word."""
     out = []
     pos = 0
     for (a, b), numbers in sorted(marks, key=lambda m: m[0]):
         if not numbers:
             continue
-        cut = b
-        while cut > a and answer[cut - 1] in _TRAILING_PUNCT:
-            cut -= 1
-        if cut == a:  # the sentence is all punctuation
-            cut = b
+        cut = _marker_cut(answer, a, b)
         out.append(answer[pos:cut].rstrip() if cut > pos else "")
         out.append(" " + "".join(f"[{n}]" for n in numbers))
         pos = cut
@@ -325,6 +440,8 @@ def cite(
     answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
     max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
     max_new_tokens: int | None = None,
+    null_floor: float | str | None = "auto",
+    truncated: bool | None = None,
     **method_options: Any,
 ) -> CitedAnswer:
     """Cite the sources each sentence of the answer depends on.
@@ -333,9 +450,16 @@ def cite(
     is attributed as given. ``level`` is the source granularity: "sentence" (quotes are
     single sentences of a passage) or "passage" (quotes are whole passages).
     ``method`` is any registered attribution method ("loo" by default; None: the
-    attributor's own method).
+    attributor's own method; "auto": at2 where weights ship for the model, else loo).
+    ``null_floor``: the least effect a cited source must have ("auto": the calibrated
+    null of the method, see ``NULL_FLOORS``; None: none). ``truncated``: whether the
+    answer was cut mid-sentence (None: a generated answer that ended without the
+    end-of-turn token; a text answer whose last sentence, after others, has no ending
+    punctuation).
     """
-    settings = _check_settings(threshold, relative_threshold, answer_relative_threshold, max_per_sentence)
+    settings = _check_settings(
+        threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor
+    )
     ps = coerce_passages(passages)
     gen_s = 0.0
     if answer is None:
@@ -349,14 +473,32 @@ def cite(
     t0 = time.perf_counter()
     tokens0, passes0 = base.scorer.forward_tokens, base.scorer.forward_passes
     whole = attributor.run(base, method=attributor.method if method is None else method, **method_options)
-    cited = cite_sentences(whole, whole.per_sentence(), **settings)
+    if truncated is None:
+        truncated = _looks_truncated(attributor, base.response)
+    cited = cite_sentences(whole, whole.per_sentence(), truncated=truncated, **settings)
     cited.timings = {"generation_s": gen_s, "attribution_s": time.perf_counter() - t0}
     cited.forward_tokens = base.scorer.forward_tokens - tokens0
     cited.forward_passes = base.scorer.forward_passes - passes0
     return cited
 
 
-def _check_settings(threshold, relative_threshold, answer_relative_threshold, max_per_sentence) -> dict[str, Any]:
+def _looks_truncated(attributor: "Attributor", response: Response) -> bool:
+    """A generated answer without its end-of-turn token stopped at the length limit; a
+    text answer is taken as cut when its last sentence (after at least one other) has no
+    sentence-ending punctuation."""
+    spans = split_sentences(response.text)
+    if response.generated:
+        eos = attributor.lm.model.generation_config.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) | {attributor.lm.tokenizer.eos_token_id}
+        return bool(response.token_ids) and response.token_ids[-1] not in eos_ids and is_truncated(response.text, spans[-1])
+    return len(spans) > 1 and is_truncated(response.text, spans[-1])
+
+
+def _check_settings(
+    threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor="auto"
+) -> dict[str, Any]:
+    if null_floor is not None and null_floor != "auto" and not isinstance(null_floor, (int, float)):
+        raise InputError(f'null_floor must be a number, "auto" or None, got {null_floor!r}')
     if max_per_sentence is not None and max_per_sentence < 1:
         raise InputError(f"max_per_sentence must be >= 1 (or None), got {max_per_sentence}")
     for name, val in (
@@ -370,6 +512,7 @@ def _check_settings(threshold, relative_threshold, answer_relative_threshold, ma
         "relative_threshold": relative_threshold,
         "answer_relative_threshold": answer_relative_threshold,
         "max_per_sentence": max_per_sentence,
+        "null_floor": null_floor,
     }
 
 
@@ -381,30 +524,37 @@ def cite_sentences(
     relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
     answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
     max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+    null_floor: float | str | None = "auto",
+    truncated: bool = False,
 ) -> CitedAnswer:
-    """Select each sentence's citations from its attribution, number the cited passages by
-    first appearance and place the markers (the selection rules: module docstring)."""
-    floor = answer_floor([att for _, att in sentences if att is not None], answer_relative_threshold)
+    """Select each sentence's citations from its attribution (:func:`choose_citations`),
+    number the cited passages by first appearance and place the markers. ``truncated``:
+    the last sentence was cut by the length limit (flagged, not cited)."""
+    floor_value = resolve_null_floor(null_floor, whole.method, whole.model)
+    chosen = choose_citations(
+        [(None, 0) if att is None else ([s.score for s in att.sources], _tokens(att)) for _, att in sentences],
+        threshold=threshold,
+        relative_threshold=relative_threshold,
+        answer_relative_threshold=answer_relative_threshold,
+        max_per_sentence=max_per_sentence,
+        null_floor=floor_value,
+        per_token=whole.method in PER_TOKEN_METHODS,
+    )
     numbers: dict[int, int] = {}  # passage index -> reference number
     cited: list[CitedSentence] = []
     for k, (span, att) in enumerate(sentences):
-        chosen = [] if att is None else select_citations(
-            [s.score for s in att.sources],
-            threshold=threshold,
-            relative_threshold=relative_threshold,
-            max_per_sentence=max_per_sentence,
-            floor=floor,
-        )
-        cited.append(_cited_sentence(k, span, whole, att, chosen, numbers))
+        cut = truncated and k == len(sentences) - 1
+        cited.append(_cited_sentence(k, span, whole, att, [] if cut else chosen[k], numbers, truncated=cut))
     ps = whole.passages
     references = [
         Reference(num, ps[pi].id, pi, ps[pi].title, ps[pi].text)
         for pi, num in sorted(numbers.items(), key=lambda t: t[1])
     ]
+    text = insert_markers(whole.answer, [(s.span, s.numbers) for s in cited])
     return CitedAnswer(
         question=whole.question,
         answer=whole.answer,
-        text=insert_markers(whole.answer, [(s.span, s.numbers) for s in cited]),
+        text=text.rstrip() + TRUNCATION_MARK if truncated and cited else text,
         sentences=cited,
         references=references,
         passages=list(ps),
@@ -416,8 +566,15 @@ def cite_sentences(
             "relative_threshold": relative_threshold,
             "answer_relative_threshold": answer_relative_threshold,
             "max_per_sentence": max_per_sentence,
+            "null_floor": floor_value,
         },
     )
+
+
+def _tokens(att: Attribution) -> int:
+    """How many answer tokens the attribution explains (its target span)."""
+    a, b = att.task.target if att.task is not None else (0, 1)
+    return b - a
 
 
 def answer_floor(attributions: Sequence[Attribution], answer_relative_threshold: float | None) -> float | None:
@@ -430,12 +587,18 @@ def answer_floor(attributions: Sequence[Attribution], answer_relative_threshold:
 
 
 def _cited_sentence(
-    k: int, span: tuple[int, int], whole: Attribution, att: Attribution | None, chosen: list[int], numbers: dict[int, int]
+    k: int,
+    span: tuple[int, int],
+    whole: Attribution,
+    att: Attribution | None,
+    chosen: list[int],
+    numbers: dict[int, int],
+    truncated: bool = False,
 ) -> CitedSentence:
     a, b = span
     text = whole.answer[a:b]
     if att is None:
-        return CitedSentence(k, text, span, (), {}, None)
+        return CitedSentence(k, text, span, (), {}, None, truncated)
     cits = []
     for i in chosen:
         src = att.sources[i].source
@@ -455,16 +618,22 @@ def _cited_sentence(
                 quote_span=(src.start, src.end),
             )
         )
-    return CitedSentence(k, text, span, tuple(cits), {s.id: s.score for s in att.sources}, att)
+    return CitedSentence(k, text, span, tuple(cits), {s.id: s.score for s in att.sources}, att, truncated)
 
 
 __all__ = [
+    "DEFAULT_NULL_QUANTILE",
+    "NULL_FLOORS",
+    "TRUNCATION_MARK",
     "Citation",
     "CitedAnswer",
     "CitedSentence",
     "Reference",
     "cite",
+    "choose_citations",
     "cite_sentences",
     "insert_markers",
+    "is_truncated",
+    "null_floor",
     "select_citations",
 ]

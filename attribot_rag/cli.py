@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Sequence
 
+from .attributor import DEFAULT_MAX_NEW_TOKENS
 from .errors import AttribotError
 
 # Nothing here downloads: the default model ships in a Python package.
@@ -271,7 +272,7 @@ def _add_service_commands(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--proxy-model", help="proxy model for the proxy and proxy-rescore methods")
     p.add_argument("--method", default="loo", choices=available_methods(), help="default attribution method")
-    p.add_argument("--max-new-tokens", type=int, default=48, help="answer length")
+    p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="answer length")
     p.add_argument("--max-waiting", type=int, default=8, help="requests that may wait for the model (then 503)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds of model time per request (then 504)")
     p.add_argument("--max-wait", type=float, default=60.0, help="refuse (503) when the expected wait is longer")

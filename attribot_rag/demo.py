@@ -48,7 +48,7 @@ def run_demo(
     console = console or Console()
     passages = load_corpus()
     retriever = PassageIndex.build(passages)
-    attributor = Attributor(model, method=method, level="passage", max_new_tokens=48, dtype=dtype)
+    attributor = Attributor(model, method=method, level="passage", dtype=dtype)
     options = {}
     if method in METHODS and METHODS[method].needs_proxy({}):
         options["proxy"] = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model

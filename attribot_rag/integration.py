@@ -22,7 +22,7 @@ from .attributor import Attributor
 from .citations import CitedAnswer, CitedSentence, cite
 from .errors import AttribotError
 from .models import DEFAULT_MODEL, get_model
-from .pruning import PruneResult, filter_passages
+from .pruning import DEFAULT_FILTER_METHOD, DEFAULT_FUSION, FUSIONS, PruneResult, filter_passages
 from .sources import Passage
 from .streaming import TextCitationStream, stream_cite
 
@@ -109,13 +109,20 @@ class Record:
     text: str
     title: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    score: float | None = None  # the retriever's score (higher: more relevant), if any
 
     @classmethod
-    def of(cls, id: Any, text: str, metadata: Mapping[str, Any] | None = None) -> "Record":
-        """A record whose title is ``metadata["title"]`` when that is a non-empty string."""
+    def of(
+        cls, id: Any, text: str, metadata: Mapping[str, Any] | None = None, score: Any = None
+    ) -> "Record":
+        """A record whose title is ``metadata["title"]`` when that is a non-empty string;
+        ``score`` is kept when it is a number (a retriever's relevance score)."""
         meta = metadata or {}
         title = meta.get("title")
-        return cls(None if id is None else str(id), text, title if isinstance(title, str) and title.strip() else None, meta)
+        number = float(score) if isinstance(score, (int, float)) and not isinstance(score, bool) else None
+        return cls(
+            None if id is None else str(id), text, title if isinstance(title, str) and title.strip() else None, meta, number
+        )
 
 
 def records_to_passages(records: Sequence[Record]) -> tuple[list[Passage], list[int]]:
@@ -145,8 +152,11 @@ def require_query(query: Any, owner: str, hint: str = "") -> str:
     return query
 
 
-def check_keep(top_n: int | None, keep_mass: float | None) -> None:
-    """``top_n`` >= 1 and ``keep_mass`` in (0, 1], each or None."""
+def check_keep(top_n: int | None, keep_mass: float | None, fusion: str | None = None) -> None:
+    """``top_n`` >= 1 and ``keep_mass`` in (0, 1], each or None; ``fusion`` one of
+    :data:`attribot_rag.pruning.FUSIONS` (or None: not checked)."""
+    if fusion is not None and fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
     if top_n is not None and top_n < 1:
         raise ValueError(f"top_n must be >= 1, got {top_n}")
     if keep_mass is not None and not 0 < keep_mass <= 1:
@@ -181,13 +191,18 @@ def prune_records(
 ) -> tuple[PruneResult | None, list[RecordScore]]:
     """Draft, attribute, prune: every record's outcome, in record order. A record without
     text is kept unscored; with ``fail_open`` an attribution error is logged and every
-    record kept unscored. ``prune_options``: :func:`attribot_rag.pruning.filter_passages`'s."""
+    record kept unscored. The records come in the retriever's order; their ``score`` (when
+    every record with text has one) gives the retrieval rank instead. ``prune_options``:
+    :func:`attribot_rag.pruning.filter_passages`'s."""
     passages, positions = records_to_passages(records)
     unscored = [RecordScore(i) for i in range(len(records))]
     if not passages:
         return None, unscored
+    retrieval = [records[i].score for i in positions]
     try:
-        result, selection = filter_passages(attributor(), query, passages, **prune_options)
+        result, selection = filter_passages(
+            attributor(), query, passages, retrieval_scores=retrieval, **prune_options
+        )
     except AttribotError as exc:
         if not fail_open:
             raise
@@ -200,7 +215,7 @@ def prune_records(
 
 def prune_with(component: Any, query: str, records: Sequence[Record], log: logging.Logger | None = None) -> tuple[PruneResult | None, list[dict[str, Any] | None]]:
     """:func:`prune_records` with a framework component's settings (its ``attributor``,
-    ``top_n``, ``keep_mass``, ``method``, ``max_new_tokens``, ``fail_open``): per record,
+    ``top_n``, ``keep_mass``, ``method``, ``fusion``, ``max_new_tokens``, ``fail_open``): per record,
     the metadata to add to its copy (its ``score_key`` / ``rank_key``), None when dropped."""
     result, outcomes = prune_records(
         lambda: component.attributor,
@@ -211,6 +226,7 @@ def prune_with(component: Any, query: str, records: Sequence[Record], log: loggi
         top_n=component.top_n,
         keep_mass=component.keep_mass,
         method=component.method,
+        fusion=component.fusion,
         max_new_tokens=component.max_new_tokens,
     )
     return result, [o.metadata(component.score_key, component.rank_key) if o.keep else None for o in outcomes]
@@ -367,6 +383,8 @@ def generate_records(
 
 
 __all__ = [
+    "DEFAULT_FILTER_METHOD",
+    "DEFAULT_FUSION",
     "AttributorSource",
     "Record",
     "RecordCitations",

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
     from .attributor import Attributor
 
 DEFAULT_K = 3
+# The retrieval filters' ranking and method (issue 17 items 3 and 5; BENCHMARKS.md,
+# "Pruning against the retriever's order"): chosen on HotpotQA dev.
+DEFAULT_FUSION = "guarded"
+DEFAULT_FILTER_METHOD = "auto"  # attribot_rag.attributor.resolve_method
 
 
 @dataclass(frozen=True)
@@ -126,16 +130,84 @@ class PruneResult:
         return self.format()
 
 
+# How a ranking combines attribution with the retriever's order (``fusion=``):
+#   "attribution": attribution score alone (ties: retrieval order); what prune() did first.
+#   "retrieval":   the retriever's order alone (attribution only annotates).
+#   "rrf":         reciprocal-rank fusion, 1/(c + retrieval rank) + 1/(c + attribution rank).
+#   "guarded":     the retriever's top passage first unless its attribution is confidently
+#                  negative, the rest by rrf.
+FUSIONS = ("attribution", "retrieval", "rrf", "guarded")
+# Cormack et al. (2009)'s constant: a rank's weight decays slowly, so neither list's
+# first place dominates the other's.
+RRF_C = 60
+# "guarded" drops the retriever's top passage from first place only when removing it
+# makes the answer more likely by more than this many nats (LOO scale): a passage the
+# answer clearly did without, not noise around zero.
+GUARD_MARGIN = 1.0
+
+
+def retrieval_ranks(n: int, retrieval_scores: Sequence[float | None] | None = None) -> list[int]:
+    """Each passage's retrieval rank (0 = best): by ``retrieval_scores`` (higher first)
+    when every passage has one, else the input order (what a retriever hands over)."""
+    if retrieval_scores is not None and len(retrieval_scores) != n:
+        raise InputError(f"retrieval_scores has {len(retrieval_scores)} values for {n} passages")
+    usable = retrieval_scores is not None and all(
+        v is not None and not math.isnan(float(v)) for v in retrieval_scores
+    )
+    if not usable:
+        return list(range(n))
+    order = sorted(range(n), key=lambda i: (-float(retrieval_scores[i]), i))  # type: ignore[index]
+    ranks = [0] * n
+    for r, i in enumerate(order):
+        ranks[i] = r
+    return ranks
+
+
+def _value(v: float | None) -> float:
+    return -math.inf if v is None or math.isnan(float(v)) else float(v)
+
+
+def fused_order(
+    scores: Sequence[float | None],
+    retrieval_scores: Sequence[float | None] | None = None,
+    *,
+    fusion: str = "attribution",
+) -> list[int]:
+    """Passage indices, best first, by the ``fusion`` rule (see ``FUSIONS``). Unscored
+    (None/nan) passages rank last by attribution; every tie goes to retrieval order."""
+    if fusion not in FUSIONS:
+        raise InputError(f"fusion must be one of {', '.join(FUSIONS)}; got {fusion!r}")
+    n = len(scores)
+    ret = retrieval_ranks(n, retrieval_scores)
+    by_att = sorted(range(n), key=lambda i: (-_value(scores[i]), ret[i]))
+    if fusion == "attribution":
+        return by_att
+    if fusion == "retrieval":
+        return sorted(range(n), key=lambda i: ret[i])
+    att = {i: r for r, i in enumerate(by_att)}
+    rrf = sorted(range(n), key=lambda i: (-(1 / (RRF_C + ret[i] + 1) + 1 / (RRF_C + att[i] + 1)), ret[i]))
+    if fusion == "rrf":
+        return rrf
+    top = ret.index(0)
+    if _value(scores[top]) < -GUARD_MARGIN:
+        return rrf
+    return [top] + [i for i in rrf if i != top]
+
+
 def keep_indices(
     scores: Sequence[float | None],
     k: int | None = None,
     keep_mass: float | None = None,
+    *,
+    fusion: str = "attribution",
+    retrieval_scores: Sequence[float | None] | None = None,
 ) -> list[int]:
     """Indices of the passages to keep, in their original order; never empty.
 
-    ``k``: the k best. ``keep_mass``: the smallest set of best passages whose positive
-    scores add up to at least that fraction of the total positive score. Both: the smaller
-    set. Neither: ``k=3``. Unscored (None/nan) passages rank last.
+    The passages are ranked by ``fusion`` (:func:`fused_order`; "attribution": by score).
+    ``k``: the k first. ``keep_mass``: the shortest head of the ranking whose positive
+    scores add up to at least that fraction of the total positive score. Both: the
+    smaller set. Neither: ``k=3``.
     """
     n = len(scores)
     if n == 0:
@@ -146,30 +218,25 @@ def keep_indices(
         raise InputError(f"keep_mass must be in (0, 1], got {keep_mass!r}")
     if k is None and keep_mass is None:
         k = DEFAULT_K
-
-    def val(i: int) -> float:
-        v = scores[i]
-        return -math.inf if v is None or math.isnan(float(v)) else float(v)
-
-    order = sorted(range(n), key=lambda i: (-val(i), i))
-    limit = n
-    if keep_mass is not None:
-        total = sum(val(i) for i in order if val(i) > 0)
-        if total <= 0:
-            limit = 1
-        else:
-            acc, limit = 0.0, 0
-            for i in order:
-                if val(i) <= 0:
-                    break
-                acc += val(i)
-                limit += 1
-                if acc >= keep_mass * total - 1e-12:
-                    break
+    order = fused_order(scores, retrieval_scores, fusion=fusion)
+    limit = n if keep_mass is None else _mass_limit([_value(scores[i]) for i in order], keep_mass)
     if k is not None:
         limit = min(limit, k)
-    limit = max(1, limit)
-    return sorted(order[:limit])
+    return sorted(order[: max(1, limit)])
+
+
+def _mass_limit(ranked: Sequence[float], keep_mass: float) -> int:
+    """How many of the ranked scores it takes to hold ``keep_mass`` of the positive total
+    (1 when nothing is positive)."""
+    total = sum(v for v in ranked if v > 0)
+    if total <= 0:
+        return 1
+    acc = 0.0
+    for count, v in enumerate(ranked, start=1):
+        acc += max(v, 0.0)
+        if acc >= keep_mass * total - 1e-12:
+            return count
+    return len(ranked)
 
 
 def prune(
@@ -183,19 +250,23 @@ def prune(
     draft: str | Response | None = None,
     second_pass: bool = True,
     max_new_tokens: int | None = None,
+    fusion: str = "attribution",
+    retrieval_scores: Sequence[float | None] | None = None,
     **method_options: Any,
 ) -> PruneResult:
     """Draft, attribute, keep the passages that mattered, answer again with only those.
 
     ``draft`` (a string from any model, or a :class:`Response`) skips the first
     generation. ``second_pass=False`` stops after selecting the passages (``answer`` is
-    None), e.g. when another component writes the final answer.
+    None), e.g. when another component writes the final answer. ``fusion`` and
+    ``retrieval_scores``: how the ranking uses the retriever's order (:func:`fused_order`;
+    the input order is the retrieval order unless scores are given).
     """
     ps = coerce_passages(passages)
     if k is None and keep_mass is None:
         k = DEFAULT_K
     # Validate the rule before any model work.
-    keep_indices([0.0] * len(ps), k, keep_mass)
+    keep_indices([0.0] * len(ps), k, keep_mass, fusion=fusion, retrieval_scores=retrieval_scores)
     timings: dict[str, float] = {}
     generated = draft is None
     if draft is None:
@@ -208,13 +279,13 @@ def prune(
     timings["attribution_s"] = attribution.timings.get("attribution_s", 0.0)
     per_passage = attribution.passage_scores()
     scores = [per_passage[p.id] for p in ps]
-    kept_idx = set(keep_indices(scores, k, keep_mass))
+    kept_idx = set(keep_indices(scores, k, keep_mass, fusion=fusion, retrieval_scores=retrieval_scores))
     ranks = rank_scores(scores)
     items = [PassageScore(p, i, scores[i], ranks[i]) for i, p in enumerate(ps)]
     kept = [it for it in items if it.index in kept_idx]
     dropped = [it for it in items if it.index not in kept_idx]
     draft_text = draft.text if isinstance(draft, Response) else str(draft)
-    info: dict[str, Any] = {"draft_generated": generated}
+    info: dict[str, Any] = {"draft_generated": generated, "fusion": fusion}
     answer: str | None = None
     if second_pass:
         if not dropped and generated:
@@ -249,12 +320,17 @@ def filter_passages(
     *,
     top_n: int | None = None,
     keep_mass: float | None = None,
-    method: str | AttributionMethod | None = "loo",
+    method: str | AttributionMethod | None = DEFAULT_FILTER_METHOD,
     max_new_tokens: int | None = None,
+    fusion: str = DEFAULT_FUSION,
+    retrieval_scores: Sequence[float | None] | None = None,
 ) -> tuple[PruneResult, list[tuple[PassageScore, bool]]]:
     """What a retrieval filter (the LlamaIndex postprocessor, the LangChain compressor)
     needs: draft, attribute and select without a second answer, holding the model's lock.
 
+    The passages come in the retriever's order (or with its ``retrieval_scores``) and the
+    ranking fuses it with attribution (``fusion``, default :data:`DEFAULT_FUSION`), so that
+    pruning keeps what the retriever ranked first unless the answer shows otherwise.
     Neither ``top_n`` nor ``keep_mass``: every passage is kept, ranked. Returns the
     :class:`PruneResult` and, per input passage in order, its score and whether it is kept.
     """
@@ -268,9 +344,23 @@ def filter_passages(
             method=method,
             second_pass=False,
             max_new_tokens=max_new_tokens,
+            fusion=fusion,
+            retrieval_scores=retrieval_scores,
         )
     kept = set(result.kept_indices)
     return result, [(ps, ps.index in kept) for ps in result.scores]
 
 
-__all__ = ["DEFAULT_K", "PassageScore", "PruneResult", "filter_passages", "keep_indices", "prune"]
+__all__ = [
+    "DEFAULT_FILTER_METHOD",
+    "DEFAULT_FUSION",
+    "DEFAULT_K",
+    "FUSIONS",
+    "PassageScore",
+    "PruneResult",
+    "filter_passages",
+    "fused_order",
+    "keep_indices",
+    "prune",
+    "retrieval_ranks",
+]

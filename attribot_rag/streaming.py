@@ -42,7 +42,11 @@ from .citations import (
     DEFAULT_RELATIVE_THRESHOLD,
     CitedAnswer,
     CitedSentence,
+    PER_TOKEN_METHODS,
+    _above_null,
     _check_settings,
+    _tokens,
+    resolve_null_floor,
     _cited_sentence,
     answer_floor,
     cite,
@@ -326,13 +330,18 @@ class _SentenceAttributor:
         att = self.attribute(response, span)
         self.done.append((span, att))
         floor = answer_floor([a for _, a in self.done], settings["answer_relative_threshold"])
+        scores = [s.score for s in att.sources]
         chosen = select_citations(
-            [s.score for s in att.sources],
+            scores,
             threshold=settings["threshold"],
             relative_threshold=settings["relative_threshold"],
-            max_per_sentence=settings["max_per_sentence"],
+            max_per_sentence=None,
             floor=floor,
         )
+        # the same null floor the whole answer's citations apply (cite_sentences)
+        null = resolve_null_floor(settings["null_floor"], att.method, att.model)
+        chosen = _above_null(chosen, scores, _tokens(att), null, att.method in PER_TOKEN_METHODS)
+        chosen = chosen[: settings["max_per_sentence"]]
         return _cited_sentence(len(self.done) - 1, span, att, att, chosen, self.numbers)
 
     def finish(self, response: Response, settings: dict) -> CitedAnswer:

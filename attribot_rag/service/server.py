@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..attributor import Attributor
+from ..attributor import DEFAULT_MAX_NEW_TOKENS, Attributor
 from ..index import PassageIndex, read_corpus
 from ..models import get_model
 from .app import create_app
@@ -27,7 +27,7 @@ def build_app(
     model: str = "smollm2-135m",
     proxy_model: str | None = None,
     method: str = "loo",
-    max_new_tokens: int = 48,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     max_waiting: int = 8,
     timeout_s: float = 60.0,
     max_wait_s: float = 60.0,

@@ -50,12 +50,20 @@ class WithAttributor:
         self._source = source
 
 
+# Where LangChain retrievers and rerankers leave a relevance score (higher: more
+# relevant): rerank compressors write "relevance_score"; some vector stores "score".
+SCORE_METADATA_KEYS = ("relevance_score", "score")
+
+
 def documents_to_records(documents: Sequence[Any]) -> list[Record]:
-    """Records for documents (or strings); the record id is the document's ``id``."""
+    """Records for documents (or strings); the record id is the document's ``id``, the
+    record score the first of ``SCORE_METADATA_KEYS`` in its metadata."""
     records = []
     for i, doc in enumerate(documents):
         if isinstance(doc, Document):
-            records.append(Record.of(doc.id or None, doc.page_content, doc.metadata))
+            meta = doc.metadata or {}
+            score = next((meta[k] for k in SCORE_METADATA_KEYS if k in meta), None)
+            records.append(Record.of(doc.id or None, doc.page_content, doc.metadata, score))
         elif isinstance(doc, str):
             records.append(Record.of(None, doc))
         else:

@@ -10,10 +10,17 @@ from langchain_core.callbacks.manager import AsyncCallbackManagerForRetrieverRun
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from attribot_rag import DEFAULT_MODEL, Attributor, PruneResult
-from attribot_rag.integration import AttributorSource, prune_with, require_query
+from attribot_rag import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Attributor, PruneResult
+from attribot_rag.integration import (
+    DEFAULT_FILTER_METHOD,
+    DEFAULT_FUSION,
+    AttributorSource,
+    check_keep,
+    prune_with,
+    require_query,
+)
 
 from ._common import WithAttributor, copy_document, documents_to_records
 
@@ -36,12 +43,21 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     model: str = Field(default=DEFAULT_MODEL, description="attribot-rag alias, Hugging Face id or path")
-    method: str = Field(default="loo", description="attribution method")
+    method: str = Field(
+        default=DEFAULT_FILTER_METHOD,
+        description='attribution method; "auto": at2 where weights ship for the model, else loo',
+    )
+    fusion: str = Field(
+        default=DEFAULT_FUSION,
+        description="how the ranking combines attribution with the retriever's order (document order, "
+        'or metadata "relevance_score"/"score" when every document has one): "guarded", "rrf", '
+        '"attribution" or "retrieval" (attribot_rag.pruning.fused_order)',
+    )
     top_n: Optional[int] = Field(default=None, ge=1, description="keep the n best documents (None: all)")
     keep_mass: Optional[float] = Field(
         default=None, gt=0, le=1, description="keep the fewest best documents holding this share of the positive score"
     )
-    max_new_tokens: int = Field(default=64, description="length limit of the draft answer")
+    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="length limit of the draft answer")
     batch_size: int = Field(default=4, description="ablations per forward pass")
     score_key: str = "attribution_score"
     rank_key: str = "attribution_rank"
@@ -51,6 +67,12 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
     dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _source: AttributorSource = PrivateAttr()
+
+    @field_validator("fusion")
+    @classmethod
+    def _known_fusion(cls, value: str) -> str:
+        check_keep(None, None, value)
+        return value
     _last_result: Optional[PruneResult] = PrivateAttr(default=None)
 
     @property

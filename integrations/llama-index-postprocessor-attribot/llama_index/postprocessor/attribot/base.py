@@ -39,9 +39,11 @@ from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayloa
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from attribot_rag import DEFAULT_MODEL, Attributor, CitedAnswer, Passage
+from attribot_rag import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Attributor, CitedAnswer, Passage
 from attribot_rag import integration
 from attribot_rag.integration import (
+    DEFAULT_FILTER_METHOD,
+    DEFAULT_FUSION,
     AttributorSource,
     Record,
     RecordCitations,
@@ -115,9 +117,10 @@ def _label(model: Any, attributor: Optional[Attributor], llm: Any) -> str:
 
 
 def nodes_to_records(nodes: Sequence[NodeWithScore]) -> List[Record]:
-    """Records for the nodes: node id, text (without metadata), ``metadata["title"]``."""
+    """Records for the nodes: node id, text (without metadata), ``metadata["title"]``, and
+    the retriever's ``NodeWithScore.score``."""
     return [
-        Record.of(n.node.node_id or None, n.node.get_content(metadata_mode=MetadataMode.NONE), n.node.metadata)
+        Record.of(n.node.node_id or None, n.node.get_content(metadata_mode=MetadataMode.NONE), n.node.metadata, n.score)
         for n in nodes
     ]
 
@@ -162,7 +165,18 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         description="Attributing model: an attribot-rag alias, Hugging Face id or local path "
         "(informational when model objects or an attributor are given).",
     )
-    method: str = Field(default="loo", description="Attribution method (attribot_rag.available_methods()).")
+    method: str = Field(
+        default=DEFAULT_FILTER_METHOD,
+        description='Attribution method (attribot_rag.available_methods()); "auto": at2 where '
+        "weights ship for the model (its features come with the draft), else loo.",
+    )
+    fusion: str = Field(
+        default=DEFAULT_FUSION,
+        description="How the ranking combines attribution with the retriever's order (node order, "
+        'or NodeWithScore.score when every node has one): "guarded" (the retriever\'s top node stays '
+        'first unless its attribution is confidently negative, the rest by reciprocal-rank fusion), '
+        '"rrf", "attribution" (attribution alone) or "retrieval".',
+    )
     top_n: Optional[int] = Field(
         default=None, description="Keep only the n highest-scoring nodes (None: keep all)."
     )
@@ -170,7 +184,7 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         default=None,
         description="Keep the fewest best nodes holding this fraction of the positive score (None: off).",
     )
-    max_new_tokens: int = Field(default=64, description="Length limit of the draft answer.")
+    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Length limit of the draft answer.")
     batch_size: int = Field(default=4, description="Ablations per forward pass.")
     score_key: str = Field(default=SCORE_KEY, description="Metadata key of the attribution score.")
     rank_key: str = Field(default=RANK_KEY, description="Metadata key of the attribution rank.")
@@ -195,7 +209,7 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     ) -> None:
         source = _source(model, tokenizer, attributor, llm)
         super().__init__(model=_label(model, attributor, llm), **kwargs)
-        check_keep(self.top_n, self.keep_mass)
+        check_keep(self.top_n, self.keep_mass, self.fusion)
         self._source = source
 
     @classmethod
