@@ -47,13 +47,13 @@ def test_select_passages_mass():
 
 
 def test_options_checked():
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="give keep .* or keep_mass, not both"):
         Hierarchical(keep=2, keep_mass=0.5)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="keep must be a positive integer, got 0"):
         Hierarchical(keep=0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"keep_mass must be in \(0, 1\], got 1.5"):
         Hierarchical(keep_mass=1.5)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="sentence_context must be one of full, kept, got 'half'"):
         Hierarchical(sentence_context="half")
 
 
@@ -84,10 +84,23 @@ def test_dropped_passages_are_not_scored(attributor, exact):
 def test_kept_context_scores_kept_sentences(attributor):
     task = attributor.task(QUESTION, PASSAGES, ANSWER)
     res = attributor.run(task, method="hierarchical", keep_mass=0.9, sentence_context="kept")
-    kept = set(res.info["kept_passages"])
-    assert kept and res.info["sentence_context"] == "kept"
+    kept = res.info["kept_passages"]
+    assert 0 < len(kept) < len(PASSAGES) and res.info["sentence_context"] == "kept"
     for s in res.sources:
         assert (s.score is not None) == (s.source.passage_id in kept)
+    # the values: exact sentence LOO over a context of the kept passages only (in order)
+    kept_passages = [p for p in PASSAGES if p["id"] in kept]
+    assert [p["id"] for p in kept_passages] == kept
+    ref = attributor.run(attributor.task(QUESTION, kept_passages, ANSWER), method="loo-naive")
+    by_id = {s.id: s.score for s in ref.sources}
+    got = {s.id: s.score for s in res.sources if s.score is not None}
+    assert set(got) == set(by_id)
+    for sid, score in got.items():
+        assert score == pytest.approx(by_id[sid], abs=2e-4), sid
+    assert res.info["kept_context_ll"] == pytest.approx(ref.info["full_ll"], abs=2e-4)
+    # and they differ from the full-context scores (otherwise this test could not tell them apart)
+    full = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER), method="hierarchical", keep_mass=0.9)
+    assert max(abs(got[s.id] - s.score) for s in full.sources if s.score is not None) > 1e-3
 
 
 def test_passage_level_task_is_passage_loo(attributor):
@@ -113,6 +126,22 @@ def test_passage_method_ranks_passages_then_exact_sentence_loo(attributor, exact
     assert np.isnan(got[~in_best]).all()
     # the default passage pass is exact passage LOO
     assert Hierarchical(passage_method="loo").passage_method is None
+
+
+def test_passage_method_at2_with_the_shipped_weights(attributor, exact):
+    """The README's passage_method="at2": AT2 (SmolLM2's shipped weights) ranks the
+    passages, then exact sentence LOO inside the kept ones."""
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method="hierarchical", passage_method="at2", keep=2)
+    at2 = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="passage"), method="at2").scores
+    best2 = sorted(np.argsort(-at2, kind="stable")[:2].tolist())
+    assert res.info["passage_method"] == "at2"
+    np.testing.assert_allclose(res.info["passage_scores"], at2, rtol=1e-5, atol=1e-7)
+    assert res.info["kept_passage_indices"] == best2
+    got = np.array(res.scores, dtype=float)
+    kept = np.array([s.passage_index in best2 for s in task.sources])
+    np.testing.assert_allclose(got[kept], np.array(exact, dtype=float)[kept], atol=2e-4, rtol=0)
+    assert np.isnan(got[~kept]).all()
 
 
 def test_top_sentences_options_checked():
