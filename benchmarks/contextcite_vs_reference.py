@@ -29,7 +29,9 @@ import torch
 from attribot_rag import Attributor
 from attribot_rag.evaluation import metrics
 from attribot_rag.evaluation.hotpotqa import load_slice
-from attribot_rag.models import load_model
+from attribot_rag.methods.contextcite import AblationEffects, ContextCite
+from attribot_rag.models import dtype_info, load_model
+from attribot_rag.scoring import response_from_ids
 
 LDS_MASKS, LDS_SEED = 32, 12345
 
@@ -76,9 +78,24 @@ def run_reference(task, ablations: int) -> tuple[np.ndarray, float]:
     return np.asarray(weights, dtype=np.float64), time.perf_counter() - t0
 
 
-def run_ours(attributor, task, ablations: int) -> tuple[np.ndarray, float, dict]:
+class ReferenceMasks(ContextCite):
+    """This project's ContextCite on the reference's own mask draws (its seeds 0..M-1,
+    keep probability 1/2), so both sides fit the same ablations."""
+
+    def effects(self, task):
+        from context_cite.utils import _create_mask
+
+        masks = np.array([_create_mask(len(task.sources), self.keep_prob, s) for s in range(self.ablations)])
+        full = task.full_pass()
+        prompts = task.ablated_prompt_ids([[task.sources[i].index for i in np.flatnonzero(~m)] for m in masks])
+        per_mask = task.scorer.ablation_logprobs_chained(full, prompts)
+        return AblationEffects(masks, np.array(per_mask, dtype=np.float64), full.logprobs, self.alpha)
+
+
+def run_ours(attributor, task, ablations: int, same_masks: bool) -> tuple[np.ndarray, float, dict]:
     t0 = time.perf_counter()
-    res = attributor.run(task, method="contextcite", ablations=ablations)
+    method = ReferenceMasks(ablations=ablations) if same_masks else "contextcite"
+    res = attributor.run(task, method=method, ablations=ablations)
     return np.asarray(res.scores), time.perf_counter() - t0, {"forward_passes": res.forward_passes, "forward_tokens": res.forward_tokens}
 
 
@@ -97,6 +114,11 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--ablations", type=int, default=64, help="the reference's ablations")
     ap.add_argument("--ours-ablations", type=int, help="this project's ablations (default: --ablations)")
+    ap.add_argument("--ours-dtype", default="float32",
+                    help="dtype of this project's model (the reference and the LDS ground truth stay float32); "
+                         "'auto' is what a user gets: bfloat16 on CPUs with AVX512-BF16/AMX")
+    ap.add_argument("--same-masks", action="store_true",
+                    help="run ours on the reference's own mask draws (like-for-like LDS; default: ours draws its own)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
     ap.add_argument("--out", help="write the JSON report here")
     args = ap.parse_args()
@@ -105,13 +127,20 @@ def main() -> None:
 
     lm = load_model(args.model, dtype="float32")
     attributor = Attributor(lm, level="sentence", max_new_tokens=args.max_new_tokens)
+    ours_lm = lm if args.ours_dtype == "float32" else load_model(args.model, dtype=args.ours_dtype)
+    ours_attributor = attributor if ours_lm is lm else Attributor(ours_lm, level="sentence")
     rows = []
     for ex in load_slice(args.data, args.examples, args.offset):
         response = attributor.generate(ex.question, ex.passages)
         task = lambda: attributor.task(ex.question, ex.passages, response, level="sentence")  # noqa: E731
         task().full_pass()  # warm-up: neither side pays the first pass's one-time costs
         ref_scores, ref_s = run_reference(task(), args.ablations)
-        our_scores, our_s, work = run_ours(attributor, task(), args.ours_ablations or args.ablations)
+        ours_task = ours_attributor.task(ex.question, ex.passages, response_from_ids(ours_lm.tokenizer, response.token_ids),
+                                         level="sentence")
+        if ours_lm is not lm:
+            ours_task.full_pass()  # its own warm-up
+        our_scores, our_s, work = run_ours(ours_attributor, ours_task, args.ours_ablations or args.ablations,
+                                           args.same_masks)
         masks, ll = lds_data(task())
         rows.append({
             "id": ex.id, "sources": len(task().sources), "answer": response.text,
@@ -123,8 +152,9 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "model": lm.name, "ablations": args.ablations,
-        "ours_ablations": args.ours_ablations or args.ablations,
+        "threads": torch.get_num_threads(), "model": lm.name,
+        "ours_dtype": dtype_info(ours_lm), "ablations": args.ablations,
+        "ours_ablations": args.ours_ablations or args.ablations, "same_masks": args.same_masks,
         "versions": {p: version(p) for p in ("torch", "transformers", "context-cite", "attribot-rag")},
         "lds_masks": LDS_MASKS, "lds_seed": LDS_SEED,
         "speedup_total": sum(r["reference_seconds"] for r in rows) / sum(r["ours_seconds"] for r in rows),
