@@ -95,7 +95,7 @@ def test_everything_is_escaped(tmp_path):
 
 
 def test_render_needs_something():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="render_html needs a CitedAnswer, an Attribution, or both"):
         render_html()
 
 

@@ -101,13 +101,13 @@ def test_never_prunes_to_empty():
 
 
 def test_keep_indices_validation():
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="no passages to prune"):
         keep_indices([], k=1)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="k must be a positive integer, got 0"):
         keep_indices([1.0], k=0)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match="k must be a positive integer, got True"):
         keep_indices([1.0], k=True)
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"keep_mass must be in \(0, 1\], got 0"):
         keep_indices([1.0], keep_mass=0)
 
 
