@@ -92,9 +92,9 @@ def test_public_names_and_types():
     assert issubclass(AttribotRetriever, BaseRetriever)
     comp = AttribotCompressor(model="smollm2-135m", top_n=2)
     assert not comp._source.loaded  # lazy: nothing loaded yet
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"top_n\n  Input should be greater than or equal to 1"):
         AttribotCompressor(top_n=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"keep_mass\n  Input should be less than or equal to 1"):
         AttribotCompressor(keep_mass=2.0)
 
 
@@ -110,7 +110,7 @@ def test_empty_inputs_pass_through_without_a_model():
     out = step.invoke({"question": QUESTION, "context": make_docs(), "answer": AIMessage(content="")})
     assert out["citations"] == []
     assert not comp._source.loaded and not step._source.loaded
-    with pytest.raises(KeyError):
+    with pytest.raises(KeyError, match=r"AttribotCitations input lacks \['question'\]"):
         step.invoke({"context": make_docs(), "answer": ANSWER})
 
 
@@ -288,5 +288,5 @@ def test_citation_step_generates_and_streams_its_own_answer(attributor):
     achunks = asyncio.run(collect())
     assert _added(achunks)["answer"] == whole["answer"]
     assert [c["source_id"] for c in achunks[-1]["citations"]] == [c["source_id"] for c in whole["citations"]]
-    with pytest.raises(KeyError):  # without generate=True a missing answer is still an error
+    with pytest.raises(KeyError, match=r"lacks \['answer'\]"):  # without generate=True a missing answer is still an error
         AttribotCitations(attributor=attributor).invoke(inputs)
