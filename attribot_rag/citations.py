@@ -64,7 +64,7 @@ TRUNCATION_MARK = "\u2026"
 # tokens otherwise grows with its length); AT2's score is already a mean over tokens.
 # Without a floor for the method (other methods, AT2 weights trained for other models)
 # no null floor applies, and the result's settings say so (``null_floor: None``).
-DEFAULT_NULL_QUANTILE = 0.95
+DEFAULT_NULL_QUANTILE = 0.99
 PER_TOKEN_METHODS = frozenset({"loo", "loo-naive", "hierarchical", "proxy", "proxy-rescore"})
 NULL_FLOORS: dict[tuple[str, str | None], float] = {
     ("loo", None): 0.0,  # set from the calibration run

@@ -28,8 +28,11 @@ from .streaming import TextCitationStream, stream_cite
 
 logger = logging.getLogger(__name__)
 
-# The integrations' attribution method when none is given (cite's default).
-DEFAULT_METHOD = "loo"
+# The integrations' citation method when none is given: AT2 where weights ship for the
+# model (one forward pass for the whole answer, against one pass per context sentence
+# for LOO: the "50 s for one answer" of issue 17), else LOO
+# (attribot_rag.attributor.resolve_method).
+DEFAULT_METHOD = "auto"
 
 AttributorFn = Callable[[], Attributor]
 
@@ -384,6 +387,7 @@ def generate_records(
 
 __all__ = [
     "DEFAULT_FILTER_METHOD",
+    "DEFAULT_METHOD",
     "DEFAULT_FUSION",
     "AttributorSource",
     "Record",

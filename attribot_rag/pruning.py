@@ -2,8 +2,11 @@
 
 1. Draft an answer with all passages (or take the draft you pass in).
 2. Attribute the draft to the passages (LOO by default; any registered method).
-3. Keep the top ``k`` passages, or the smallest set holding ``keep_mass`` of the total
-   positive score (both: the smaller of the two), in their original order.
+3. Rank the passages (``fusion``: by attribution alone, the default of :func:`prune`; or
+   fused with the retriever's order, the default of the retrieval filters,
+   :func:`filter_passages`), then keep the top ``k``, or the shortest head of the
+   ranking holding ``keep_mass`` of the total positive score (both: the smaller of the
+   two), in their original order.
 4. Answer again with only the kept passages.
 
 The kept set is never empty: when no passage has a positive score the best one is kept.
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 DEFAULT_K = 3
 # The retrieval filters' ranking and method (issue 17 items 3 and 5; BENCHMARKS.md,
 # "Pruning against the retriever's order"): chosen on HotpotQA dev.
-DEFAULT_FUSION = "guarded"
+DEFAULT_FUSION = "rrf"
 DEFAULT_FILTER_METHOD = "auto"  # attribot_rag.attributor.resolve_method
 
 
@@ -133,13 +136,18 @@ class PruneResult:
 # How a ranking combines attribution with the retriever's order (``fusion=``):
 #   "attribution": attribution score alone (ties: retrieval order); what prune() did first.
 #   "retrieval":   the retriever's order alone (attribution only annotates).
-#   "rrf":         reciprocal-rank fusion, 1/(c + retrieval rank) + 1/(c + attribution rank).
+#   "rrf":         reciprocal-rank fusion, w/(c + retrieval rank) + 1/(c + attribution rank),
+#                  the retriever's list counting w = RRF_RETRIEVAL_WEIGHT times.
 #   "guarded":     the retriever's top passage first unless its attribution is confidently
 #                  negative, the rest by rrf.
 FUSIONS = ("attribution", "retrieval", "rrf", "guarded")
 # Cormack et al. (2009)'s constant: a rank's weight decays slowly, so neither list's
 # first place dominates the other's.
 RRF_C = 60
+# The retriever's vote counts twice: on HotpotQA dev the small default model's attribution
+# alone keeps a gold paragraph far less often than MiniLM similarity (BENCHMARKS.md,
+# "Pruning against the retriever's order"), so it reorders only where it agrees strongly.
+RRF_RETRIEVAL_WEIGHT = 2.0
 # "guarded" drops the retriever's top passage from first place only when removing it
 # makes the answer more likely by more than this many nats (LOO scale): a passage the
 # answer clearly did without, not noise around zero.
@@ -185,7 +193,9 @@ def fused_order(
     if fusion == "retrieval":
         return sorted(range(n), key=lambda i: ret[i])
     att = {i: r for r, i in enumerate(by_att)}
-    rrf = sorted(range(n), key=lambda i: (-(1 / (RRF_C + ret[i] + 1) + 1 / (RRF_C + att[i] + 1)), ret[i]))
+    rrf = sorted(
+        range(n), key=lambda i: (-(RRF_RETRIEVAL_WEIGHT / (RRF_C + ret[i] + 1) + 1 / (RRF_C + att[i] + 1)), ret[i])
+    )
     if fusion == "rrf":
         return rrf
     top = ret.index(0)

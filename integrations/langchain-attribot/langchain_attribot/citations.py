@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from attribot_rag import DEFAULT_MODEL, Attributor, CitedAnswer
 from attribot_rag.integration import (
+    DEFAULT_METHOD,
     AttributorSource,
     RecordCitations,
     RecordStream,
@@ -80,7 +81,9 @@ class AttribotCitations(WithAttributor, RunnableSerializable[Dict[str, Any], Dic
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     model: str = Field(default=DEFAULT_MODEL, description="attribot-rag alias, Hugging Face id or path")
-    method: str = "loo"
+    method: str = Field(
+        default=DEFAULT_METHOD, description='attribution method; "auto": at2 where weights ship for the model, else loo'
+    )
     level: str = Field(default="sentence", description="quote granularity: sentence or passage")
     threshold: Optional[float] = None
     relative_threshold: Optional[float] = 0.5
