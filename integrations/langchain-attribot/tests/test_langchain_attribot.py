@@ -138,7 +138,7 @@ def test_helpers():
 def test_compressor_prunes_copies(attributor):
     docs = make_docs()
     before = copy.deepcopy(docs)
-    comp = AttribotCompressor(attributor=attributor, top_n=1, max_new_tokens=24)
+    comp = AttribotCompressor(attributor=attributor, top_n=1, max_new_tokens=24, method="loo", fusion="attribution")
     out = comp.compress_documents(docs, QUESTION)
     assert [d.id for d in out] == ["travel"]
     assert out[0].metadata["attribution_rank"] == 1 and out[0].metadata["attribution_score"] > 1
@@ -159,7 +159,7 @@ def test_retriever_wrapper_with_fake_embeddings(attributor):
     store.add_documents(docs)
     retriever = AttribotRetriever(
         base_retriever=store.as_retriever(search_kwargs={"k": 3}),
-        compressor=AttribotCompressor(attributor=attributor, top_n=1, max_new_tokens=24),
+        compressor=AttribotCompressor(attributor=attributor, top_n=1, max_new_tokens=24, method="loo", fusion="attribution"),
     )
     sync = retriever.invoke(QUESTION)
     async_ = asyncio.run(retriever.ainvoke(QUESTION))

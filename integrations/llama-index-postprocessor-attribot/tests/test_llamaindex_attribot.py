@@ -143,7 +143,7 @@ def test_model_objects_of_an_existing_llm_are_reused():
 def test_postprocessor_scores_and_prunes_copies(attributor):
     nodes = make_nodes()
     before = snapshot(nodes)
-    post = AttribotPostprocessor(attributor=attributor, top_n=1, max_new_tokens=24)
+    post = AttribotPostprocessor(attributor=attributor, top_n=1, max_new_tokens=24, method="loo", fusion="attribution")
     out = post.postprocess_nodes(nodes, query_str=QUESTION)
     assert [n.node.node_id for n in out] == ["travel"]
     kept = out[0]
@@ -181,7 +181,7 @@ def test_query_engine_node_postprocessors(attributor):
     """Adding the postprocessor to node_postprocessors prunes what the synthesizer sees."""
     nodes = make_nodes()
     index = VectorStoreIndex([n.node for n in nodes], embed_model=MockEmbedding(embed_dim=8))
-    post = AttribotPostprocessor(attributor=attributor, top_n=1, max_new_tokens=24)
+    post = AttribotPostprocessor(attributor=attributor, top_n=1, max_new_tokens=24, method="loo", fusion="attribution")
     engine = index.as_query_engine(llm=MockLLM(max_tokens=8), similarity_top_k=3, node_postprocessors=[post])
     response = engine.query(QUESTION)
     assert [n.node.node_id for n in response.source_nodes] == ["travel"]
