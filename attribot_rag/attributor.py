@@ -9,7 +9,7 @@ from .at2.capture import CaptureObserver
 from .errors import InputError
 from .layout import PromptLayout, check_fits
 from .methods import AttributionMethod, AttributionTask, create_method
-from .models import DEFAULT_MODEL, LoadedModel, load_model, model_lock
+from .models import DEFAULT_MODEL, LoadedModel, get_model, load_model, model_lock
 from .result import Attribution
 from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
 from .sources import Passage, coerce_passages, make_sources
@@ -52,7 +52,9 @@ class Attributor:
     ``model`` is an alias, a Hugging Face id, a local folder, a :class:`LoadedModel` or a
     transformers model object (pass its ``tokenizer`` too). ``dtype`` is ``"auto"`` (bf16
     where the hardware runs it fast, else float32), ``"float32"`` or ``"bfloat16"``; the
-    dtype used and why are in ``att.lm.metadata`` and in every result's ``info``.
+    dtype used and why are in ``att.lm.metadata`` and in every result's ``info``. A name
+    is loaded once per process (:func:`~attribot_rag.models.get_model`): attributors over
+    the same name, device and dtype share one copy of the weights.
     """
 
     def __init__(
@@ -72,7 +74,9 @@ class Attributor:
     ) -> None:
         # dtype: "auto", "float32", "bfloat16" or a torch dtype; None = $ATTRIBOT_RAG_DTYPE
         # or "auto" (attribot_rag.precision). A model object is used in the dtype it has.
-        self.lm = load_model(model, tokenizer, dtype=dtype)
+        # Shared by name: a second Attributor("qwen2.5-coder-1.5b") must not hold another 6 GB.
+        named = isinstance(model, str) and tokenizer is None
+        self.lm = get_model(model, dtype=dtype) if named else load_model(model, tokenizer, dtype=dtype)
         # Held while this model generates or scores (re-entrant; shared by every
         # Attributor over the same weights), so concurrent callers take turns.
         self.lock = model_lock(self.lm.model)
@@ -214,9 +218,6 @@ def attribute(
     **kwargs: Any,
 ) -> Attribution:
     """One-call attribution: load the model (cached per process), generate if needed, attribute."""
-    from .models import get_model
-
-    lm = get_model(model, dtype=dtype) if isinstance(model, str) else load_model(model, dtype=dtype)
-    return Attributor(lm, method=method, level=level).attribute(
+    return Attributor(model, method=method, level=level, dtype=dtype).attribute(
         question, passages, answer, span=span, **kwargs
     )

@@ -283,3 +283,15 @@ def test_chained_ablations_equal_full_passes_and_feed_fewer_tokens(attributor, h
         for c, n in zip(chained, naive):
             np.testing.assert_allclose(c, n, atol=TOL, rtol=0)
         assert chained_tokens < sum(len(p) + len(full.response_ids) for p in prompts)
+
+
+def test_attributors_by_name_share_one_copy_of_the_weights(lm):
+    from attribot_rag import Attributor
+
+    # The suite's ATTRIBOT_RAG_DTYPE is float32, so a name resolves to the fixture's copy.
+    first, second = Attributor("smollm2-135m"), Attributor("smollm2-135m", level="sentence")
+    assert first.lm is second.lm is lm
+    assert first.lock is second.lock
+    # A loaded model or a model object is used as given, never swapped for the cached one.
+    assert Attributor(lm).lm is lm
+    assert Attributor(lm.model, lm.tokenizer).lm.model is lm.model
