@@ -115,8 +115,10 @@ def main() -> None:
     ap.add_argument("--ablations", type=int, default=64, help="the reference's ablations")
     ap.add_argument("--ours-ablations", type=int, help="this project's ablations (default: --ablations)")
     ap.add_argument("--ours-dtype", default="float32",
-                    help="dtype of this project's model (the reference and the LDS ground truth stay float32); "
+                    help="dtype of this project's model (the LDS ground truth stays float32); "
                          "'auto' is what a user gets: bfloat16 on CPUs with AVX512-BF16/AMX")
+    ap.add_argument("--reference-dtype", default="float32",
+                    help="dtype of the model handed to the reference (bfloat16: both sides in bf16)")
     ap.add_argument("--same-masks", action="store_true",
                     help="run ours on the reference's own mask draws (like-for-like LDS; default: ours draws its own)")
     ap.add_argument("--max-new-tokens", type=int, default=32)
@@ -127,19 +129,23 @@ def main() -> None:
 
     lm = load_model(args.model, dtype="float32")
     attributor = Attributor(lm, level="sentence", max_new_tokens=args.max_new_tokens)
-    ours_lm = lm if args.ours_dtype == "float32" else load_model(args.model, dtype=args.ours_dtype)
-    ours_attributor = attributor if ours_lm is lm else Attributor(ours_lm, level="sentence")
+    sides = {"float32": attributor}  # one attributor per dtype; the fp32 one also gives the LDS truth
+    for dtype in {args.ours_dtype, args.reference_dtype} - {"float32"}:
+        sides[dtype] = Attributor(load_model(args.model, dtype=dtype), level="sentence")
     rows = []
     for ex in load_slice(args.data, args.examples, args.offset):
         response = attributor.generate(ex.question, ex.passages)
         task = lambda: attributor.task(ex.question, ex.passages, response, level="sentence")  # noqa: E731
-        task().full_pass()  # warm-up: neither side pays the first pass's one-time costs
-        ref_scores, ref_s = run_reference(task(), args.ablations)
-        ours_task = ours_attributor.task(ex.question, ex.passages, response_from_ids(ours_lm.tokenizer, response.token_ids),
-                                         level="sentence")
-        if ours_lm is not lm:
-            ours_task.full_pass()  # its own warm-up
-        our_scores, our_s, work = run_ours(ours_attributor, ours_task, args.ours_ablations or args.ablations,
+
+        def side_task(dtype):
+            att = sides[dtype]
+            ids = response_from_ids(att.lm.tokenizer, response.token_ids)
+            att.task(ex.question, ex.passages, ids, level="sentence").full_pass()  # warm-up, one-time costs
+            return att.task(ex.question, ex.passages, ids, level="sentence")  # fresh: no cached full pass
+
+        ref_scores, ref_s = run_reference(side_task(args.reference_dtype), args.ablations)
+        ours_task = side_task(args.ours_dtype)
+        our_scores, our_s, work = run_ours(sides[args.ours_dtype], ours_task, args.ours_ablations or args.ablations,
                                            args.same_masks)
         masks, ll = lds_data(task())
         rows.append({
@@ -153,7 +159,8 @@ def main() -> None:
     report = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(), "model": lm.name,
-        "ours_dtype": dtype_info(ours_lm), "ablations": args.ablations,
+        "ours_dtype": dtype_info(sides[args.ours_dtype].lm),
+        "reference_dtype": dtype_info(sides[args.reference_dtype].lm), "ablations": args.ablations,
         "ours_ablations": args.ours_ablations or args.ablations, "same_masks": args.same_masks,
         "versions": {p: version(p) for p in ("torch", "transformers", "context-cite", "attribot-rag")},
         "lds_masks": LDS_MASKS, "lds_seed": LDS_SEED,
