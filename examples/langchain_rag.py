@@ -34,6 +34,7 @@ from langchain_core.runnables import RunnablePassthrough  # noqa: E402
 from langchain_huggingface import HuggingFaceEmbeddings  # noqa: E402
 
 from attribot_rag.embeddings import minilm_path  # noqa: E402
+from attribot_rag import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
 from attribot_rag.models import QUALITY_MODEL  # noqa: E402
 from langchain_attribot import (  # noqa: E402
     AttribotCitations,
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=3, help="how many bundled questions to ask")
     parser.add_argument("--top-k", type=int, default=4, help="documents retrieved per question")
     parser.add_argument("--keep", type=int, default=2, help="documents kept after attribution")
-    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--model", default=QUALITY_MODEL, help="alias, Hugging Face id or local path")
     args = parser.parse_args()
 

@@ -31,6 +31,7 @@ from llama_index.embeddings.huggingface import HuggingFaceEmbedding  # noqa: E40
 from llama_index.vector_stores.faiss import FaissVectorStore  # noqa: E402
 
 from attribot_rag.embeddings import minilm_path  # noqa: E402
+from attribot_rag import DEFAULT_MAX_NEW_TOKENS  # noqa: E402
 from attribot_rag.models import QUALITY_MODEL  # noqa: E402
 from llama_index.postprocessor.attribot import (  # noqa: E402
     AttribotCitationQueryEngine,
@@ -60,7 +61,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=3, help="how many bundled questions to ask")
     parser.add_argument("--top-k", type=int, default=4, help="passages retrieved per question")
     parser.add_argument("--keep", type=int, default=2, help="passages kept after attribution")
-    parser.add_argument("--max-new-tokens", type=int, default=40)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     parser.add_argument("--model", default=QUALITY_MODEL, help="alias, Hugging Face id or local path")
     args = parser.parse_args()
 

@@ -19,7 +19,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse  # noqa: E402
 import sys  # noqa: E402
 
-from attribot_rag import Attributor, get_model, stream_cite  # noqa: E402
+from attribot_rag import DEFAULT_MAX_NEW_TOKENS, Attributor, get_model, stream_cite  # noqa: E402
 from attribot_rag.models import QUALITY_MODEL  # noqa: E402
 from attribot_rag.demo import load_corpus  # noqa: E402
 from attribot_rag.index import PassageIndex  # noqa: E402
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("question", nargs="?", default=DEFAULT_QUESTION)
     parser.add_argument("--method", default="at2")
     parser.add_argument("--model", default=QUALITY_MODEL, help="alias, Hugging Face id or local path")
-    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS)
     args = parser.parse_args(argv)
 
     passages = [p for p, _ in PassageIndex.build(load_corpus()).search(args.question, k=4)]
