@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .attributor import Attributor
 from .citations import CitedAnswer, CitedSentence, cite
-from .errors import AttribotError
+from .errors import AttribotError, InputError
 from .models import DEFAULT_MODEL, get_model
 from .pruning import DEFAULT_FILTER_METHOD, DEFAULT_FUSION, FUSIONS, PruneResult, filter_passages
 from .sources import Passage
@@ -216,18 +216,23 @@ def prune_records(
     return result, unscored
 
 
-def prune_with(component: Any, query: str, records: Sequence[Record], log: logging.Logger | None = None) -> tuple[PruneResult | None, list[dict[str, Any] | None]]:
+def prune_with(
+    component: Any, query: str, records: Sequence[Record], log: logging.Logger | None = None, *, top_n: int | None = None
+) -> tuple[PruneResult | None, list[dict[str, Any] | None]]:
     """:func:`prune_records` with a framework component's settings (its ``attributor``,
     ``top_n``, ``keep_mass``, ``method``, ``fusion``, ``max_new_tokens``, ``fail_open``): per record,
-    the metadata to add to its copy (its ``score_key`` / ``rank_key``), None when dropped."""
+    the metadata to add to its copy (its ``score_key`` / ``rank_key``), None when dropped.
+    ``top_n``: this call keeps that many instead (a retriever's ``k``; ``keep_mass`` is then unused)."""
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+        raise InputError(f"the number of documents to return must be an integer >= 1, got {top_n!r}")
     result, outcomes = prune_records(
         lambda: component.attributor,
         query,
         records,
         fail_open=component.fail_open,
         log=log,
-        top_n=component.top_n,
-        keep_mass=component.keep_mass,
+        top_n=component.top_n if top_n is None else top_n,
+        keep_mass=component.keep_mass if top_n is None else None,
         method=component.method,
         fusion=component.fusion,
         max_new_tokens=component.max_new_tokens,

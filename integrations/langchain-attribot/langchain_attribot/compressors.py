@@ -67,13 +67,13 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
     dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _source: AttributorSource = PrivateAttr()
+    _last_result: Optional[PruneResult] = PrivateAttr(default=None)
 
     @field_validator("fusion")
     @classmethod
     def _known_fusion(cls, value: str) -> str:
         check_keep(None, None, value)
         return value
-    _last_result: Optional[PruneResult] = PrivateAttr(default=None)
 
     @property
     def attributor(self) -> Attributor:
@@ -92,12 +92,15 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
         documents: Sequence[Document],
         query: str,
         callbacks: Callbacks | None = None,
+        *,
+        top_n: int | None = None,
     ) -> Sequence[Document]:
+        """``top_n``: keep that many for this call instead of the fields' rule."""
         documents = list(documents)
         if not documents:
             return []
         query = require_query(query, "AttribotCompressor")
-        result, extras = prune_with(self, query, documents_to_records(documents), log=logger)
+        result, extras = prune_with(self, query, documents_to_records(documents), log=logger, top_n=top_n)
         if result is not None:
             self._last_result = result
         return [copy_document(doc, extra) for doc, extra in zip(documents, extras) if extra is not None]
@@ -110,26 +113,31 @@ class AttribotRetriever(BaseRetriever):
     >>> retriever = AttribotRetriever(base_retriever=store.as_retriever(search_kwargs={"k": 5}),
     ...                               compressor=AttribotCompressor(top_n=2))
 
-    An empty retrieval returns ``[]``.
+    ``k`` (constructor or ``invoke(query, k=...)``, as for LangChain's own retrievers): how
+    many of the retrieved documents to keep, instead of the compressor's ``top_n`` /
+    ``keep_mass``. An empty retrieval returns ``[]``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     base_retriever: BaseRetriever
     compressor: AttribotCompressor = Field(default_factory=AttribotCompressor)
+    k: Optional[int] = Field(default=None, ge=1, description="documents to keep (None: the compressor's rule)")
 
     def _get_relevant_documents(
-        self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         docs = self.base_retriever.invoke(query, config={"callbacks": run_manager.get_child()})
         if not docs:
             return []
-        return list(self.compressor.compress_documents(docs, query, callbacks=run_manager.get_child()))
+        keep = self.k if k is None else k
+        return list(self.compressor.compress_documents(docs, query, callbacks=run_manager.get_child(), top_n=keep))
 
     async def _aget_relevant_documents(
-        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         docs = await self.base_retriever.ainvoke(query, config={"callbacks": run_manager.get_child()})
         if not docs:
             return []
-        return list(await run_in_executor(None, self.compressor.compress_documents, docs, query))
+        keep = self.k if k is None else k
+        return list(await run_in_executor(None, lambda: self.compressor.compress_documents(docs, query, top_n=keep)))

@@ -56,16 +56,6 @@ class TestAttribotRetrieverStandard(RetrieversIntegrationTests):
     def retriever_query_example(self) -> str:
         return "What is the hotel limit per night for international trips?"
 
-    # How many documents come back is the compressor's top_n (or keep_mass), a pruning
-    # rule, not a k of the retriever's constructor or of invoke().
-    @pytest.mark.xfail(reason="the number of documents is AttribotCompressor(top_n=...), not a constructor k", strict=True)
-    def test_k_constructor_param(self) -> None:
-        super().test_k_constructor_param()
-
-    @pytest.mark.xfail(reason="the number of documents is AttribotCompressor(top_n=...), not an invoke() k", strict=True)
-    def test_invoke_with_k_kwarg(self, retriever) -> None:
-        super().test_invoke_with_k_kwarg(retriever)
-
 
 def test_the_standard_fixture_prunes_with_the_real_model(attributor):
     """What the standard suite's invoke tests ran through: 4 retrieved, the top 2 kept, scored copies."""
@@ -78,3 +68,18 @@ def test_the_standard_fixture_prunes_with_the_real_model(attributor):
     assert len(docs) == 2
     assert all("attribution_score" in d.metadata for d in docs)
     assert all("attribution_score" not in d.metadata for d in DOCS)  # originals untouched
+
+
+def test_k_overrides_the_compressor_rule_and_bad_k_is_refused(attributor):
+    store = InMemoryVectorStore.from_documents(DOCS, DeterministicFakeEmbedding(size=16))
+    compressor = AttribotCompressor(attributor=attributor, keep_mass=0.99)
+    retriever = AttribotRetriever(base_retriever=store.as_retriever(search_kwargs={"k": 4}), compressor=compressor)
+    query = "What is the hotel limit per night for international trips?"
+    retrieved = store.as_retriever(search_kwargs={"k": 4}).invoke(query)
+    best = AttribotCompressor(attributor=attributor, top_n=1).compress_documents(retrieved, query)
+    one = retriever.invoke(query, k=1)
+    assert [d.id for d in one] == [d.id for d in best]  # k=1 keeps what top_n=1 keeps
+    assert len(retriever.invoke(query, k=3)) == 3
+    assert compressor.keep_mass == 0.99 and compressor.top_n is None  # the caller's compressor is unchanged
+    with pytest.raises(Exception, match="number of documents to return must be an integer >= 1, got 0"):
+        retriever.invoke(query, k=0)
