@@ -48,6 +48,7 @@ from .citations import (
     _tokens,
     resolve_null_floor,
     _cited_sentence,
+    _looks_truncated,
     answer_floor,
     cite,
     cite_sentences,
@@ -356,7 +357,8 @@ class _SentenceAttributor:
             if att is not None and span not in streamed:
                 whole = att  # attributed on the finished answer: carries its full text
         whole = whole or self.attribute(response, (0, len(response.text)))
-        return cite_sentences(whole, sentences, **settings)
+        # cut off by the length limit: flagged and not cited, as cite() does
+        return cite_sentences(whole, sentences, truncated=_looks_truncated(self.attributor, response), **settings)
 
     def _try_attribute(self, response: Response, span: tuple[int, int]) -> Attribution | None:
         try:
