@@ -126,6 +126,7 @@ def collect(args: argparse.Namespace) -> None:
             "generation_s": time.perf_counter() - t0,
             "max_new_tokens": att.max_new_tokens,
             "model": att.model_name,
+            "model_dtype": att.lm.metadata.get("dtype"),  # auto: bfloat16 on AVX512-BF16 CPUs
             "methods": {m: passage_record(att, ex.question, ps, draft, m) for m in args.methods},
         }
         for m in args.sentence_methods:
