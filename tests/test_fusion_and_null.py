@@ -45,10 +45,13 @@ def test_attribution_alone_ranks_by_score_and_retrieval_alone_by_order():
     assert fused_order(scores, [0.2, None, 0.9, 0.5], fusion="retrieval") == [0, 1, 2, 3]
 
 
-def test_rrf_puts_a_passage_both_rank_high_first_and_breaks_ties_by_retrieval():
-    # passage 1: retrieval 2nd, attribution 1st; passage 0: retrieval 1st, attribution 4th
-    assert fused_order([0.1, 5.0, 0.2, 0.3], fusion="rrf")[:2] == [1, 0]
-    # equal fused scores (ranks swapped): the retriever's order decides
+def test_rrf_weights_the_retrievers_order_above_attribution():
+    # passage 1: retrieval 2nd, attribution 1st; passage 0: retrieval 1st, attribution last
+    # of 10: attribution that strongly disagrees moves the retriever's top down
+    assert fused_order([0.0, 5.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2], fusion="rrf")[0] == 1
+    # attribution 4th of 4 is not enough against the retriever's weighted vote
+    assert fused_order([0.1, 5.0, 0.2, 0.3], fusion="rrf")[:2] == [0, 1]
+    # two passages with their ranks swapped: the retriever's vote counts more
     assert fused_order([1.0, 2.0], fusion="rrf") == [0, 1]
 
 
