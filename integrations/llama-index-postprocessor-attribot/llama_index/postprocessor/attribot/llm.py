@@ -38,7 +38,7 @@ def attribot_llm(
         attributor = resolve_attributor(attributor)
     lm = attributor.lm
     tokenizer = lm.tokenizer
-    window = context_window or int(getattr(lm.model.config, "max_position_embeddings", 0) or 4096)
+    window = context_window or lm.context_window
     chat = bool(getattr(tokenizer, "chat_template", None))
     options: dict[str, Any] = dict(
         model=lm.model,
