@@ -72,6 +72,10 @@ PER_TOKEN_METHODS = frozenset({"loo", "loo-naive", "hierarchical", "proxy", "pro
 NULL_FLOORS: dict[tuple[str, str | None], float] = {
     ("at2", "smollm2-135m"): 0.0269,
 }
+# The context-gain gate (attribot_rag.grounding), for every method: a sentence is cited only
+# when the passages together raise its tokens' log-probability by at least this many nats
+# per token. Calibrated against a null (BENCHMARKS.md, "Citations: the context-gain gate").
+DEFAULT_MIN_CONTEXT_GAIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,9 @@ class CitedSentence:
     # The answer's last sentence, cut by the length limit mid-sentence: not a claim to
     # cite (its marker would land mid-phrase), shown with TRUNCATION_MARK instead.
     truncated: bool = False
+    # Nats per token the passages together add to the sentence (attribot_rag.grounding);
+    # None when not measured. Below the gate the sentence cites nothing.
+    context_gain: float | None = None
 
     @property
     def supported(self) -> bool:
@@ -165,6 +172,7 @@ class CitedSentence:
             "span": list(self.span),
             "supported": self.supported,
             "truncated": self.truncated,
+            "context_gain": self.context_gain,
             "markers": self.numbers,
             "top_score": self.top_score,
             "citations": [c.to_dict() for c in self.citations],
@@ -355,11 +363,15 @@ def choose_citations(
     max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
     null_floor: float | None = None,
     per_token: bool = False,
+    gains: Sequence[float | None] | None = None,
+    min_context_gain: float | None = None,
 ) -> list[list[int]]:
     """Per answer sentence (its sources' scores, None when not attributed, and its token
     count), the indices of the sources to cite, best first: :func:`select_citations`
     with the answer-relative floor, then only sources whose effect reaches ``null_floor``
-    (the score per sentence token when ``per_token``), at most ``max_per_sentence``."""
+    (the score per sentence token when ``per_token``), at most ``max_per_sentence``.
+    A sentence whose context gain (``gains``, one per sentence) is below
+    ``min_context_gain`` cites nothing."""
     tops = [v for scores, _ in sentences for v in (scores or []) if v is not None and not math.isnan(float(v))]
     top = max(tops, default=None)
     floor = None
@@ -374,7 +386,28 @@ def choose_citations(
             scores, threshold=threshold, relative_threshold=relative_threshold, max_per_sentence=None, floor=floor
         )
         out.append(_above_null(chosen, scores, tokens, null_floor, per_token)[:max_per_sentence])
+    if gains is not None and min_context_gain is not None:
+        out = [[] if g is not None and g < min_context_gain else c for c, g in zip(out, gains)]
     return out
+
+
+def resolve_min_context_gain(value: float | str | None) -> float | None:
+    """``min_context_gain`` as given: "auto" is :data:`DEFAULT_MIN_CONTEXT_GAIN`."""
+    return DEFAULT_MIN_CONTEXT_GAIN if value == "auto" else value  # type: ignore[return-value]
+
+
+def sentence_gain(
+    att: "Attribution | None", min_context_gain: float | None, whole: "Attribution | None" = None
+) -> float | None:
+    """The context gain of the sentence an attribution explains (None: no gate asked, or
+    no attribution). Read from ``whole``'s task when it explains the same answer, so that
+    every sentence shares one computation."""
+    if att is None or att.task is None or min_context_gain is None:
+        return None
+    from .grounding import span_gain
+
+    same = whole is not None and whole.task is not None and whole.task.response is att.task.response
+    return span_gain(whole.task if same else att.task, att.task.target)  # type: ignore[union-attr]
 
 
 def _above_null(
@@ -443,6 +476,7 @@ def cite(
     max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
     max_new_tokens: int | None = None,
     null_floor: float | str | None = "auto",
+    min_context_gain: float | str | None = "auto",
     truncated: bool | None = None,
     **method_options: Any,
 ) -> CitedAnswer:
@@ -454,13 +488,16 @@ def cite(
     ``method`` is any registered attribution method ("loo" by default; None: the
     attributor's own method; "auto": at2 where weights ship for the model, else loo).
     ``null_floor``: the least effect a cited source must have ("auto": the calibrated
-    null of the method, see ``NULL_FLOORS``; None: none). ``truncated``: whether the
+    null of the method, see ``NULL_FLOORS``; None: none). ``min_context_gain``: a
+    sentence cites nothing unless the passages together raise its log-probability by at
+    least this many nats per token ("auto": :data:`DEFAULT_MIN_CONTEXT_GAIN`; None: no
+    gate; see :mod:`attribot_rag.grounding`). ``truncated``: whether the
     answer was cut mid-sentence (None: a generated answer that ended without the
     end-of-turn token; a text answer whose last sentence, after others, has no ending
     punctuation).
     """
     settings = _check_settings(
-        threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor
+        threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor, min_context_gain
     )
     ps = coerce_passages(passages)
     gen_s = 0.0
@@ -497,10 +534,12 @@ def _looks_truncated(attributor: "Attributor", response: Response) -> bool:
 
 
 def _check_settings(
-    threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor="auto"
+    threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor="auto",
+    min_context_gain="auto",
 ) -> dict[str, Any]:
-    if null_floor is not None and null_floor != "auto" and not isinstance(null_floor, (int, float)):
-        raise InputError(f'null_floor must be a number, "auto" or None, got {null_floor!r}')
+    for name, val in (("null_floor", null_floor), ("min_context_gain", min_context_gain)):
+        if val is not None and val != "auto" and (isinstance(val, bool) or not isinstance(val, (int, float))):
+            raise InputError(f'{name} must be a number, "auto" or None, got {val!r}')
     if max_per_sentence is not None and max_per_sentence < 1:
         raise InputError(f"max_per_sentence must be >= 1 (or None), got {max_per_sentence}")
     for name, val in (
@@ -515,6 +554,7 @@ def _check_settings(
         "answer_relative_threshold": answer_relative_threshold,
         "max_per_sentence": max_per_sentence,
         "null_floor": null_floor,
+        "min_context_gain": min_context_gain,
     }
 
 
@@ -527,12 +567,15 @@ def cite_sentences(
     answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
     max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
     null_floor: float | str | None = "auto",
+    min_context_gain: float | str | None = "auto",
     truncated: bool = False,
 ) -> CitedAnswer:
     """Select each sentence's citations from its attribution (:func:`choose_citations`),
     number the cited passages by first appearance and place the markers. ``truncated``:
     the last sentence was cut by the length limit (flagged, not cited)."""
     floor_value = resolve_null_floor(null_floor, whole.method, whole.model)
+    gate = resolve_min_context_gain(min_context_gain)
+    gains = [sentence_gain(att, gate, whole) for _, att in sentences]
     chosen = choose_citations(
         [(None, 0) if att is None else ([s.score for s in att.sources], _tokens(att)) for _, att in sentences],
         threshold=threshold,
@@ -541,12 +584,14 @@ def cite_sentences(
         max_per_sentence=max_per_sentence,
         null_floor=floor_value,
         per_token=whole.method in PER_TOKEN_METHODS,
+        gains=gains,
+        min_context_gain=gate,
     )
     numbers: dict[int, int] = {}  # passage index -> reference number
     cited: list[CitedSentence] = []
     for k, (span, att) in enumerate(sentences):
         cut = truncated and k == len(sentences) - 1
-        cited.append(_cited_sentence(k, span, whole, att, [] if cut else chosen[k], numbers, truncated=cut))
+        cited.append(_cited_sentence(k, span, whole, att, [] if cut else chosen[k], numbers, cut, gains[k]))
     ps = whole.passages
     references = [
         Reference(num, ps[pi].id, pi, ps[pi].title, ps[pi].text)
@@ -569,6 +614,7 @@ def cite_sentences(
             "answer_relative_threshold": answer_relative_threshold,
             "max_per_sentence": max_per_sentence,
             "null_floor": floor_value,
+            "min_context_gain": gate,
         },
     )
 
@@ -596,6 +642,7 @@ def _cited_sentence(
     chosen: list[int],
     numbers: dict[int, int],
     truncated: bool = False,
+    context_gain: float | None = None,
 ) -> CitedSentence:
     a, b = span
     text = whole.answer[a:b]
@@ -620,10 +667,13 @@ def _cited_sentence(
                 quote_span=(src.start, src.end),
             )
         )
-    return CitedSentence(k, text, span, tuple(cits), {s.id: s.score for s in att.sources}, att, truncated)
+    return CitedSentence(
+        k, text, span, tuple(cits), {s.id: s.score for s in att.sources}, att, truncated, context_gain
+    )
 
 
 __all__ = [
+    "DEFAULT_MIN_CONTEXT_GAIN",
     "DEFAULT_NULL_QUANTILE",
     "NULL_FLOORS",
     "TRUNCATION_MARK",

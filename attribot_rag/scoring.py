@@ -15,7 +15,8 @@ model this is exact, not an approximation.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+import threading
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, ContextManager, Protocol, Sequence
 
@@ -46,6 +47,9 @@ class Response:
     observations: list[Any] = field(default_factory=list, repr=False, compare=False)
     # The prompt's KV cache, when asked for (Scorer.generate(keep_prompt_kv=True)).
     prompt_kv: Any = field(default=None, repr=False, compare=False)
+    # Each token's log-probability as generation computed it (LogprobObserver), with the
+    # prompt it followed; None for a text answer. Saves a context-gain check a full pass.
+    logprobs: "GeneratedLogprobs | None" = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -102,6 +106,74 @@ class GenerationObserver(Protocol):
     first forward step did not see the whole prompt."""
 
     def watch(self, model: Any, prompt_ids: Sequence[int], full_prompt: bool) -> ContextManager[Recording]: ...
+
+
+@dataclass(frozen=True)
+class GeneratedLogprobs:
+    """Per-token log-probs of a generated response, and the prompt they were computed after."""
+
+    prompt_ids: tuple[int, ...]
+    values: np.ndarray
+
+    def for_prompt(self, prompt_ids: Sequence[int], length: int) -> np.ndarray | None:
+        """The values, if they belong to this prompt and a response of this length."""
+        same = len(self.values) == length and tuple(int(t) for t in prompt_ids) == self.prompt_ids
+        return self.values if same else None
+
+
+class LogprobObserver:
+    """The generation observer that keeps each generated token's log-probability.
+
+    A hook on the output layer keeps the latest step's log-softmax; the next step's input
+    (a pre-hook on the model) names the token that was chosen from it. ``values(ids)``
+    gives the log-probs of the tokens ``ids`` generated so far (a streaming reader asks
+    mid-generation); the finished response gets its own as ``response.logprobs``."""
+
+    def __init__(self) -> None:
+        self._prompt: tuple[int, ...] = ()
+        self._chosen: list[float] = []
+        self._pending: torch.Tensor | None = None
+
+    def values(self, ids: Sequence[int]) -> GeneratedLogprobs | None:
+        out = self._chosen[: len(ids)]
+        if len(out) == len(ids) - 1 and self._pending is not None:
+            out = out + [float(self._pending[int(ids[-1])])]
+        if len(out) != len(ids):
+            return None
+        return GeneratedLogprobs(self._prompt, np.asarray(out, dtype=np.float64))
+
+    @contextmanager
+    def watch(self, model: Any, prompt_ids: Sequence[int], full_prompt: bool):
+        self._prompt = tuple(int(t) for t in prompt_ids)
+        self._chosen, self._pending = [], None
+        # A streaming reader scores the answer so far on the same model while generation
+        # waits: only the generating thread's forward steps are recorded.
+        owner = threading.get_ident()
+
+        def on_input(module, args, kwargs):
+            ids = kwargs.get("input_ids")
+            if threading.get_ident() != owner:
+                return
+            if self._pending is not None and ids is not None and ids.shape[-1] == 1:
+                self._chosen.append(float(self._pending[int(ids[0, -1])]))
+                self._pending = None
+
+        def on_logits(module, args, output):
+            if threading.get_ident() == owner:
+                self._pending = torch.log_softmax(output[0, -1].float(), dim=-1)
+
+        handles = [
+            model.register_forward_pre_hook(on_input, with_kwargs=True),
+            model.get_output_embeddings().register_forward_hook(on_logits),
+        ]
+        try:
+            yield self
+        finally:
+            for h in handles:
+                h.remove()
+
+    def attach(self, response: Response) -> None:
+        response.logprobs = self.values(response.token_ids)
 
 
 @dataclass
@@ -370,6 +442,8 @@ class Scorer:
                 ddp_cache_data=[(k[:, :, :shared].clone(), v[:, :, :shared].clone()) for k, v in prefix.kv]
             ) if shared else DynamicCache()
             kwargs["return_dict_in_generate"] = True
+        if not any(isinstance(o, LogprobObserver) for o in observers):
+            observers = [*observers, LogprobObserver()]
         with ExitStack() as stack:
             recordings = [stack.enter_context(o.watch(self.model, prompt_ids, not shared)) for o in observers]
             out = self.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
@@ -404,7 +478,9 @@ class Scorer:
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "FullPass",
+    "GeneratedLogprobs",
     "GenerationObserver",
+    "LogprobObserver",
     "PromptKV",
     "Recording",
     "Response",

@@ -46,7 +46,9 @@ from .citations import (
     _above_null,
     _check_settings,
     _tokens,
+    resolve_min_context_gain,
     resolve_null_floor,
+    sentence_gain,
     _cited_sentence,
     _looks_truncated,
     answer_floor,
@@ -57,7 +59,7 @@ from .citations import (
 from .errors import InputError
 from .layout import check_fits
 from .result import Attribution
-from .scoring import Response, Scorer, response_from_ids, response_from_text
+from .scoring import LogprobObserver, Response, Scorer, response_from_ids, response_from_text
 from .sources import Passage, coerce_passages, split_sentences
 
 if TYPE_CHECKING:
@@ -116,23 +118,27 @@ def stream_cite(
     relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
     answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
     max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+    null_floor: float | str | None = "auto",
+    min_context_gain: float | str | None = "auto",
     **method_options: Any,
 ) -> Iterator[StreamEvent]:
     """Generate the answer and yield it as it is written, with each sentence's citations
     as it completes; the last event's ``answer`` is the whole cited answer."""
-    settings = _check_settings(threshold, relative_threshold, answer_relative_threshold, max_per_sentence)
+    settings = _check_settings(
+        threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor, min_context_gain
+    )
     ps = coerce_passages(passages)
     method = method or attributor.method
     prompt = attributor.layout.render(question, ps)
     new = max_new_tokens or attributor.max_new_tokens
     check_fits(len(prompt), new, attributor.lm.context_window, attributor.lm.name)
     run = _SentenceAttributor(attributor, question, ps, method, level, method_options)
-    hand, observer, outcome = _HandOver(), CaptureObserver(), {}
+    hand, observer, logprobs, outcome = _HandOver(), CaptureObserver(), LogprobObserver(), {}
 
     def generate() -> None:
         try:
             outcome["response"] = Scorer(attributor.lm).generate(
-                prompt.input_ids, max_new_tokens=new, observers=[observer], streamer=hand
+                prompt.input_ids, max_new_tokens=new, observers=[observer, logprobs], streamer=hand
             )
         except BaseException as exc:  # handed to the reader
             outcome["error"] = exc
@@ -140,7 +146,7 @@ def stream_cite(
             hand.end()
 
     worker = threading.Thread(target=generate, name="attribot-stream", daemon=True)
-    so_far = partial(_generated_so_far, run.tokenizer, observer, list(prompt.input_ids))
+    so_far = partial(_generated_so_far, run.tokenizer, observer, logprobs, list(prompt.input_ids))
     with attributor.lock:
         worker.start()
         try:
@@ -165,9 +171,13 @@ def _read(hand: _HandOver, progress: "_Progress", so_far: Callable[[list[int]], 
     yield from progress.rest()
 
 
-def _generated_so_far(tokenizer: Any, observer: CaptureObserver, prompt_ids: list[int], ids: list[int]) -> Response:
-    """The tokens generated so far as a response, with what AT2 needs as captured so far."""
+def _generated_so_far(
+    tokenizer: Any, observer: CaptureObserver, logprobs: LogprobObserver, prompt_ids: list[int], ids: list[int]
+) -> Response:
+    """The tokens generated so far as a response, with what AT2 needs as captured so far
+    and their log-probs (for the context-gain gate)."""
     response = response_from_ids(tokenizer, ids)
+    response.logprobs = logprobs.values(ids)
     if observer.current is not None:
         response.observations.append(observer.current.snapshot(prompt_ids, ids))
     return response
@@ -239,9 +249,13 @@ class TextCitationStream:
         relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
         answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
         max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
+        null_floor: float | str | None = "auto",
+        min_context_gain: float | str | None = "auto",
         **method_options: Any,
     ) -> None:
-        settings = _check_settings(threshold, relative_threshold, answer_relative_threshold, max_per_sentence)
+        settings = _check_settings(
+            threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor, min_context_gain
+        )
         ps = coerce_passages(passages)
         prompt = attributor.layout.render(_check_question(question), ps)
         check_fits(len(prompt), 1, attributor.lm.context_window, attributor.lm.name)
@@ -339,11 +353,15 @@ class _SentenceAttributor:
             max_per_sentence=None,
             floor=floor,
         )
-        # the same null floor the whole answer's citations apply (cite_sentences)
+        # the same null floor and context-gain gate the whole answer's citations apply (cite_sentences)
         null = resolve_null_floor(settings["null_floor"], att.method, att.model)
         chosen = _above_null(chosen, scores, _tokens(att), null, att.method in PER_TOKEN_METHODS)
         chosen = chosen[: settings["max_per_sentence"]]
-        return _cited_sentence(len(self.done) - 1, span, att, att, chosen, self.numbers)
+        gate = resolve_min_context_gain(settings["min_context_gain"])
+        gain = sentence_gain(att, gate)
+        if gain is not None and gain < gate:
+            chosen = []
+        return _cited_sentence(len(self.done) - 1, span, att, att, chosen, self.numbers, False, gain)
 
     def finish(self, response: Response, settings: dict) -> CitedAnswer:
         """The whole cited answer: sentences attributed while streaming are reused (their

@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 
 from attribot_rag import DEFAULT_MAX_NEW_TOKENS, Attributor, InputError, cite, filter_passages  # noqa: E402
 from attribot_rag.citations import (  # noqa: E402
+    DEFAULT_MIN_CONTEXT_GAIN,
     NULL_FLOORS,
     TRUNCATION_MARK,
     choose_citations,
@@ -120,29 +121,39 @@ def test_null_floors_apply_to_at2_on_its_calibration_model_only():
     assert null_floor("contextcite", "smollm2-135m") is None
 
 
-@pytest.mark.parametrize(
-    "method",
-    [
-        "loo",
-        pytest.param(
-            "at2",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: the self-description's best AT2 score (0.0287) is above the "
-                "calibrated null floor (0.0269, 0.99 quantile); BENCHMARKS.md",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("method", ["loo", "at2"])
 def test_a_self_description_gets_no_marker(attributor, method):
     answer = "The hotel limit is $260 per night. " + SELF_DESCRIPTION
     cited = cite(attributor, QUESTION, PASSAGES, answer, method=method)
     assert cited.settings["null_floor"] == null_floor(method, attributor.model_name)
+    assert cited.settings["min_context_gain"] == DEFAULT_MIN_CONTEXT_GAIN
     assert cited.sentences[1].citations == ()
     assert cited.text.endswith(SELF_DESCRIPTION)
-    # without the null floor the old rule cites it
-    old = cite(attributor, QUESTION, PASSAGES, answer, method=method, null_floor=None)
-    assert old.sentences[0].supported
+    # the passages make the hotel sentence likelier, not the self-description
+    assert cited.sentences[0].context_gain >= DEFAULT_MIN_CONTEXT_GAIN > cited.sentences[1].context_gain
+    assert cited.sentences[0].supported
+
+
+def test_without_the_context_gain_gate_at2_cites_the_self_description(attributor):
+    # what the gate is for: AT2's attention always lands somewhere, and on this sentence
+    # its best score (0.0287) clears the calibrated null floor (0.0269)
+    answer = "The hotel limit is $260 per night. " + SELF_DESCRIPTION
+    ungated = cite(attributor, QUESTION, PASSAGES, answer, method="at2", min_context_gain=None)
+    assert ungated.sentences[1].citations != ()
+    assert ungated.sentences[1].context_gain is None
+    assert ungated.settings["min_context_gain"] is None
+
+
+def test_choose_citations_drops_sentences_below_the_context_gain_gate():
+    sentences = [([3.0, 0.2], 10), ([0.9, 0.8], 10), ([1.0], 5)]
+    gains = [1.3, 0.1, None]  # None: not measured, so not gated
+    assert choose_citations(sentences, gains=gains, min_context_gain=0.25) == [[0], [], [0]]
+    assert choose_citations(sentences, gains=gains, min_context_gain=None) == [[0], [0, 1], [0]]
+
+
+def test_bad_min_context_gain_is_refused_by_name(attributor):
+    with pytest.raises(InputError, match="min_context_gain must be a number"):
+        cite(attributor, QUESTION, PASSAGES, "Yes.", min_context_gain="high")
 
 
 def test_bad_null_floor_is_refused_by_name(attributor):
@@ -207,3 +218,18 @@ def test_one_answer_length_default():
     assert DEFAULT_MAX_NEW_TOKENS == 64
     assert inspect.signature(Attributor).parameters["max_new_tokens"].default == DEFAULT_MAX_NEW_TOKENS
     assert inspect.signature(server.build_app).parameters["max_new_tokens"].default == DEFAULT_MAX_NEW_TOKENS
+
+
+def test_generation_keeps_each_tokens_logprob_so_the_gate_costs_one_short_pass(attributor):
+    import numpy as np
+
+    response = attributor.generate(QUESTION, PASSAGES)
+    task = attributor.task(QUESTION, PASSAGES, response)
+    recorded = response.logprobs.for_prompt(task.prompt.input_ids, len(response.token_ids))
+    full = task.scorer.full_pass(task.prompt.input_ids, response.token_ids).logprobs
+    np.testing.assert_allclose(recorded, full, atol=1e-4)  # fp32: generation's steps vs one pass
+    assert response.logprobs.for_prompt(task.prompt.input_ids[1:], len(response.token_ids)) is None
+    # AT2 reads the generation capture; the gate adds only the passage-free prompt's pass
+    cited = cite(attributor, QUESTION, PASSAGES, method="at2")
+    assert cited.forward_passes == 1
+    assert all(s.context_gain is not None for s in cited.sentences)

@@ -263,3 +263,21 @@ def test_fixture_parses(data_file):
     assert [e.id for e in load_hotpotqa(data_file)] == ["pe-ada", "pe-owl"]
     assert [e.id for e in load_hotpotqa_fixture()] == ["pe-ada", "pe-owl"]
     assert load_hotpotqa_fixture()[0].gold_passage_ids  # gold titles match paragraphs
+
+
+def test_a_method_spec_with_options_ranks_as_that_method(report, lm, data_file):
+    # proxy-rescore with AT2 as its first stage needs no proxy model: the top 2 of AT2's
+    # ranking get the target's exact LOO scores, the rest none (ranked after them)
+    rep, cache = report
+    spec = "proxy-rescore:first_stage=at2:rescore=2"
+    run = run_prune_eval(data_file, n=2, methods=[spec, "at2"], ks=[1], model=lm, cache_dir=cache,
+                         progress=False, n_boot=50)
+    assert spec in run["methods"] and "unavailable" not in run["methods"][spec]
+    loo = {e["id"]: e["methods"]["loo"]["scores"] for e in rep["examples"]}
+    for rec in run["examples"]:
+        at2 = np.array(rec["methods"]["at2"]["scores"])
+        rescored = rec["methods"][spec]["scores"]
+        top2 = sorted(np.argsort(-at2, kind="stable")[:2].tolist())
+        assert [i for i, v in enumerate(rescored) if v is not None] == top2
+        np.testing.assert_allclose([rescored[i] for i in top2], [loo[rec["id"]][i] for i in top2], atol=1e-4)  # fp32 batching noise
+        assert rec["methods"][spec]["k"]["1"]["keep"][0] in top2

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+import threading
 import weakref
 from typing import Any, Iterator, Sequence
 
@@ -158,8 +159,11 @@ class CaptureObserver:
         if not cap.valid:
             yield _Recording(cap, prompt_ids)
             return
+        # only the generating thread's steps: a streaming reader may score the answer so
+        # far on the same model while generation waits
+        owner = threading.get_ident()
         handles = [
-            layer.register_forward_pre_hook(_recording_hook(cap, i), with_kwargs=True)
+            layer.register_forward_pre_hook(_recording_hook(cap, i, owner), with_kwargs=True)
             for i, layer in enumerate(_base(model).layers)
         ]
         cap.hidden, cap.cos, cap.sin = ([[] for _ in handles] for _ in range(3))
@@ -180,9 +184,9 @@ class _Recording:
         response.observations.append(self.capture)
 
 
-def _recording_hook(cap: GenerationCapture, idx: int):
+def _recording_hook(cap: GenerationCapture, idx: int, owner: int):
     def pre_hook(module, args, kwargs):
-        if not cap.valid:
+        if not cap.valid or threading.get_ident() != owner:
             return None
         hidden = _layer_input(args, kwargs)
         pe = kwargs.get("position_embeddings")

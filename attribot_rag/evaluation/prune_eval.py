@@ -162,11 +162,13 @@ def _question_similarity(setup: _Setup, ex: HotpotExample) -> np.ndarray:
 
 
 def _attribution_ranking(setup: _Setup, ex: HotpotExample, method: str, response: Any) -> tuple[np.ndarray, dict]:
-    """The method's paragraph scores for the baseline answer, at the level it ranks at."""
-    cls = METHODS[method]
-    opts = MethodSpec(method, method).resolve({"proxy": setup.proxy})
+    """The method's paragraph scores for the baseline answer, at the level it ranks at.
+    ``method`` is a name or a spec with options (``proxy-rescore:first_stage=at2:rescore=3``)."""
+    spec = MethodSpec.parse(method)
+    cls = spec.method_class
+    opts = spec.resolve({"proxy": setup.proxy})
     task = setup.attributor.task(ex.question, ex.passages, response, level=cls.ranking_level)
-    out = setup.attributor.run(task, method=method, **opts)
+    out = setup.attributor.run(task, method=spec.name, **opts)
     scores = cls.passage_scores(task, np.asarray(out.scores, dtype=np.float64), out.info or {})
     info: dict[str, Any] = {"forward_tokens": int(out.forward_tokens)}
     for key in ("kept_passages", "from_generation"):
@@ -176,15 +178,19 @@ def _attribution_ranking(setup: _Setup, ex: HotpotExample, method: str, response
 
 
 def _needs_proxy(method: str) -> bool:
-    return method in METHODS and METHODS[method].needs_proxy({})
+    if method in RANKERS:
+        return False
+    spec = MethodSpec.parse(method)
+    return spec.name in METHODS and spec.needs_proxy
 
 
 def _method_availability(method: str, proxy: LoadedModel | None) -> str | None:
     """None if the method can run here, else why not."""
     if method in RANKERS:
         return None
-    if method not in available_methods():
-        return f"no attribution method named {method!r} in this version (available: {', '.join(available_methods())})"
+    name = MethodSpec.parse(method).name
+    if name not in available_methods():
+        return f"no attribution method named {name!r} in this version (available: {', '.join(available_methods())})"
     if _needs_proxy(method) and proxy is None:
         return f"{method!r} needs a proxy model: pass --proxy-model NAME"
     return None

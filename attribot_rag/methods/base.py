@@ -46,6 +46,7 @@ class TaskCache:
     loo_rows: dict[int, np.ndarray] = field(default_factory=dict)
     at2_features: Any = None  # torch [S, r, L*H], see at2.features
     at2_capture: str = ""  # "used", or why the generation capture could not be used
+    context_gain: np.ndarray | None = None  # per response token, see attribot_rag.grounding
 
 
 @dataclass
