@@ -12,6 +12,11 @@ Collect (resumable: one JSON per example under ``--out``, skipped when present):
   each answer sentence's token count;
 * the gold: the supporting paragraphs and the character spans of the supporting sentences.
 
+Context gain (``--context-gain``, issue 17 item 4): for every collected example, each answer
+sentence's context gain (:mod:`attribot_rag.grounding`) with its own paragraphs, and the
+null: the same sentence's gain with the next example's paragraphs in their place (context
+that supports nothing in the answer).
+
 Summarise (``--summary``): gold-kept rates at k = 2, 3 for the similarity order, each
 attribution alone and each fusion rule of :func:`attribot_rag.pruning.fused_order`; citation
 precision and recall before (the old rule) and after (the null-calibrated default) with
@@ -19,6 +24,8 @@ precision and recall before (the old rule) and after (the null-calibrated defaul
 
     OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/prune_cite_hotpotqa.py \
         --offset 0 --n 60 --out benchmarks/prune-cite-hotpotqa
+    OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/prune_cite_hotpotqa.py \
+        --out benchmarks/prune-cite-hotpotqa --context-gain
     .venv/bin/python benchmarks/prune_cite_hotpotqa.py --out benchmarks/prune-cite-hotpotqa --summary
 """
 
@@ -156,6 +163,37 @@ def add_missing(att: Any, question: str, ps: list[Any], path: Path, args: argpar
     print(f"dev {rec['index']}: added {todo_p} passage, {todo_s} sentence", flush=True)
 
 
+def collect_context_gain(args: argparse.Namespace) -> None:
+    """Each collected example's answer-sentence context gains: own paragraphs and the null
+    (the next dataset example's paragraphs). Resumable: examples that have them are skipped."""
+    from attribot_rag import Attributor
+    from attribot_rag.evaluation.hotpotqa import parse_example
+    from attribot_rag.grounding import span_gain
+    from attribot_rag.models import get_model
+
+    data = json.loads(Path(args.data).read_text())
+    att = Attributor(get_model(args.model))
+    for path in sorted(Path(args.out).glob("dev-*.json")):
+        rec = json.loads(path.read_text())
+        if "context_gain" in rec:
+            continue
+        spans = next(m["sentences"] for m in rec["methods"].values() if "sentences" in m)
+        ex = parse_example(data[rec["index"]])
+        by_id = {p.id: p for p in ex.passages}
+        own = [by_id[i] for i in rec["order"]]
+        other = parse_example(data[rec["index"] + 1]).passages
+        t0 = time.perf_counter()
+        gains = {}
+        for name, ps in (("own", own), ("null", other)):
+            task = att.task(ex.question, ps, rec["draft"], level="sentence")
+            gains[name] = [None if s["scores"] is None else span_gain(task, task.response.token_slice(tuple(s["span"])))
+                           for s in spans]
+        rec["context_gain"] = {**gains, "model": att.model_name, "dtype": att.lm.metadata.get("dtype"),
+                               "seconds": time.perf_counter() - t0}
+        path.write_text(json.dumps(rec, indent=1))
+        print(f"dev {rec['index']}: own {gains['own']} null {gains['null']}", flush=True)
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -236,7 +274,7 @@ def citation_counts(records: list[dict[str, Any]], method: str, settings: dict[s
     for r in records:
         m = r["methods"][method]
         sources = m["sources"]
-        chosen = choose_citations([(s["scores"], s["tokens"]) for s in m["sentences"]], **settings)
+        chosen = choose_citations([(s["scores"], s["tokens"]) for s in m["sentences"]], **_gated(r, settings))
         cited = {i for c in chosen for i in c}
         support = r["supporting_spans"]
 
@@ -258,7 +296,7 @@ def citation_counts(records: list[dict[str, Any]], method: str, settings: dict[s
             for s, e in spans
         )
     cited_sentences = sum(bool(c) for r in records for c in choose_citations(
-        [(s["scores"], s["tokens"]) for s in r["methods"][method]["sentences"]], **settings))
+        [(s["scores"], s["tokens"]) for s in r["methods"][method]["sentences"]], **_gated(r, settings)))
     n_sent = sum(len(r["methods"][method]["sentences"]) for r in records)
     return {
         "citations": cites,
@@ -269,6 +307,70 @@ def citation_counts(records: list[dict[str, Any]], method: str, settings: dict[s
         "sentence_precision": s_ok / cites if cites else None,
         "sentence_recall": hit_s / gold_s,
     }
+
+
+def _gated(rec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings with this example's context gains when a gate is asked for."""
+    if settings.get("min_context_gain") is None:
+        return settings
+    return {**settings, "gains": rec["context_gain"]["own"]}
+
+
+GATE_CANDIDATES = (None, 0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
+
+
+def _citation_f1(counts: dict[str, Any]) -> float:
+    p, r = counts["passage_precision"] or 0.0, counts["passage_recall"]
+    return 2 * p * r / (p + r) if p + r else 0.0
+
+
+def gate_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The context-gain gate. The null: answer sentences' gains with another example's
+    paragraphs. The choice: of GATE_CANDIDATES, the gate with the best passage-level
+    citation F1 (mean over methods, each with its null floor) on the first half of the
+    examples that have gains; then citations without and with the shipped gate on the
+    second half, per method."""
+    from attribot_rag.citations import DEFAULT_MIN_CONTEXT_GAIN, PER_TOKEN_METHODS, null_floor
+
+    have = [r for r in records if "context_gain" in r]
+    if len(have) < 2:
+        return {}
+    calib, test = have[: len(have) // 2], have[len(have) // 2 :]
+    own = [g for r in have for g in r["context_gain"]["own"] if g is not None]
+    null = [g for r in have for g in r["context_gain"]["null"] if g is not None]
+    methods = [m for m in METHODS if any("sentences" in r["methods"].get(m, {}) for r in have)]
+
+    def floor(m: str, rs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"null_floor": null_floor(m, rs[0]["model"]), "per_token": m in PER_TOKEN_METHODS}
+
+    def with_method(rs: list[dict[str, Any]], m: str) -> list[dict[str, Any]]:
+        return [r for r in rs if "sentences" in r["methods"].get(m, {})]
+
+    choice = {
+        str(g): float(np.mean([_citation_f1(citation_counts(with_method(calib, m), m,
+                                                            {**floor(m, calib), "min_context_gain": g}))
+                               for m in methods if with_method(calib, m)]))
+        for g in GATE_CANDIDATES
+    }
+    out: dict[str, Any] = {
+        "calibration_examples": [r["index"] for r in calib],
+        "test_examples": [r["index"] for r in test],
+        "null_quantiles": {str(q): float(np.quantile(null, q)) for q in (0.5, 0.75, 0.9, 0.99)},
+        "own_quantiles": {str(q): float(np.quantile(own, q)) for q in (0.1, 0.25, 0.5, 0.75)},
+        "calibration_f1_by_gate": choice,
+        "shipped_gate": DEFAULT_MIN_CONTEXT_GAIN,
+    }
+    for m in methods:
+        rs = with_method(test, m)
+        if not rs:
+            continue
+        out[m] = {
+            "examples": len(rs),
+            "null floor only": citation_counts(rs, m, floor(m, rs)),
+            "null floor + gate": citation_counts(rs, m, {**floor(m, rs), "min_context_gain": DEFAULT_MIN_CONTEXT_GAIN}),
+            "neither": citation_counts(rs, m, {"null_floor": None}),
+        }
+    return out
 
 
 def citation_summary(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -314,6 +416,7 @@ def summary(args: argparse.Namespace) -> None:
         },
         "pruning": pruning_summary(records),
         "citations": citation_summary(records),
+        "context_gain_gate": gate_summary(records),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__},
     }
     text = json.dumps(res, indent=1)
@@ -332,9 +435,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="sentence-level methods (citations; loo there costs one pass per context sentence)")
     ap.add_argument("--out", default="benchmarks/prune-cite-hotpotqa")
     ap.add_argument("--summary", action="store_true", help="summarise the collected examples")
+    ap.add_argument("--context-gain", action="store_true", help="add the answer sentences' context gains")
     ap.add_argument("--extra", nargs="*", default=[], help="more result folders to merge (--summary)")
     args = ap.parse_args(argv)
-    summary(args) if args.summary else collect(args)
+    if args.summary:
+        summary(args)
+    elif args.context_gain:
+        collect_context_gain(args)
+    else:
+        collect(args)
 
 
 if __name__ == "__main__":
