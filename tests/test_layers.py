@@ -15,7 +15,7 @@ LAYERS = [
     {"scoring"},
     {"at2"},
     {"methods"},
-    {"result"},
+    {"result", "grounding"},
     {"attributor"},
     {"citations", "pruning"},
     {"report", "streaming", "demo", "training", "evaluation", "index"},

@@ -66,12 +66,16 @@ def test_per_sentence_covers_the_answer(attributor):
 
 def test_contextcite_citations_run_the_ablations_once(attributor):
     options = {"ablations": 16}
-    cited = cite(attributor, QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", **options)
+    cited = cite(attributor, QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", min_context_gain=None, **options)
     assert len(cited.sentences) == 2
     one_run = attributor.attribute(QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", level="sentence", **options)
     # the full pass plus one set of ablation batches, whatever the number of sentences
     assert cited.forward_passes == one_run.forward_passes
     assert cited.forward_tokens == one_run.forward_tokens
+    # the context-gain gate adds its passes once per answer, not per sentence: the
+    # passage-free prompt, and the full pass (ContextCite's stays with its own effects)
+    gated = cite(attributor, QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", **options)
+    assert gated.forward_passes == one_run.forward_passes + 2
 
 
 def test_hierarchical_spans_share_the_work_and_match_a_direct_run(attributor, second_span):
