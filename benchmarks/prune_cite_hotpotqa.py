@@ -144,8 +144,10 @@ def collect(args: argparse.Namespace) -> None:
 
 def add_missing(att: Any, question: str, ps: list[Any], path: Path, args: argparse.Namespace) -> None:
     """A collected example gets the passage-level (``--methods``) and sentence-level
-    (``--sentence-methods``) scores it lacks, for the same answer (re-generated: greedy
-    decoding gives the recorded text again, checked)."""
+    (``--sentence-methods``) scores it lacks, for the same answer: re-generated (greedy
+    decoding gives the recorded text again, checked) when AT2 is among them, so that it
+    reads the generation capture; otherwise the recorded text is attributed as given
+    (which also holds when the model now runs in another dtype than at collection)."""
     rec = json.loads(path.read_text())
     have = rec["methods"]
     todo_p = [m for m in args.methods if "passage_scores" not in have.get(m, {})]
@@ -153,8 +155,10 @@ def add_missing(att: Any, question: str, ps: list[Any], path: Path, args: argpar
     if not todo_p and not todo_s:
         return
     assert [p.id for p in ps] == rec["order"], "the retrieval order changed since collection"
-    draft = att.generate(question, ps)
-    assert draft.text == rec["draft"], "the model's answer changed since collection"
+    draft = rec["draft"]
+    if "at2" in todo_p + todo_s:
+        draft = att.generate(question, ps)
+        assert draft.text == rec["draft"], "the model's answer changed since collection"
     for m in todo_p:
         have.setdefault(m, {}).update(passage_record(att, question, ps, draft, m))
     for m in todo_s:
