@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .errors import InputError
+from .grounding import span_gain
 from .methods import AttributionMethod
 from .result import Attribution, _jsonable
 from .scoring import Response
@@ -404,8 +405,6 @@ def sentence_gain(
     every sentence shares one computation."""
     if att is None or att.task is None or min_context_gain is None:
         return None
-    from .grounding import span_gain
-
     same = whole is not None and whole.task is not None and whole.task.response is att.task.response
     return span_gain(whole.task if same else att.task, att.task.target)  # type: ignore[union-attr]
 
