@@ -95,6 +95,7 @@ def sentence_record(att: Any, question: str, ps: list[Any], draft: Any, method: 
         "sources": [[s.passage_id, s.start, s.end] for s in whole.task.sources],
         "sentences": sentences,
         "sentence_s": time.perf_counter() - t0,
+        "sentence_dtype": att.lm.metadata.get("dtype"),  # may differ from the draft's (add_missing)
     }
 
 
