@@ -15,6 +15,7 @@ from attribot_rag.evaluation.prune_eval import clean_answer, run_prune_eval, sum
 EXAMPLES = [
     {
         "_id": "pe-ada",
+        "type": "bridge",
         "question": "In which city was the author of the first computer program born?",
         "answer": "London",
         "supporting_facts": [["Ada Lovelace", 0], ["First program", 0]],
@@ -27,6 +28,7 @@ EXAMPLES = [
     },
     {
         "_id": "pe-owl",
+        "type": "comparison",
         "question": "When do barn owls hunt?",
         "answer": "at night",
         "supporting_facts": [["Barn owl", 0]],
@@ -166,6 +168,20 @@ def test_report_has_the_documented_shape(report):
     for rec in rep["examples"]:
         # both attention-based rankings reuse what the baseline's generation captured
         assert rec["methods"]["at2"]["info"]["from_generation"]
+
+
+def test_breakdown_by_question_type_summarizes_each_types_examples(report):
+    rep, _ = report
+    assert set(rep["by_type"]) == {"bridge", "comparison"}
+    for rec in rep["examples"]:
+        sub = rep["by_type"][rec["type"]]
+        assert sub["n"] == 1
+        assert sub["baseline"]["f1"]["mean"] == rec["baseline"]["f1"]
+        for m in ("at2", "similarity"):
+            for k in KS:
+                assert sub["methods"][m][str(k)]["f1"]["mean"] == rec["methods"][m]["k"][str(k)]["f1"]
+    table = prune_eval.markdown_table(rep)
+    assert "By question type: **bridge** (n = 1)" in table and "By question type: **comparison** (n = 1)" in table
 
 
 def test_per_example_results_are_consistent(report, lm):

@@ -18,6 +18,7 @@ class HotpotExample:
     answer: str
     passages: list[Passage]
     gold_titles: frozenset[str]  # titles of the supporting paragraphs
+    type: str | None = None  # HotpotQA's question type: "bridge" or "comparison"
 
     @property
     def gold_passage_ids(self) -> list[str]:
@@ -33,6 +34,7 @@ def parse_example(obj: dict[str, Any]) -> HotpotExample:
             answer=str(obj.get("answer", "")),
             passages=hotpotqa_passages(obj),
             gold_titles=gold,
+            type=None if obj.get("type") is None else str(obj["type"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"not a HotpotQA example: {exc}") from exc

@@ -252,6 +252,7 @@ def run_prune_eval(
             if m in unavailable:
                 del rec["methods"][m]
     report = summarize(per_example, methods, ks, unavailable, n_boot=n_boot, seed=seed)
+    report["by_type"] = summarize_by_type(per_example, methods, ks, unavailable, n_boot=n_boot, seed=seed)
     report.update({
         "model": attributor.model_name,
         **dtype_info(target),
@@ -272,7 +273,7 @@ def _example(setup: _Setup, ex: HotpotExample, runnable: list[str], unavailable:
     ``runnable`` and ``unavailable`` are updated when a method turns out not to run."""
     short, n_par = ex.id[:8], len(ex.passages)
     gold = [i for i, p in enumerate(ex.passages) if p.title in ex.gold_titles]
-    rec: dict[str, Any] = {"id": ex.id, "question": ex.question, "gold_answer": ex.answer, "gold": gold}
+    rec: dict[str, Any] = {"id": ex.id, "type": ex.type, "question": ex.question, "gold_answer": ex.answer, "gold": gold}
     bar.set_postfix_str(f"{short} baseline")
     prefixes: list[PromptKV] = []
     base_ans = _answer(setup, ex, range(n_par), prefixes, keep_response=True)
@@ -397,6 +398,20 @@ def summarize(
     return report
 
 
+def summarize_by_type(
+    per_example: list[dict[str, Any]],
+    methods: Sequence[str],
+    ks: Sequence[int],
+    unavailable: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> dict[str, dict[str, Any]]:
+    """:func:`summarize` per HotpotQA question type ("bridge", "comparison"), over the
+    examples whose records carry it (records of files without a ``type`` are left out)."""
+    types = sorted({r["type"] for r in per_example if r.get("type")})
+    return {t: summarize([r for r in per_example if r.get("type") == t], methods, ks, unavailable, **kwargs)
+            for t in types}
+
+
 # ------------------------------------------------------------------ markdown
 def _f(x: Any, d: int = 3) -> str:
     return "-" if x is None else f"{x:.{d}f}"
@@ -432,7 +447,16 @@ def markdown_table(report: dict[str, Any], command: str | None = None) -> str:
                 f"{_ms(e['f1_minus_random'])} | {_ms(e['f1_minus_similarity'])} | {_f(e['gold_recall'])} | "
                 f"{_f(e['seconds_per_example'], 2)} |"
             )
+    for qtype, sub in report.get("by_type", {}).items():
+        lines += ["", f"By question type: **{qtype}** (n = {sub['n']}), F1 and F1 - baseline.", ""]
+        lines += ["| ranking | " + " | ".join(f"k={k}" for k in report["options"]["ks"]) + " |",
+                  "|---|" + "---|" * len(report["options"]["ks"])]
+        lines.append(f"| baseline (all paragraphs) | {_ms(sub['baseline']['f1'])} |" + " |" * (len(report["options"]["ks"]) - 1))
+        for m, per_k in sub["methods"].items():
+            if "unavailable" not in per_k:
+                cells = [f"{_ms(e['f1'])}; {_ms(e['f1_minus_baseline'])}" for e in per_k.values()]
+                lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["DEFAULT_KS", "DEFAULT_METHODS", "PRUNE_INSTRUCTION", "clean_answer", "markdown_table", "run_prune_eval", "summarize"]
+__all__ = ["DEFAULT_KS", "DEFAULT_METHODS", "PRUNE_INSTRUCTION", "clean_answer", "markdown_table", "run_prune_eval", "summarize", "summarize_by_type"]
