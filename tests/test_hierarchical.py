@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from attribot_rag import Attributor
-from attribot_rag.errors import InputError
+from attribot_rag.errors import InputError, MethodNotAvailableError
 from attribot_rag.methods.hierarchical import Hierarchical, select_passages
 from attribot_rag.models import get_model
 
@@ -103,12 +103,53 @@ def test_kept_context_scores_kept_sentences(attributor):
     assert max(abs(got[s.id] - s.score) for s in full.sources if s.score is not None) > 1e-3
 
 
-def test_passage_level_task_is_passage_loo(attributor):
+def test_passage_level_task_is_the_passage_rankers_scores(attributor):
     task = attributor.task(QUESTION, PASSAGES, ANSWER, level="passage")
     ref = attributor.run(task, method="loo").scores
     task = attributor.task(QUESTION, PASSAGES, ANSWER, level="passage")
-    res = attributor.run(task, method="hierarchical", keep=1)
+    res = attributor.run(task, method="hierarchical", keep=1, passage_method="loo")
     np.testing.assert_allclose(res.scores, ref, atol=2e-4, rtol=0)
+    # by default SmolLM2's shipped AT2 weights rank the passages, so the scores are AT2's
+    at2 = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="passage"), method="at2").scores
+    auto = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="passage"), method="hierarchical")
+    np.testing.assert_allclose(auto.scores, at2, rtol=1e-5, atol=1e-7)
+    assert auto.info["passage_method"] == "at2"
+
+
+def _renamed(lm, name):
+    """The same weights under a name no AT2 weights ship for."""
+    import dataclasses
+
+    return dataclasses.replace(lm, name=name)
+
+
+def test_default_is_the_at2_guided_setting_where_weights_ship(attributor):
+    default = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER), method="hierarchical")
+    explicit = attributor.run(
+        attributor.task(QUESTION, PASSAGES, ANSWER),
+        method="hierarchical", passage_method="at2", keep_mass=0.5, top_sentences=0.3,
+    )
+    np.testing.assert_allclose(default.scores, explicit.scores, atol=1e-6, rtol=0, equal_nan=True)
+    assert default.info["passage_method"] == "at2"
+    assert default.info["rule"] == {"keep_mass": 0.5} and default.info["top_sentences"] == 0.3
+    assert "AT2 weights ship for 'smollm2-135m'" in default.info["passage_method_choice"]
+    assert explicit.info["passage_method_choice"] == "given"
+    # a keep rule the caller gives replaces the setting's own (and its top_sentences)
+    keep1 = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER), method="hierarchical", keep=1)
+    assert keep1.info["rule"] == {"keep": 1} and keep1.info["top_sentences"] is None
+    assert keep1.info["passage_method"] == "at2"
+
+
+def test_default_without_weights_is_passage_loo_and_says_so(attributor):
+    other = Attributor(_renamed(attributor.lm, "smollm2-renamed"), level="sentence")
+    default = other.run(other.task(QUESTION, PASSAGES, ANSWER), method="hierarchical")
+    loo = other.run(other.task(QUESTION, PASSAGES, ANSWER), method="hierarchical", passage_method="loo", keep_mass=0.75)
+    np.testing.assert_allclose(default.scores, loo.scores, atol=1e-6, rtol=0, equal_nan=True)
+    assert default.info["passage_method"] == "loo" and default.info["rule"] == {"keep_mass": 0.75}
+    assert default.info["passage_method_choice"] == "auto: no AT2 weights ship for 'smollm2-renamed', so exact passage LOO"
+    # top_sentences needs the cheap ranker "auto" could not find: an error, not a silent LOO run
+    with pytest.raises(MethodNotAvailableError, match="top_sentences needs a cheap passage_method.*no AT2 weights"):
+        other.run(other.task(QUESTION, PASSAGES, ANSWER), method="hierarchical", top_sentences=0.3)
 
 
 def test_passage_method_ranks_passages_then_exact_sentence_loo(attributor, exact):
@@ -146,7 +187,7 @@ def test_passage_method_at2_with_the_shipped_weights(attributor, exact):
 
 def test_top_sentences_options_checked():
     with pytest.raises(InputError, match="top_sentences needs a passage_method"):
-        Hierarchical(top_sentences=0.3)
+        Hierarchical(passage_method="loo", top_sentences=0.3)
     with pytest.raises(InputError, match="sentence_context='full'"):
         Hierarchical(passage_method="at2", top_sentences=0.3, sentence_context="kept")
     for bad in (0, 1.5, -0.2, True, "half"):

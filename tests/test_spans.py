@@ -78,15 +78,17 @@ def test_contextcite_citations_run_the_ablations_once(attributor):
     assert gated.forward_passes == one_run.forward_passes + 2
 
 
-def test_hierarchical_spans_share_the_work_and_match_a_direct_run(attributor, second_span):
-    whole = attributor.attribute(QUESTION, PASSAGES, TWO_SENTENCES, method="hierarchical", level="sentence")
+@pytest.mark.parametrize("passage_method", ["loo", "auto"])
+def test_hierarchical_spans_share_the_work_and_match_a_direct_run(attributor, second_span, passage_method):
+    opts = {"method": "hierarchical", "level": "sentence", "passage_method": passage_method}
+    whole = attributor.attribute(QUESTION, PASSAGES, TWO_SENTENCES, **opts)
     part = whole.for_span(second_span)
-    direct = attributor.attribute(
-        QUESTION, PASSAGES, TWO_SENTENCES, method="hierarchical", level="sentence", span=second_span
-    )
-    np.testing.assert_allclose(part.scores, direct.scores, rtol=1e-6, atol=1e-6, equal_nan=True)
+    direct = attributor.attribute(QUESTION, PASSAGES, TWO_SENTENCES, span=second_span, **opts)
+    # The span's sentence ablations ride in batches with other rows than in the direct
+    # run; batch composition moves fp32 log-probabilities by ~1e-5 nats.
+    np.testing.assert_allclose(part.scores, direct.scores, rtol=0, atol=1e-4, equal_nan=True)
     assert part.info["kept_passages"] == direct.info["kept_passages"]
-    assert part.forward_passes < direct.forward_passes  # passage LOO rows were reused
+    assert part.forward_passes < direct.forward_passes  # the passage ranking was reused
 
 
 def test_a_span_outside_the_answer_is_refused(attributor):

@@ -284,7 +284,8 @@ class _BenchRun:
                 results[spec.label] = exact
                 continue
             bar.set_postfix_str(f"{short} {spec.label}")
-            results[spec.label] = self.method_result(ex, key, response, spec.name, spec.resolve(self.shared))
+            spec_key = {**key, **spec.cache_identity}
+            results[spec.label] = self.method_result(ex, spec_key, response, spec.name, spec.resolve(self.shared))
             bar.update(1)
         bar.set_postfix_str(f"{short} metrics")
         self.record(ex, key, response, exact, results)

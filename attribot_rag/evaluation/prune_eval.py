@@ -132,6 +132,9 @@ def _answer(
 def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, Any], seed: int) -> dict[str, Any]:
     """Scores of the paragraphs (higher = keep first) and the time the ranking took."""
     desc = {**setup.base, "example": ex.id, "kind": "ranking", "method": method, "seed": seed}
+    spec = MethodSpec.parse(method)
+    if method not in RANKERS and spec.name in METHODS:
+        desc.update(spec.cache_identity)
     if _needs_proxy(method):
         desc["proxy"] = setup.proxy.name if setup.proxy is not None else None
     hit = setup.cache.get(desc)

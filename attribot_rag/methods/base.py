@@ -221,6 +221,12 @@ class AttributionMethod(ABC):
         return False
 
     @classmethod
+    def cache_identity(cls, options: Mapping[str, Any]) -> Mapping[str, Any]:
+        """What, beside its name and these options, a cached result of it must match: a
+        method whose defaults changed names the new ones, so older results are not reused."""
+        return {}
+
+    @classmethod
     def passage_scores(cls, task: "AttributionTask", scores: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
         """One score per passage of ``task`` (higher = keep first) from a run at
         :attr:`ranking_level`; at passage level the sources are the passages."""

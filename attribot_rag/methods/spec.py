@@ -59,6 +59,10 @@ class MethodSpec:
     def needs_proxy(self) -> bool:
         return self.method_class.needs_proxy(dict(self.options))
 
+    @property
+    def cache_identity(self) -> dict[str, Any]:
+        return dict(self.method_class.cache_identity(dict(self.options)))
+
     def resolve(self, shared: Mapping[str, Any]) -> dict[str, Any]:
         """The options to build this method with: the shared ones it takes (those that
         are not None), then its own, which replace shared ones of the same group."""
