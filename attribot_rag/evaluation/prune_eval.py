@@ -12,7 +12,7 @@ Rankers. Attribution methods (``at2``, ``loo``, ``attention``, ``contextcite``, 
 ...) attribute the *baseline answer* to the paragraphs (passage level). ``hierarchical``
 runs at sentence level (its passage pass, then sentences of the kept passages); a
 paragraph's score is the sum of its scored sentences, and paragraphs its rule dropped
-rank after the kept ones, by their passage-LOO score. Two rankers use no attribution:
+rank after the kept ones, by their first-pass score. Two rankers use no attribution:
 ``random`` (a seeded permutation per example) and ``similarity`` (cosine similarity of
 all-MiniLM-L6-v2 embeddings between the *question* and each paragraph: what a retriever
 or reranker would keep).
