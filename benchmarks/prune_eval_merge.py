@@ -25,7 +25,7 @@ from typing import Any
 
 from attribot_rag.evaluation.prune_eval import markdown_table, summarize, summarize_by_type
 
-SHARED = ("model", "proxy_model")
+SHARED = ("model",)
 SHARED_OPTIONS = ("instruction", "max_new_tokens", "seed")
 
 
@@ -42,6 +42,10 @@ def load_runs(paths: list[str], data: str | None) -> tuple[list[dict[str, Any]],
         for key in SHARED_OPTIONS:
             if run["options"].get(key) != first["options"].get(key):
                 raise SystemExit(f"{path}: option {key} differs from the first report's")
+    # A run whose rankings need no proxy reports none; the others must share theirs.
+    proxies = {run.get("proxy_model") for run in runs} - {None}
+    if len(proxies) > 1:
+        raise SystemExit(f"the runs used different proxy models: {sorted(proxies)}")
     examples, seen = [], set()
     for path, run in zip(paths, runs):
         for rec in run["examples"]:
@@ -49,7 +53,8 @@ def load_runs(paths: list[str], data: str | None) -> tuple[list[dict[str, Any]],
                 raise SystemExit(f"{path}: example {rec['id']} is in two reports")
             seen.add(rec["id"])
             examples.append({**rec, "dtype": run.get("model_dtype"), "type": rec.get("type") or types.get(rec["id"])})
-    return examples, {k: first.get(k) for k in SHARED} | {"options": first["options"]}
+    shared = {k: first.get(k) for k in SHARED} | {"proxy_model": next(iter(proxies), None)}
+    return examples, shared | {"options": first["options"]}
 
 
 def merged_report(examples: list[dict[str, Any]], shared: dict[str, Any]) -> dict[str, Any]:
