@@ -134,6 +134,9 @@ def test_default_is_the_at2_guided_setting_where_weights_ship(attributor):
     assert default.info["rule"] == {"keep_mass": 0.5} and default.info["top_sentences"] == 0.3
     assert "AT2 weights ship for 'smollm2-135m'" in default.info["passage_method_choice"]
     assert explicit.info["passage_method_choice"] == "given"
+    # a ranker named by the caller keeps the plain rule (the measured `passage_method=at2` row)
+    named = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER), method="hierarchical", passage_method="at2")
+    assert named.info["rule"] == {"keep_mass": 0.75} and named.info["top_sentences"] is None
     # a keep rule the caller gives replaces the setting's own (and its top_sentences)
     keep1 = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER), method="hierarchical", keep=1)
     assert keep1.info["rule"] == {"keep": 1} and keep1.info["top_sentences"] is None

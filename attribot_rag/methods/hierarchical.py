@@ -239,9 +239,9 @@ class Hierarchical(AttributionMethod):
             )
         if self.keep is not None or self.keep_mass is not None or self.top_sentences is not None:
             return Setting(method, self.keep, self.keep_mass, self.top_sentences, choice)
-        if method is None or self.sentence_context != "full":
-            return Setting(method, None, DEFAULT_KEEP_MASS, None, choice)
-        return Setting(method, None, AT2_GUIDED_KEEP_MASS, AT2_GUIDED_TOP_SENTENCES, choice)
+        if self.auto and method is not None and self.sentence_context == "full":
+            return Setting(method, None, AT2_GUIDED_KEEP_MASS, AT2_GUIDED_TOP_SENTENCES, choice)
+        return Setting(method, None, DEFAULT_KEEP_MASS, None, choice)
 
     def _loo(self, task: AttributionTask, indices: list[int]) -> tuple[np.ndarray, float]:
         return task.loo_scores(indices, self.batch_size, self.max_spread), task.target_ll(task.full_pass().logprobs)
