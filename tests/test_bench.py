@@ -11,7 +11,7 @@ from attribot_rag import Attributor
 from attribot_rag.cli import main
 from attribot_rag.errors import InputError
 from attribot_rag.evaluation import bench
-from attribot_rag.evaluation.bench import MethodSpec, run_bench
+from attribot_rag.evaluation.bench import MethodSpec, ResultsCache, run_bench
 from attribot_rag.evaluation.hotpotqa import load_slice
 from attribot_rag.evaluation.metrics import average_precision
 from attribot_rag.models import get_model
@@ -251,6 +251,19 @@ def test_method_specs_and_errors(data_file):
         run_bench(str(data_file), n=1, methods=["nope"], model=get_model("smollm2-135m"), cache_dir=None)
     with pytest.raises(InputError):
         run_bench(str(data_file), n=1, methods=["loo"], lds_masks=8, model=get_model("smollm2-135m"), cache_dir=None)
+
+
+def test_cached_results_of_a_changed_default_are_not_read_back():
+    """hierarchical's default became passage_method="auto": its cache key says so, so a
+    result cached for the old default (passage LOO, no extra key) is not reused for it,
+    while an explicit passage_method keeps the plain key."""
+    assert MethodSpec.parse("hierarchical").cache_identity == {"passage_method": "auto"}
+    assert MethodSpec.parse("hierarchical:keep=2").cache_identity == {"passage_method": "auto"}
+    assert MethodSpec.parse("hierarchical:passage_method=loo").cache_identity == {}
+    assert MethodSpec.parse("hierarchical:passage_method=at2").cache_identity == {}
+    assert MethodSpec.parse("loo").cache_identity == {}
+    old = {"kind": "method", "method": "hierarchical", "options": {}}
+    assert ResultsCache.key({**old, **MethodSpec.parse("hierarchical").cache_identity}) != ResultsCache.key(old)
 
 
 def test_shared_options_go_to_the_methods_that_take_them():
