@@ -28,6 +28,10 @@ def gold_ranks(scores: list[float | None], gold: list[int]) -> list[int]:
     return sorted(rank[g] for g in gold)
 
 
+def mean(a: np.ndarray) -> str:
+    return f"{a.mean():.3f}" if len(a) else "-"
+
+
 def rows(examples: list[dict], method: str, ks: list[int]) -> list[str]:
     have = [e for e in examples if method in e["methods"] and len(e["gold"]) == 2]
     ranks = np.array([gold_ranks(e["methods"][method]["scores"], e["gold"]) for e in have])
@@ -38,10 +42,6 @@ def rows(examples: list[dict], method: str, ks: list[int]) -> list[str]:
         f1 = np.array([e["methods"][method]["k"][str(k)]["f1"] for e in have])
         base = np.array([e["baseline"]["f1"] for e in have])
         mask = np.array(both)
-
-        def mean(a: np.ndarray) -> str:
-            return f"{a.mean():.3f}" if len(a) else "-"
-
         out.append(f"  k={k}: both gold kept {mask.mean():.2f}; F1 there {mean(f1[mask])} (baseline {mean(base[mask])}), "
                    f"elsewhere {mean(f1[~mask])} (baseline {mean(base[~mask])})")
     return out
