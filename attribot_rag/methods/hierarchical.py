@@ -100,6 +100,10 @@ class Setting:
     top_sentences: float | None
     choice: str
 
+    def info(self) -> dict[str, str]:
+        name = self.passage_method.name if self.passage_method is not None else "loo"
+        return {"passage_method": name, "passage_method_choice": self.choice}
+
 
 def select_passages(
     scores: np.ndarray, keep: int | None = None, keep_mass: float | None = None
@@ -270,14 +274,10 @@ class Hierarchical(AttributionMethod):
         kept_tasks: dict[tuple[int, ...], AttributionTask],
         setting: Setting,
     ) -> MethodOutput:
-        chosen = {
-            "passage_method": setting.passage_method.name if setting.passage_method is not None else "loo",
-            "passage_method_choice": setting.choice,
-        }
         # 1. passage pass on the same full prompt
         if task.level == "passage":
             scores, full_ll = self._passage_scores(ptask, setting)
-            return MethodOutput(scores, {"full_ll": full_ll, "kept_passages": [p.id for p in task.passages], **chosen})
+            return MethodOutput(scores, {"full_ll": full_ll, "kept_passages": [p.id for p in task.passages], **setting.info()})
         extra: list[int] = []
         if setting.top_sentences is None:
             passage_scores, full_ll = self._passage_scores(ptask, setting)
@@ -307,7 +307,7 @@ class Hierarchical(AttributionMethod):
             "kept_passages": [task.passages[i].id for i in kept],
             "kept_passage_indices": kept,
             "sentence_context": self.sentence_context,
-            **chosen,
+            **setting.info(),
             "rule": {"keep": setting.keep} if setting.keep is not None else {"keep_mass": setting.keep_mass},
             "top_sentences": setting.top_sentences,
             "extra_sentences": [i for i in extra if task.sources[i].passage_index not in kept_set],
