@@ -157,6 +157,32 @@ def test_proxy_rescore(attributor, tiny):
     np.testing.assert_allclose(res.scores[best3], exact[best3], atol=2e-4, rtol=0)
 
 
+def test_proxy_runs_any_method_on_the_proxy(attributor, tiny):
+    # AttriBoT's combination: the proxy's hierarchical LOO ranks, the target rescores
+    # the survivors. The proxy's hierarchical equals hierarchical run on the proxy itself.
+    task = attributor.task(QUESTION, PASSAGES, ANSWER)
+    res = attributor.run(task, method=Proxy(proxy=tiny, method="hierarchical", method_options={"keep": 1}))
+    ref_att = Attributor(
+        tiny, level="sentence", system_prompt=attributor.layout.system_prompt, instruction=attributor.layout.instruction
+    )
+    ref = ref_att.run(ref_att.task(QUESTION, PASSAGES, ANSWER), method="hierarchical", keep=1)
+    np.testing.assert_allclose(res.scores, ref.scores, atol=1e-4, rtol=0)
+    assert np.isnan(res.scores).sum() == np.isnan(ref.scores).sum() > 0  # dropped passages stay unscored
+    assert res.info["proxy_method"] == "hierarchical"
+    assert res.info["proxy_forward_tokens"] > 0 and res.forward_tokens == 0
+
+    exact = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER), method="loo").scores
+    both = attributor.run(
+        attributor.task(QUESTION, PASSAGES, ANSWER),
+        method="proxy-rescore", proxy=tiny, proxy_method="hierarchical", rescore=100,
+    )
+    survivors = [i for i, v in enumerate(both.info["first_stage_scores"]) if not np.isnan(v)]
+    assert both.info["rescored"] == survivors  # every survivor, and nothing the proxy dropped
+    np.testing.assert_allclose(both.scores[survivors], exact[survivors], atol=2e-4, rtol=0)
+    with pytest.raises(InputError, match="proxy_method='hierarchical' needs the proxy first stage"):
+        ProxyRescore(first_stage="at2", proxy_method="hierarchical")
+
+
 def test_proxy_by_name_equals_the_loaded_model(attributor):
     # the README's call: the proxy given by alias, loaded once through get_model's cache
     res = attributor.attribute(QUESTION, PASSAGES, ANSWER, method="proxy", proxy="smollm2-135m")

@@ -17,6 +17,10 @@ its characters.
 The answer is scored as text: an end-of-turn token the target generated is not part
 of the proxy's response (the proxy did not produce it).
 
+``method`` (default ``"loo"``) is what runs on the proxy's task: exact LOO, or any
+registered method with ``method_options``, e.g. ``method="hierarchical"`` (the proxy's own
+hierarchical LOO; its unscored sentences stay ``nan``).
+
 The proxy is a loaded model or a name (an alias, a Hugging Face id or a local path, as
 everywhere else). A name is loaded through :func:`~attribot_rag.models.get_model`, once per
 process, in the target's dtype and on its device, when the method first scores.
@@ -25,13 +29,16 @@ process, in the target's dtype and on its device, when the method first scores.
 any method, given by name or as an object); the ``rescore`` best sources are then
 rescored with exact LOO on the target model (full context, the task's own prefix-KV
 reuse and batching), and only those get a score. The others are ``nan`` (not scored);
-the first-stage scores are in ``info["first_stage_scores"]``.
+the first-stage scores are in ``info["first_stage_scores"]``. Sources the first stage
+left unscored are never rescored, so ``proxy_method="hierarchical"`` with a large
+``rescore`` is AttriBoT's combination: the proxy's hierarchical LOO, then exact target
+LOO of every sentence it kept.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -142,9 +149,13 @@ class Proxy(AttributionMethod):
         use_chat_template: bool | None = None,
         batch_size: int | None = None,
         max_spread: int | str | None = DEFAULT_MAX_SPREAD,
+        method: str | AttributionMethod = "loo",
+        method_options: Mapping[str, Any] | None = None,
     ) -> None:
         # A name is loaded when it first scores: its dtype and device follow the target's.
         self.proxy = _as_proxy(proxy)
+        # What runs on the proxy: exact LOO (its own fast path below), or any method.
+        self.method = None if method == "loo" and not method_options else create_method(method, **dict(method_options or {}))
         if layout is not None and (isinstance(self.proxy, str) or layout.tokenizer is not self.proxy.tokenizer):
             raise InputError("proxy: the layout must be built on the proxy model's tokenizer (pass the loaded proxy)")
         self.layout = layout
@@ -158,7 +169,8 @@ class Proxy(AttributionMethod):
 
     def __repr__(self) -> str:
         name = self.proxy if isinstance(self.proxy, str) else self.proxy.name
-        return f"Proxy(proxy={name!r})"
+        method = "" if self.method is None else f", method={self.method!r}"
+        return f"Proxy(proxy={name!r}{method})"
 
     def proxy_model(self, target: LoadedModel) -> LoadedModel:
         """The loaded proxy; a name is looked up per target (its dtype and device follow the
@@ -169,24 +181,42 @@ class Proxy(AttributionMethod):
         proxy = self.proxy_model(task.lm)
         layout = self.layout or proxy_layout(task, proxy, self.use_chat_template)
         ptask = proxy_task(task, proxy, layout, self.batch_size)
-        rows = ptask.loo_rows([s.index for s in ptask.sources], self.batch_size, self.max_spread)
-        full_lp = ptask.full_pass().logprobs
-        fixed = {
-            "proxy_model": proxy.name,
-            "proxy_model_dtype": dtype_info(proxy)["model_dtype"],
-            "proxy_prompt_tokens": len(ptask.prompt),
-            "proxy_forward_tokens": ptask.scorer.forward_tokens,
-            "proxy_forward_passes": ptask.scorer.forward_passes,
-        }
         answer, proxy_answer = task.without_cache(), ptask.response  # no KV cache kept
+        on_proxy = self._proxy_effects(ptask)
 
         def for_span(target: tuple[int, int]) -> MethodOutput:
             # the span as characters, then as the proxy's own tokens
             a, b = proxy_answer.token_slice(target_char_span(answer, target))
-            info = {**fixed, "proxy_full_ll": float(np.sum(full_lp[a:b])), "proxy_target_tokens": [a, b]}
-            return MethodOutput(rows[:, a:b].sum(axis=1), info)
+            out = on_proxy((a, b))
+            info = {
+                **out.info,
+                "proxy_model": proxy.name,
+                "proxy_model_dtype": dtype_info(proxy)["model_dtype"],
+                "proxy_prompt_tokens": len(ptask.prompt),
+                # read after the span's work: a method other than LOO may score lazily
+                "proxy_forward_tokens": ptask.scorer.forward_tokens,
+                "proxy_forward_passes": ptask.scorer.forward_passes,
+                "proxy_target_tokens": [a, b],
+            }
+            return MethodOutput(out.scores, info)
 
         return SpanEffects(for_span, needs_task_cache=False)
+
+    def _proxy_effects(self, ptask: AttributionTask) -> Callable[[tuple[int, int]], MethodOutput]:
+        """Scores on the proxy's task for a span of the proxy's tokens."""
+        if self.method is not None:
+            effects = self.method.effects(ptask)
+            return lambda span: _with_method_info(effects.query(span), self.method.name)
+        rows = ptask.loo_rows([s.index for s in ptask.sources], self.batch_size, self.max_spread)
+        full_lp = ptask.full_pass().logprobs
+        return lambda span: MethodOutput(
+            rows[:, span[0] : span[1]].sum(axis=1), {"proxy_full_ll": float(np.sum(full_lp[span[0] : span[1]]))}
+        )
+
+
+def _with_method_info(out: MethodOutput, method: str) -> MethodOutput:
+    """The proxy method's output, its info kept under ``proxy_method_info``."""
+    return MethodOutput(out.scores, {"proxy_method": method, "proxy_method_info": out.info})
 
 
 @register_method
@@ -201,6 +231,7 @@ class ProxyRescore(AttributionMethod):
         first_stage_options: dict[str, Any] | None = None,
         batch_size: int | None = None,
         max_spread: int | str | None = DEFAULT_MAX_SPREAD,
+        proxy_method: str = "loo",
     ) -> None:
         if not isinstance(rescore, (int, np.integer)) or rescore < 1:
             raise InputError(f"proxy-rescore: rescore must be a positive integer, got {rescore!r}")
@@ -211,7 +242,10 @@ class ProxyRescore(AttributionMethod):
         if first_stage is None or first_stage == "proxy":
             opts.setdefault("batch_size", batch_size)
             opts.setdefault("max_spread", max_spread)
+            opts.setdefault("method", proxy_method)
             self.first_stage = Proxy(proxy=proxy, **opts)
+        elif proxy_method != "loo":
+            raise InputError(f"proxy-rescore: proxy_method={proxy_method!r} needs the proxy first stage, not {first_stage!r}")
         else:
             self.first_stage = create_method(first_stage, **opts)
 
