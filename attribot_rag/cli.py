@@ -30,6 +30,25 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+
+def _add_cache_reading_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--read-cache", action="append", default=[], metavar="DIR",
+                   help="also read results from this cache (another process's example range); repeatable")
+    p.add_argument("--cached-only", action="store_true",
+                   help="compute nothing: report the examples whose results are all cached, list the others")
+
+
+def _cache_options(args: argparse.Namespace) -> dict:
+    from .errors import InputError
+
+    if args.no_cache and (args.read_cache or args.cached_only):
+        raise InputError("--no-cache stores and reads nothing: it cannot go with --read-cache or --cached-only")
+    return {
+        "cache_dir": None if args.no_cache else args.cache,
+        "read_caches": args.read_cache,
+        "cached_only": args.cached_only,
+    }
+
 def cmd_attribute(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -121,7 +140,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rescore=args.rescore,
         lds_masks=args.lds_masks,
         seed=args.seed,
-        cache_dir=None if args.no_cache else args.cache,
+        **_cache_options(args),
         markdown=args.markdown,
         command=command,
         offset=args.offset,
@@ -175,7 +194,7 @@ def cmd_prune_eval(args: argparse.Namespace) -> int:
         proxy_model=args.proxy_model,
         seed=args.seed,
         offset=args.offset,
-        cache_dir=None if args.no_cache else args.cache,
+        **_cache_options(args),
         progress=not args.no_progress,
         markdown=args.markdown,
         command=" ".join(shlex.quote(p) for p in parts),
@@ -355,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the LDS masks")
     p.add_argument("--cache", default=".bench-cache", metavar="DIR", help="results cache (resumable runs)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
+    _add_cache_reading_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("prune-eval", help="HotpotQA context pruning: answer, attribute, keep top-k, answer again")
@@ -375,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--markdown", metavar="OUT", help="also write the report as a Markdown table")
     p.add_argument("--cache", default=".prune-eval-cache", metavar="DIR", help="results cache (resumable runs)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
+    _add_cache_reading_args(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_args(p)
     p.set_defaults(func=cmd_prune_eval)

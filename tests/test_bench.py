@@ -240,6 +240,44 @@ def test_resume_from_cache(first_run, data_file, monkeypatch, tmp_path):
     assert "attribot-rag bench --data" in md.read_text()
 
 
+def _split_cache_by_example(cache, folders):
+    """The cache's lines, one folder per example (as two processes on disjoint ranges
+    would have written them)."""
+    by_example: dict = {}
+    for line in (cache / "results.jsonl").read_text().splitlines():
+        by_example.setdefault(json.loads(line)["desc"]["example"], []).append(line)
+    for folder, lines in zip(folders, by_example.values()):
+        folder.mkdir()
+        (folder / "results.jsonl").write_text("\n".join(lines) + "\n")
+    return list(by_example)
+
+
+def test_cached_only_reports_what_parallel_runs_finished(first_run, data_file, monkeypatch, tmp_path, capsys):
+    report, cache, _ = first_run
+    a, b = tmp_path / "a", tmp_path / "b"
+    ids = _split_cache_by_example(cache, [a, b])
+    for name in ("logprobs", "full_pass", "ablation_logprobs", "generate"):
+        monkeypatch.setattr(Scorer, name, lambda *x, **k: pytest.fail("a cached-only run computed something"))
+    opts = dict(level="sentence", methods=METHODS, model=get_model("smollm2-135m"), proxy_model=_tiny_model(),
+                rescore=2, max_new_tokens=6, progress=False, cached_only=True)
+    both = run_bench(str(data_file), n=2, cache_dir=a, read_caches=[b], **opts)
+    assert both["n"] == 2 and both["not_cached"] == []
+    assert both["methods"] == report["methods"] and both["exact"] == report["exact"]
+    # example 2's results only in the other folder: reported without it, and named
+    one = run_bench(str(data_file), n=2, cache_dir=a, **opts)
+    assert one["n"] == 1 and one["not_cached"] == [ids[1]]
+    single = run_bench(str(data_file), n=1, cache_dir=a, **opts)
+    assert one["methods"] == single["methods"]
+    assert (a / "results.jsonl").read_text().count("\n") + (b / "results.jsonl").read_text().count("\n") == len(
+        (cache / "results.jsonl").read_text().splitlines())  # nothing written
+    with pytest.raises(InputError, match="none of the 1 examples has all its results"):
+        run_bench(str(data_file), n=1, offset=1, cache_dir=a, **opts)
+    with pytest.raises(InputError, match="no results cache at"):
+        run_bench(str(data_file), n=2, cache_dir=a, read_caches=[tmp_path / "missing"], **opts)
+    assert main(["bench", "--data", str(data_file), "--no-cache", "--cached-only"]) != 0
+    assert "cannot go with --read-cache or --cached-only" in capsys.readouterr().err
+
+
 def test_method_specs_and_errors(data_file):
     spec = MethodSpec.parse("hierarchical:keep=3:sentence-context=kept")
     assert spec.name == "hierarchical"

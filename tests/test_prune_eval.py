@@ -230,6 +230,31 @@ def test_rerun_resumes_from_the_cache_without_the_model(report, lm, data_file, m
     assert again["baseline"] == rep["baseline"]
 
 
+def test_cached_only_reports_the_examples_parallel_runs_finished(report, lm, data_file, monkeypatch, tmp_path):
+    rep, cache = report
+    lines = (cache / "results.jsonl").read_text().splitlines()
+    by_example: dict = {}
+    for line in lines:
+        by_example.setdefault(json.loads(line)["desc"]["example"], []).append(line)
+    assert list(by_example) == ["pe-ada", "pe-owl"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder, rows in ((a, by_example["pe-ada"]), (b, by_example["pe-owl"][:-1])):  # owl: cut short
+        folder.mkdir()
+        (folder / "results.jsonl").write_text("\n".join(rows) + "\n")
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a cached-only run computed something")
+
+    monkeypatch.setattr(Attributor, "generate", boom)
+    monkeypatch.setattr(Attributor, "run", boom)
+    part = run_prune_eval(data_file, model=lm, cache_dir=a, read_caches=[b], cached_only=True, **RUN)
+    assert part["n"] == 1 and part["not_cached"] == ["pe-owl"]
+    assert part["examples"] == rep["examples"][:1]
+    (b / "results.jsonl").write_text("\n".join(by_example["pe-owl"]) + "\n")
+    full = run_prune_eval(data_file, model=lm, cache_dir=a, read_caches=[b], cached_only=True, **RUN)
+    assert full["not_cached"] == [] and full["methods"] == rep["methods"]
+
+
 def test_random_ranking_is_seeded(report, lm, data_file, tmp_path):
     rep, cache = report
     other = run_prune_eval(

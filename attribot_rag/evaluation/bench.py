@@ -28,6 +28,10 @@ proxy model and the options.
 Methods can carry options in their name: ``hierarchical:keep=3:sentence_context=kept``
 (the full string is the row name), so variants can be compared in one run.
 
+Two processes can share the work: each runs its own example range into its own cache,
+then one run with ``read_caches`` (the others' folders) and ``cached_only`` reports the
+examples whose every result is done, listing the rest under ``not_cached``.
+
 Resumable: every generation, method result (scores, seconds, tokens), top-k drop and
 set of masked log-probabilities is appended to ``<cache_dir>/results.jsonl`` under a key
 made of (data file, example id, what, level, models, options). An interrupted run picks
@@ -36,6 +40,7 @@ up where it stopped; cached timings are reported as measured when they were comp
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -94,26 +99,50 @@ class _Rows:
 
 
 # ------------------------------------------------------------------ results cache
-class ResultsCache:
-    """JSON-lines store of finished work, keyed by a hash of what produced it."""
+class NotCached(LookupError):
+    """A result a cached-only run needs is not in its caches."""
 
-    def __init__(self, directory: str | Path | None) -> None:
+
+class ResultsCache:
+    """JSON-lines store of finished work, keyed by a hash of what produced it.
+
+    ``read_also``: more cache folders whose results are read (those of runs over other
+    example ranges, in parallel processes); new results go to ``directory`` only.
+    ``cached_only``: a lookup that misses raises :class:`NotCached` instead of letting
+    the caller compute, so a report covers only the work already done."""
+
+    def __init__(
+        self, directory: str | Path | None, read_also: Sequence[str | Path] = (), cached_only: bool = False
+    ) -> None:
         self.path = Path(directory) / "results.jsonl" if directory else None
+        self.cached_only = cached_only
         self.data: dict[str, Any] = {}
-        if self.path and self.path.exists():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                    self.data[rec["key"]] = rec["value"]
-                except (json.JSONDecodeError, KeyError, TypeError):
-                    continue  # a line cut by an interruption
+        if cached_only and self.path is None and not read_also:
+            raise InputError("a cached-only run needs a cache to read: pass --cache DIR")
+        # the run's own cache last: where two hold the same key, its result wins
+        for path in [*(Path(d) / "results.jsonl" for d in read_also), self.path]:
+            if path is not None and path.exists():
+                self._load(path)
+            elif path is not None and path != self.path:
+                raise InputError(f"no results cache at {path.parent} (no {path.name} there)")
+
+    def _load(self, path: Path) -> None:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rec = json.loads(line)
+                self.data[rec["key"]] = rec["value"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue  # a line cut by an interruption
 
     @staticmethod
     def key(desc: dict[str, Any]) -> str:
         return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
 
     def get(self, desc: dict[str, Any]) -> Any | None:
-        return self.data.get(self.key(desc))
+        value = self.data.get(self.key(desc))
+        if value is None and self.cached_only:
+            raise NotCached(str(desc.get("kind", "result")))
+        return value
 
     def put(self, desc: dict[str, Any], value: Any) -> Any:
         k = self.key(desc)
@@ -194,8 +223,11 @@ def run_bench(
     command: str | None = None,
     offset: int = 0,
     dtype: Any = None,
+    read_caches: Sequence[str | Path] = (),
+    cached_only: bool = False,
 ) -> dict[str, Any]:
     specs = _check_specs(methods, keep, keep_mass, lds_masks, proxy_model)
+    cache = ResultsCache(cache_dir, read_caches, cached_only)
     examples = load_slice(data, n, offset)
     # dtype applies to the models loaded here by name (target and proxy)
     target = get_model(model, dtype=dtype) if isinstance(model, str) else model
@@ -205,12 +237,16 @@ def run_bench(
     kwargs = {"batch_size": batch_size} if batch_size else {}
     attributor = Attributor(target, level=level, max_new_tokens=max_new_tokens, **kwargs)
     shared = {"proxy": proxy, "keep": keep, "keep_mass": keep_mass, "rescore": rescore}
-    run = _BenchRun(attributor, proxy, ResultsCache(cache_dir), _data_signature(data), specs, shared, lds_masks, seed)
+    run = _BenchRun(attributor, proxy, cache, _data_signature(data), specs, shared, lds_masks, seed)
     steps = len(examples) * (3 + sum(1 for s in specs if not run.is_exact(s)))
     with tqdm(total=steps, desc="bench", disable=not progress, unit="step") as bar:
-        for ex in examples:
-            run.example(ex, bar)
-    report = run.report(len(examples), offset)
+        not_cached = [ex.id for ex in examples if not run.example(ex, bar)]
+    done = len(examples) - len(not_cached)
+    if not done:
+        raise InputError(f"none of the {len(examples)} examples has all its results in the cache")
+    report = run.report(done, offset)
+    if cached_only:
+        report["not_cached"] = not_cached  # left out: some result of theirs is not computed yet
     report["options"] = {
         "keep": keep, "keep_mass": keep_mass, "rescore": rescore, "lds_masks": lds_masks, "seed": seed,
         "max_new_tokens": max_new_tokens, "batch_size": attributor.batch_size,
@@ -269,7 +305,18 @@ class _BenchRun:
     def is_exact(spec: MethodSpec) -> bool:
         return spec.name == EXACT and not spec.options
 
-    def example(self, ex: Any, bar: Any) -> None:
+    def example(self, ex: Any, bar: Any) -> bool:
+        """Runs (or reads) one example into the rows; False, with the rows as they were,
+        when a cached-only run finds some result of it missing."""
+        before = copy.deepcopy((self.rows, self.exact_rows, self.gen_times))
+        try:
+            self._example(ex, bar)
+            return True
+        except NotCached:
+            self.rows, self.exact_rows, self.gen_times = before
+            return False
+
+    def _example(self, ex: Any, bar: Any) -> None:
         key = {**self.base, "example": ex.id}
         short = ex.id[:8]
         bar.set_postfix_str(f"{short} generate")

@@ -45,7 +45,7 @@ from ..models import LoadedModel, dtype_info, dtype_key, get_model
 from ..pruning import keep_indices
 from ..scoring import PromptKV, response_from_ids
 from . import qa_metrics
-from .bench import ResultsCache, _data_signature, _jsonable
+from .bench import NotCached, ResultsCache, _data_signature, _jsonable
 from .hotpotqa import HotpotExample, load_slice
 
 DEFAULT_METHODS = ("at2", "loo", "hierarchical", "proxy", "attention", "similarity", "random")
@@ -218,8 +218,12 @@ def run_prune_eval(
     command: str | None = None,
     oracle: bool = True,
     dtype: Any = None,
+    read_caches: Sequence[str | Path] = (),
+    cached_only: bool = False,
 ) -> dict[str, Any]:
-    """Run (or resume) the pruning experiment; returns the report (see the module doc)."""
+    """Run (or resume) the pruning experiment; returns the report (see the module doc).
+    ``read_caches`` and ``cached_only`` as in :class:`~.bench.ResultsCache`: a report of
+    the examples parallel runs have finished."""
     from ..attributor import Attributor
 
     methods = list(dict.fromkeys(m.strip() for m in methods if m and m.strip()))
@@ -228,6 +232,7 @@ def run_prune_eval(
         raise InputError(f"--k needs positive integers, got {ks}")
     if max_new_tokens < 1:
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    cache = ResultsCache(cache_dir, read_caches, cached_only)
     examples = load_slice(data, n, offset)
     # dtype applies to the models loaded here by name (target and proxy)
     target = get_model(model, dtype=dtype) if isinstance(model, str) else model
@@ -245,10 +250,17 @@ def run_prune_eval(
         "max_new_tokens": max_new_tokens,
         **dtype_key(target, proxy),
     }
-    setup = _Setup(attributor, ResultsCache(cache_dir), base, proxy)
+    setup = _Setup(attributor, cache, base, proxy)
     runnable = [m for m in methods if m not in unavailable]
+    per_example, not_cached = [], []
     with tqdm(total=len(examples) * (2 + len(runnable)), desc="prune-eval", unit="step", disable=not progress) as bar:
-        per_example = [_example(setup, ex, runnable, unavailable, ks, seed, oracle, bar) for ex in examples]
+        for ex in examples:
+            try:
+                per_example.append(_example(setup, ex, runnable, unavailable, ks, seed, oracle, bar))
+            except NotCached:
+                not_cached.append(ex.id)
+    if not per_example:
+        raise InputError(f"none of the {len(examples)} examples has all its results in the cache")
     # a method that became unavailable part-way is dropped from every example
     for rec in per_example:
         for m in list(rec["methods"]):
@@ -265,6 +277,8 @@ def run_prune_eval(
         "options": {"instruction": instruction, "max_new_tokens": max_new_tokens, "seed": seed, "n_boot": n_boot, "ks": ks},
         "examples": per_example,
     })
+    if cached_only:
+        report["not_cached"] = not_cached  # left out: some answer or ranking is not computed yet
     if markdown:
         Path(markdown).write_text(markdown_table(report, command=command), encoding="utf-8")
     return report
