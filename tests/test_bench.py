@@ -1,11 +1,13 @@
 """bench: the new methods and quality keys, the Markdown table, and resuming from the cache."""
 
+import copy
 import json
 import os
 import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from attribot_rag import Attributor
 from attribot_rag.cli import main
@@ -14,7 +16,7 @@ from attribot_rag.evaluation import bench
 from attribot_rag.evaluation.bench import MethodSpec, ResultsCache, run_bench
 from attribot_rag.evaluation.hotpotqa import load_slice
 from attribot_rag.evaluation.metrics import average_precision
-from attribot_rag.models import get_model
+from attribot_rag.models import get_model, load_model
 from attribot_rag.scoring import Scorer
 from test_proxy import _tiny_model
 
@@ -276,6 +278,40 @@ def test_cached_only_reports_what_parallel_runs_finished(first_run, data_file, m
         run_bench(str(data_file), n=2, cache_dir=a, read_caches=[tmp_path / "missing"], **opts)
     assert main(["bench", "--data", str(data_file), "--no-cache", "--cached-only"]) != 0
     assert "cannot go with --read-cache or --cached-only" in capsys.readouterr().err
+
+
+def test_a_run_without_a_proxy_finds_the_answers_of_a_run_with_one(data_file, monkeypatch, tmp_path):
+    # the shared key names the target's dtype only; the proxy's goes on the proxy's results
+    target = get_model("smollm2-135m", dtype="bfloat16")
+    proxy = _tiny_model()
+    proxy = load_model(copy.deepcopy(proxy.model).to(torch.bfloat16), proxy.tokenizer)
+    opts = dict(n=1, level="passage", model=target, max_new_tokens=6, cache_dir=tmp_path, progress=False)
+    first = run_bench(str(data_file), methods=["loo", "proxy"], proxy_model=proxy, **opts)
+    descs = [json.loads(line)["desc"] for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert all(d["dtypes"] == ["bfloat16"] for d in descs)
+    assert [d.get("proxy_dtype") for d in descs if d.get("method") == "proxy"] == ["bfloat16"]
+    assert not any("proxy_dtype" in d for d in descs if d.get("method") != "proxy")
+    for name in ("logprobs", "full_pass", "ablation_logprobs", "generate"):
+        monkeypatch.setattr(Scorer, name, lambda *a, **k: pytest.fail("recomputed a cached result"))
+    again = run_bench(str(data_file), methods=["loo"], **opts)
+    assert again["exact"] == first["exact"]
+
+
+def test_caches_written_with_the_old_two_dtype_key_are_still_read(tmp_path):
+    base = {"v": 1, "model": "m", "example": "e"}
+    old = [
+        {**base, "dtypes": ["bfloat16", "bfloat16"], "kind": "generation"},
+        {**base, "dtypes": ["bfloat16", "bfloat16"], "kind": "method", "method": "proxy", "options": {"proxy": "p"}},
+        {**base, "dtypes": ["bfloat16", None], "kind": "method", "method": "loo", "options": {}},
+    ]
+    lines = [json.dumps({"key": ResultsCache.key(d), "desc": d, "value": i}) for i, d in enumerate(old)]
+    (tmp_path / "results.jsonl").write_text("\n".join(lines) + "\n")
+    cache = ResultsCache(tmp_path)
+    assert cache.get({**base, "dtypes": ["bfloat16"], "kind": "generation"}) == 0
+    proxy = {**base, "dtypes": ["bfloat16"], "kind": "method", "method": "proxy", "options": {"proxy": "p"}}
+    assert cache.get({**proxy, "proxy_dtype": "bfloat16"}) == 1
+    assert cache.get(proxy) is None  # a proxy result is kept apart from one in another dtype
+    assert cache.get({**base, "dtypes": ["bfloat16"], "kind": "method", "method": "loo", "options": {}}) == 2
 
 
 def test_method_specs_and_errors(data_file):

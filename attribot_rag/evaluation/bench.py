@@ -59,7 +59,7 @@ from ..attributor import Attributor
 from ..errors import InputError
 from ..methods import available_methods
 from ..methods.spec import MethodSpec
-from ..models import LoadedModel, dtype_info, dtype_key, get_model
+from ..models import LoadedModel, current_cache_desc, dtype_info, dtype_key, get_model
 from ..scoring import response_from_ids
 from . import metrics
 from .hotpotqa import load_slice
@@ -130,8 +130,9 @@ class ResultsCache:
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 rec = json.loads(line)
-                self.data[rec["key"]] = rec["value"]
-            except (json.JSONDecodeError, KeyError, TypeError):
+                current = current_cache_desc(rec.get("desc") or {})
+                self.data[self.key(current) if current is not None else rec["key"]] = rec["value"]
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 continue  # a line cut by an interruption
 
     @staticmethod
@@ -295,7 +296,7 @@ class _BenchRun:
             "level": self.level,
             "max_new_tokens": attributor.max_new_tokens,
             "batch_size": attributor.batch_size,
-            **dtype_key(attributor.lm, proxy),
+            **dtype_key(attributor.lm),
         }
         self.rows = {s.label: _Rows() for s in specs}
         self.exact_rows = _Rows()
@@ -331,7 +332,7 @@ class _BenchRun:
                 results[spec.label] = exact
                 continue
             bar.set_postfix_str(f"{short} {spec.label}")
-            spec_key = {**key, **spec.cache_identity}
+            spec_key = {**key, **spec.cache_identity, **(dtype_key(self.proxy, "proxy_dtype") if spec.needs_proxy else {})}
             results[spec.label] = self.method_result(ex, spec_key, response, spec.name, spec.resolve(self.shared))
             bar.update(1)
         bar.set_postfix_str(f"{short} metrics")

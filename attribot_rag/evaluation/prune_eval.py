@@ -137,6 +137,7 @@ def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, 
         desc.update(spec.cache_identity)
     if _needs_proxy(method):
         desc["proxy"] = setup.proxy.name if setup.proxy is not None else None
+        desc.update(dtype_key(setup.proxy, "proxy_dtype"))
     hit = setup.cache.get(desc)
     if hit is not None:
         return hit
@@ -248,7 +249,7 @@ def run_prune_eval(
         "instruction": instruction,
         "system_prompt": attributor.layout.system_prompt,
         "max_new_tokens": max_new_tokens,
-        **dtype_key(target, proxy),
+        **dtype_key(target),
     }
     setup = _Setup(attributor, cache, base, proxy)
     runnable = [m for m in methods if m not in unavailable]
