@@ -15,14 +15,15 @@ from attribot_rag.precision import resolve_dtype
 from conftest import TRAVEL_QUESTION
 
 # Largest |LOO_bf16 - LOO_fp32| allowed, in nats. Measured on SmolLM2 with the answer
-# below: 0.33 (passage level) and 0.35 (sentence level) on the handbook passages (a short
-# prompt). On HotpotQA dev 0-4 (prompts of 1,100-3,100 tokens) the largest moves were 0.62
-# (passage) and 0.78 (sentence), with the top source unchanged in 10/10 (BENCHMARKS.md, "bf16
-# vs fp32 on a CPU with AVX512-BF16"): longer prompts add more noise. Per-token log-probabilities
-# move by up to ~0.3 nats in bf16 and LOO subtracts two such sums, so this is noise of the
-# expected size; a broken bf16 path (a wrong mask, a lost prefix) is off by whole nats
-# (the travel passage's LOO score here is about 6 nats).
-BF16_LOO_TOLERANCE = 0.5
+# below on the handbook passages (a short prompt): 0.33 (passage level) and 0.35
+# (sentence level) on an AVX512-BF16 CPU, 0.50 on a CPU with AMX (its bf16 matrix units
+# round differently). On HotpotQA dev 0-4 (prompts of 1,100-3,100 tokens) the largest moves
+# were 0.62 (passage) and 0.78 (sentence), with the top source unchanged in 10/10
+# (BENCHMARKS.md, "bf16 vs fp32 on a CPU with AVX512-BF16"). Per-token log-probabilities move
+# by up to ~0.3 nats in bf16 and LOO subtracts two such sums, so 1 nat is above every move
+# measured; a broken bf16 path (a wrong mask, a lost prefix) is off by whole nats (the
+# travel passage's LOO score here is about 14 nats).
+BF16_LOO_TOLERANCE = 1.0
 
 
 @pytest.fixture
