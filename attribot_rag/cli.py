@@ -30,7 +30,6 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-
 def _add_cache_reading_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--read-cache", action="append", default=[], metavar="DIR",
                    help="also read results from this cache (another process's example range); repeatable")
@@ -48,6 +47,7 @@ def _cache_options(args: argparse.Namespace) -> dict:
         "read_caches": args.read_cache,
         "cached_only": args.cached_only,
     }
+
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from rich.console import Console

@@ -359,32 +359,23 @@ def dtype_info(lm: LoadedModel) -> dict[str, str]:
     return {"model_dtype": dtype, "model_dtype_reason": reason}
 
 
-def dtype_key(lm: LoadedModel | None, entry: str = "dtypes") -> dict[str, Any]:
-    """Cache-key entry for results that depend on a model's dtype. Empty for float32 (or
-    no model), so result caches written before dtypes existed stay valid. A run's shared
-    key names the target's dtype only; results of a proxy add ``entry="proxy_dtype"``."""
+def _keyed_dtype(lm: LoadedModel | None) -> str | None:
+    """The model's dtype as cache keys name it: None for float32 (or no model), so result
+    caches written before dtypes existed stay valid."""
     name = dtype_info(lm)["model_dtype"] if lm is not None else None
-    if name in (None, "float32"):
-        return {}
-    return {entry: [name] if entry == "dtypes" else name}
+    return None if name == "float32" else name
 
 
-def current_cache_desc(desc: dict[str, Any]) -> dict[str, Any] | None:
-    """A results-cache description written when the shared key held ``[target, proxy]``
-    dtypes, rewritten with the target's dtype shared and the proxy's only on results that
-    used the proxy; None for a description that needs no rewrite. (Under the old keys a
-    run without a proxy method could not find the answers and exact LOO of a run with one.)"""
-    dtypes = desc.get("dtypes")
-    if not (isinstance(dtypes, list) and len(dtypes) == 2):
-        return None
-    target, proxy = dtypes
-    new = {k: v for k, v in desc.items() if k != "dtypes"}
-    if target not in (None, "float32"):
-        new["dtypes"] = [target]
-    options = new.get("options") if isinstance(new.get("options"), dict) else {}
-    if (new.get("proxy") or options.get("proxy")) and proxy not in (None, "float32"):
-        new["proxy_dtype"] = proxy
-    return new
+def dtype_key(lm: LoadedModel | None) -> dict[str, Any]:
+    """Cache-key entry shared by every result of a run: the target's dtype."""
+    name = _keyed_dtype(lm)
+    return {"dtypes": [name]} if name else {}
+
+
+def proxy_dtype_key(proxy: LoadedModel | None) -> dict[str, Any]:
+    """Cache-key entry of results a proxy model computed: the proxy's dtype."""
+    name = _keyed_dtype(proxy)
+    return {"proxy_dtype": name} if name else {}
 
 
 _LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()

@@ -59,7 +59,7 @@ from ..attributor import Attributor
 from ..errors import InputError
 from ..methods import available_methods
 from ..methods.spec import MethodSpec
-from ..models import LoadedModel, current_cache_desc, dtype_info, dtype_key, get_model
+from ..models import LoadedModel, dtype_info, dtype_key, get_model, proxy_dtype_key
 from ..scoring import response_from_ids
 from . import metrics
 from .hotpotqa import load_slice
@@ -99,6 +99,24 @@ class _Rows:
 
 
 # ------------------------------------------------------------------ results cache
+def _upgraded_desc(desc: dict[str, Any]) -> dict[str, Any] | None:
+    """A description written when the shared key held ``[target, proxy]`` dtypes, rewritten
+    with the target's dtype shared and the proxy's only on results that used the proxy;
+    None for one that needs no rewrite. (Under the old keys a run without a proxy method
+    could not find the answers and exact LOO of a run with one.)"""
+    dtypes = desc.get("dtypes")
+    if not (isinstance(dtypes, list) and len(dtypes) == 2):
+        return None
+    target, proxy = dtypes
+    new = {k: v for k, v in desc.items() if k != "dtypes"}
+    if target not in (None, "float32"):
+        new["dtypes"] = [target]
+    options = new.get("options") if isinstance(new.get("options"), dict) else {}
+    if (new.get("proxy") or options.get("proxy")) and proxy not in (None, "float32"):
+        new["proxy_dtype"] = proxy
+    return new
+
+
 class NotCached(LookupError):
     """A result a cached-only run needs is not in its caches."""
 
@@ -130,7 +148,7 @@ class ResultsCache:
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 rec = json.loads(line)
-                current = current_cache_desc(rec.get("desc") or {})
+                current = _upgraded_desc(rec.get("desc") or {})
                 self.data[self.key(current) if current is not None else rec["key"]] = rec["value"]
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
                 continue  # a line cut by an interruption
@@ -309,6 +327,9 @@ class _BenchRun:
     def example(self, ex: Any, bar: Any) -> bool:
         """Runs (or reads) one example into the rows; False, with the rows as they were,
         when a cached-only run finds some result of it missing."""
+        if not self.cache.cached_only:
+            self._example(ex, bar)
+            return True
         before = copy.deepcopy((self.rows, self.exact_rows, self.gen_times))
         try:
             self._example(ex, bar)
@@ -332,7 +353,7 @@ class _BenchRun:
                 results[spec.label] = exact
                 continue
             bar.set_postfix_str(f"{short} {spec.label}")
-            spec_key = {**key, **spec.cache_identity, **(dtype_key(self.proxy, "proxy_dtype") if spec.needs_proxy else {})}
+            spec_key = {**key, **spec.cache_identity, **(proxy_dtype_key(self.proxy) if spec.needs_proxy else {})}
             results[spec.label] = self.method_result(ex, spec_key, response, spec.name, spec.resolve(self.shared))
             bar.update(1)
         bar.set_postfix_str(f"{short} metrics")

@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from ..errors import InputError, MethodNotAvailableError
 from ..methods import METHODS, available_methods
 from ..methods.spec import MethodSpec
-from ..models import LoadedModel, dtype_info, dtype_key, get_model
+from ..models import LoadedModel, dtype_info, dtype_key, get_model, proxy_dtype_key
 from ..pruning import keep_indices
 from ..scoring import PromptKV, response_from_ids
 from . import qa_metrics
@@ -137,7 +137,7 @@ def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, 
         desc.update(spec.cache_identity)
     if _needs_proxy(method):
         desc["proxy"] = setup.proxy.name if setup.proxy is not None else None
-        desc.update(dtype_key(setup.proxy, "proxy_dtype"))
+        desc.update(proxy_dtype_key(setup.proxy))
     hit = setup.cache.get(desc)
     if hit is not None:
         return hit
