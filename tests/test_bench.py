@@ -197,6 +197,42 @@ def test_proxy_rescore_with_at2_first_stage_needs_no_proxy_model(first_run, data
     assert 0.0 <= m["map_vs_exact"] <= 1.0
 
 
+def test_a_method_option_named_like_a_run_keyword_reaches_the_method(first_run, data_file):
+    # proxy's own ``method`` option once collided with Attributor.run(method=...)
+    _, cache, _ = first_run
+    proxy = _tiny_model()
+    label = "proxy:method=hierarchical"
+    report = run_bench(
+        str(data_file), n=2, level="sentence", methods=[label], model=get_model("smollm2-135m"),
+        proxy_model=proxy, max_new_tokens=6, cache_dir=cache, progress=False,
+    )
+    assert report["methods"][label]["tokens_per_example"] > 0
+    # the bench's scores are those of hierarchical run on the proxy itself
+    att = Attributor(get_model("smollm2-135m"), level="sentence", max_new_tokens=6)
+    results = [json.loads(line) for line in (cache / "results.jsonl").read_text().splitlines()]
+    answers = {r["desc"]["example"]: r["value"]["text"] for r in results if r["desc"].get("kind") == "generation"}
+    benched = {
+        r["desc"]["example"]: r["value"]["scores"]
+        for r in results
+        if r["desc"].get("method") == "proxy" and r["desc"]["options"].get("method") == "hierarchical"
+    }
+    assert len(benched) == 2
+    on_proxy = Attributor(proxy, level="sentence")
+    for ex in load_slice(data_file, 2):
+        expected = on_proxy.run(on_proxy.task(ex.question, ex.passages, answers[ex.id]), method="hierarchical").scores
+        got = np.array([np.nan if v is None else v for v in benched[ex.id]], dtype=float)
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_method_spec_builds_the_method_with_its_options():
+    from attribot_rag.methods.hierarchical import Hierarchical
+    from attribot_rag.methods.proxy import Proxy
+
+    method = MethodSpec.parse("proxy:method=hierarchical").create({"proxy": "smollm2-135m", "keep": 2})
+    assert isinstance(method, Proxy) and isinstance(method.method, Hierarchical)
+    assert method.proxy == "smollm2-135m"
+
+
 def test_resume_from_cache(first_run, data_file, monkeypatch, tmp_path):
     report, cache, _ = first_run
     # the same data re-extracted elsewhere (new folder, new mtime) still finds its results

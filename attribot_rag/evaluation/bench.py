@@ -345,7 +345,7 @@ class _BenchRun:
         response = self.answer(ex, key)
         bar.update(1)
         bar.set_postfix_str(f"{short} exact loo")
-        exact = self.method_result(ex, key, response, EXACT, {})
+        exact = self.method_result(ex, key, response, MethodSpec.parse(EXACT))
         bar.update(1)
         results: dict[str, dict[str, Any]] = {}
         for spec in self.specs:
@@ -354,7 +354,7 @@ class _BenchRun:
                 continue
             bar.set_postfix_str(f"{short} {spec.label}")
             spec_key = {**key, **spec.cache_identity, **(proxy_dtype_key(self.proxy) if spec.needs_proxy else {})}
-            results[spec.label] = self.method_result(ex, spec_key, response, spec.name, spec.resolve(self.shared))
+            results[spec.label] = self.method_result(ex, spec_key, response, spec)
             bar.update(1)
         bar.set_postfix_str(f"{short} metrics")
         self.record(ex, key, response, exact, results)
@@ -374,15 +374,15 @@ class _BenchRun:
         self.gen_times.append(float(gen["seconds"]))
         return response
 
-    def method_result(self, ex: Any, key: dict[str, Any], response: Any, name: str, opts: dict[str, Any]) -> dict[str, Any]:
-        options = {k: _jsonable(v) for k, v in sorted(opts.items())}
-        desc = {**key, "kind": "method", "method": name, "options": options}
+    def method_result(self, ex: Any, key: dict[str, Any], response: Any, spec: MethodSpec) -> dict[str, Any]:
+        options = {k: _jsonable(v) for k, v in sorted(spec.resolve(self.shared).items())}
+        desc = {**key, "kind": "method", "method": spec.name, "options": options}
         hit = self.cache.get(desc)
         if hit is not None:
             return hit
         task = self.attributor.task(ex.question, ex.passages, response, level=self.level)
         c0 = time.process_time()
-        res = self.attributor.run(task, method=name, **opts)
+        res = self.attributor.run(task, method=spec.create(self.shared))
         cpu = time.process_time() - c0
         info = res.info or {}
         return self.cache.put(

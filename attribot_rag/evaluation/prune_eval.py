@@ -170,9 +170,8 @@ def _attribution_ranking(setup: _Setup, ex: HotpotExample, method: str, response
     ``method`` is a name or a spec with options (``proxy-rescore:first_stage=at2:rescore=3``)."""
     spec = MethodSpec.parse(method)
     cls = spec.method_class
-    opts = spec.resolve({"proxy": setup.proxy})
     task = setup.attributor.task(ex.question, ex.passages, response, level=cls.ranking_level)
-    out = setup.attributor.run(task, method=spec.name, **opts)
+    out = setup.attributor.run(task, method=spec.create({"proxy": setup.proxy}))
     scores = cls.passage_scores(task, np.asarray(out.scores, dtype=np.float64), out.info or {})
     info: dict[str, Any] = {"forward_tokens": int(out.forward_tokens)}
     for key in ("kept_passages", "from_generation"):

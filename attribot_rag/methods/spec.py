@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..errors import InputError
-from .base import METHODS, available_methods
+from .base import METHODS, AttributionMethod, available_methods, create_method
 
 
 def _parse_value(text: str) -> Any:
@@ -74,6 +74,12 @@ class MethodSpec:
         if not cls.needs_proxy({**opts, **own}):
             opts.pop("proxy", None)
         return {**opts, **own}
+
+    def create(self, shared: Mapping[str, Any]) -> AttributionMethod:
+        """The method object built with :meth:`resolve`'s options. Runs take the object,
+        not keywords: an option may share a name with ``Attributor.run``'s own (proxy's
+        ``method``)."""
+        return create_method(self.name, **self.resolve(shared))
 
 
 __all__ = ["MethodSpec"]
