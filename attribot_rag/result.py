@@ -104,7 +104,7 @@ class Attribution:
             timings={"generation_s": generation_s, "attribution_s": elapsed},
             forward_tokens=task.scorer.forward_tokens - tokens0,
             forward_passes=task.scorer.forward_passes - passes0,
-            info={**out.info, **dtype_info(task.lm)},
+            info={**out.info, **dtype_info(task.lm), **_full_pass_info(task)},
             effects=effects,
             task=task if effects.needs_task_cache else task.without_cache(),
         )
@@ -230,3 +230,9 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.integer):
         return int(obj)
     return obj
+
+
+def _full_pass_info(task: "AttributionTask") -> dict[str, str]:
+    """Where the full-context pass got the prompt's KV cache, when the method used one."""
+    note = task.cache.full_pass_note
+    return {"full_pass": note} if note else {}

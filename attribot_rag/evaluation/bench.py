@@ -296,7 +296,9 @@ def _check_specs(methods, keep, keep_mass, lds_masks, proxy_model) -> list[Metho
 
 
 # Info a method reports that the bench keeps with its cached result.
-KEPT_INFO = ("kept_passages", "rescored", "first_stage_scores", "scored_sources", "proxy_model", "from_generation")
+KEPT_INFO = (
+    "kept_passages", "rescored", "first_stage_scores", "scored_sources", "proxy_model", "from_generation", "full_pass",
+)
 
 
 class _BenchRun:

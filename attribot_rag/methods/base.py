@@ -30,11 +30,15 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ..at2.capture import generation_prompt_kv
 from ..errors import MethodNotAvailableError
 from ..layout import PromptLayout, RenderedPrompt, check_fits
 from ..models import LoadedModel
 from ..scoring import DEFAULT_MAX_SPREAD, FullPass, Response, Scorer
 from ..sources import Passage, Source
+
+# TaskCache.full_pass_note when generation's KV cache gave the prompt's keys and values.
+FROM_GENERATION = "prompt KV cache from the generation"
 
 
 @dataclass
@@ -42,6 +46,7 @@ class TaskCache:
     """What one task computes once and every method and span query reuses."""
 
     full_pass: FullPass | None = None
+    full_pass_note: str = ""  # where the prompt's KV cache came from (see full_pass)
     # source index -> per-token log-prob change of the response when that source is removed
     loo_rows: dict[int, np.ndarray] = field(default_factory=dict)
     at2_features: Any = None  # torch [S, r, L*H], see at2.features
@@ -77,9 +82,18 @@ class AttributionTask:
         return [self.render(r).input_ids for r in removals]
 
     def full_pass(self) -> FullPass:
-        """The full-context pass with its KV cache (computed once per task)."""
+        """The full-context pass with its KV cache (computed once per task). When this model
+        generated the answer from this prompt, generation's KV cache already holds the
+        prompt's keys and values, and only the answer's tokens run."""
         if self.cache.full_pass is None:
-            self.cache.full_pass = self.scorer.full_pass(self.prompt.input_ids, self.response.token_ids)
+            ids, answer = self.prompt.input_ids, self.response.token_ids
+            kv, why_not = generation_prompt_kv(self.response, self.lm.model, ids)
+            if kv is not None:
+                self.cache.full_pass = self.scorer.full_pass_on_prompt_kv(ids, answer, kv)
+                self.cache.full_pass_note = FROM_GENERATION
+            else:
+                self.cache.full_pass = self.scorer.full_pass(ids, answer)
+                self.cache.full_pass_note = f"prompt run again: {why_not}"
         return self.cache.full_pass
 
     def target_ll(self, per_token: np.ndarray, target: tuple[int, int] | None = None) -> float:
