@@ -15,6 +15,7 @@ model this is exact, not an approximation.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -278,7 +279,6 @@ class Scorer:
         kv = [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in out.cache.layers]
         return FullPass(list(prompt_ids), list(response_ids), lp, kv)
 
-    @torch.inference_mode()
     def full_pass_on_prompt_kv(
         self,
         prompt_ids: Sequence[int],
@@ -286,20 +286,12 @@ class Scorer:
         kv: Sequence[tuple[torch.Tensor, torch.Tensor]],
     ) -> FullPass:
         """The full-context run when the prompt's keys and values are already known (the
-        generation that wrote the answer computed them): only the last prompt token, whose
-        logits predict r_1, and the answer run on top of them."""
-        from transformers import DynamicCache
-
-        p, r = len(prompt_ids), len(response_ids)
-        if p < 2 or any(k.shape[2] < p for k, _ in kv):
-            raise InputError(f"the prompt's KV cache does not cover its {p} tokens")
-        cache = DynamicCache(ddp_cache_data=[(k[:, :, : p - 1], v[:, :, : p - 1]) for k, v in kv])
-        ids = torch.tensor([[int(prompt_ids[-1]), *response_ids]], device=self.lm.device)
-        out = self.model(input_ids=ids, cache=cache, use_cache=True, logits_to_keep=r + 1)
-        self.forward_tokens += r + 1
-        self.forward_passes += 1
-        lp = self._gather(out.logits[0, :-1], ids[0, 1:]).cpu().numpy().astype(np.float64)
-        return FullPass(list(prompt_ids), list(response_ids), lp, [(k[:, :, :p], v[:, :, :p]) for k, v in kv])
+        generation that wrote the answer computed them): the prompt is scored like an
+        ablation that shares all but its last token, so only that token, whose logits
+        predict r_1, and the answer run."""
+        known = FullPass(list(prompt_ids), list(response_ids), np.zeros(0), list(kv))
+        (lp,) = self.ablation_logprobs(known, [prompt_ids])
+        return dataclasses.replace(known, logprobs=lp)
 
     # ---------------------------------------------------------------- ablations
     def ablation_logprobs_naive(
