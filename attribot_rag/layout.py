@@ -72,9 +72,6 @@ class RenderedPrompt:
             raise InputError(f"source {source_index} maps to no token of the prompt")
         return first, last + 1
 
-    def token_spans(self) -> dict[int, tuple[int, int]]:
-        return {i: self.token_span(i) for i in self.char_spans}
-
 
 class PromptLayout:
     """Renders prompts for one tokenizer; the same layout serves generation and scoring."""

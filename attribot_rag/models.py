@@ -28,7 +28,7 @@ import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -409,5 +409,3 @@ def get_model(name: str = DEFAULT_MODEL, *, device: str | None = None, dtype: An
         _LOADED[key] = load_model(name, device=device, dtype=choice)
     return _LOADED[key]
 
-
-ModelLoader = Callable[[str], LoadedModel]
