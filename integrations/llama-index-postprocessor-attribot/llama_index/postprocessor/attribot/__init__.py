@@ -6,15 +6,14 @@ also streams: ``streaming=True``); ``attribot_llm`` gives the attributing model 
 engine's ``HuggingFaceLLM`` (one copy of the weights).
 """
 
-from llama_index.postprocessor.attribot.base import (
+from llama_index.postprocessor.attribot._common import nodes_to_passages, resolve_attributor
+from llama_index.postprocessor.attribot.postprocessor import AttribotPostprocessor
+from llama_index.postprocessor.attribot.query_engine import (
     AttribotCitationQueryEngine,
-    AttribotPostprocessor,
     CitedAsyncStreamingResponse,
     CitedResponse,
     CitedStreamingResponse,
     cite_response,
-    nodes_to_passages,
-    resolve_attributor,
 )
 from llama_index.postprocessor.attribot.llm import attribot_llm
 

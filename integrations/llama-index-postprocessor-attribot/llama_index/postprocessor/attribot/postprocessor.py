@@ -1,0 +1,165 @@
+"""The LlamaIndex node postprocessor: draft an answer with the attributing model,
+attribute it to the incoming nodes, return *copies* of the nodes with the attribution
+score in their metadata (hidden from the LLM and the embedder); with ``top_n`` or
+``keep_mass`` only the kept nodes, in their original order, so the query engine's own
+synthesizer makes the second pass."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, List, Optional
+
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.callbacks import CBEventType, EventPayload
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from attribot_rag import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Attributor
+from attribot_rag.integration import (
+    DEFAULT_FILTER_METHOD,
+    DEFAULT_FUSION,
+    AttributorSource,
+    check_keep,
+    prune_with,
+    records_to_passages,
+    require_query,
+)
+
+from llama_index.postprocessor.attribot._common import (
+    RANK_KEY,
+    SCORE_KEY,
+    _copy_with,
+    _label,
+    _source,
+    nodes_to_records,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class AttribotPostprocessor(BaseNodePostprocessor):
+    """Draft an answer, attribute it to the nodes, keep the nodes it used.
+
+    >>> post = AttribotPostprocessor(model="smollm2-135m", top_n=2)
+    >>> engine = index.as_query_engine(node_postprocessors=[post])
+
+    Returned nodes are copies: ``metadata["attribution_score"]`` and
+    ``metadata["attribution_rank"]`` (excluded from what the LLM and the embedder see);
+    the caller's nodes are never modified. Without ``top_n`` and ``keep_mass`` every node
+    is returned; with them, the kept ones in their original order, never none.
+    """
+
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        description="Attributing model: an attribot-rag alias, Hugging Face id or local path "
+        "(informational when model objects or an attributor are given).",
+    )
+    method: str = Field(
+        default=DEFAULT_FILTER_METHOD,
+        description='Attribution method (attribot_rag.available_methods()); "auto": at2 where '
+        "weights ship for the model (its features come with the draft), else loo.",
+    )
+    fusion: str = Field(
+        default=DEFAULT_FUSION,
+        description="How the ranking combines attribution with the retriever's order (node order, "
+        'or NodeWithScore.score when every node has one): "guarded" (the retriever\'s top node stays '
+        'first unless its attribution is confidently negative, the rest by reciprocal-rank fusion), '
+        '"rrf", "attribution" (attribution alone) or "retrieval".',
+    )
+    top_n: Optional[int] = Field(
+        default=None, description="Keep only the n highest-scoring nodes (None: keep all)."
+    )
+    keep_mass: Optional[float] = Field(
+        default=None,
+        description="Keep the fewest best nodes holding this fraction of the positive score (None: off).",
+    )
+    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Length limit of the draft answer.")
+    batch_size: int = Field(default=4, description="Ablations per forward pass.")
+    score_key: str = Field(default=SCORE_KEY, description="Metadata key of the attribution score.")
+    rank_key: str = Field(default=RANK_KEY, description="Metadata key of the attribution rank.")
+    fail_open: bool = Field(
+        default=False,
+        description="On an attribution error (e.g. the context does not fit the model), log it "
+        "and return the nodes unchanged instead of raising.",
+    )
+    dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
+
+    _source: AttributorSource = PrivateAttr()
+    _last_result: Any = PrivateAttr(default=None)
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_MODEL,
+        tokenizer: Any = None,
+        *,
+        attributor: Optional[Attributor] = None,
+        llm: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        source = _source(model, tokenizer, attributor, llm)
+        super().__init__(model=_label(model, attributor, llm), **kwargs)
+        check_keep(self.top_n, self.keep_mass, self.fusion)
+        self._source = source
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "AttribotPostprocessor"
+
+    @classmethod
+    def from_huggingface_llm(cls, llm: Any, **kwargs: Any) -> "AttribotPostprocessor":
+        """Reuse the weights of a ``HuggingFaceLLM`` (``llm._model`` / ``llm._tokenizer``)."""
+        return cls(llm=llm, **kwargs)
+
+    @property
+    def attributor(self) -> Attributor:
+        """The attributing model (loaded on first use; names are cached per process)."""
+        return self._source.get(
+            method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, dtype=self.dtype
+        )
+
+    @property
+    def last_result(self) -> Any:
+        """The :class:`attribot_rag.PruneResult` of the latest call (draft answer, kept and
+        dropped passages with scores), for inspection; None before the first call."""
+        return self._last_result
+
+    def _postprocess_nodes(
+        self,
+        nodes: List[NodeWithScore],
+        query_bundle: Optional[QueryBundle] = None,
+    ) -> List[NodeWithScore]:
+        if not nodes:
+            return []
+        query = require_query(
+            None if query_bundle is None else query_bundle.query_str,
+            "AttribotPostprocessor",
+            "pass query_bundle or query_str",
+        )
+        records = nodes_to_records(nodes)
+        if not records_to_passages(records)[0]:  # nothing to attribute: pass the (copied) nodes through
+            return [_copy_with(n, {}) for n in nodes]
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: self.model,
+                EventPayload.QUERY_STR: query,
+                EventPayload.TOP_K: self.top_n,
+            },
+        ) as event:
+            result, extras = prune_with(self, query, records, log=logger)
+            if result is not None:
+                self._last_result = result
+            out = [_copy_with(nws, extra) for nws, extra in zip(nodes, extras) if extra is not None]
+            event.on_end(payload={EventPayload.NODES: out})
+        return out
+
+    async def _apostprocess_nodes(
+        self,
+        nodes: List[NodeWithScore],
+        query_bundle: Optional[QueryBundle] = None,
+    ) -> List[NodeWithScore]:
+        # The model runs in a worker thread so the event loop stays free.
+        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
+
