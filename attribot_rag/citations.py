@@ -1,6 +1,7 @@
 """Citations: attribute every answer sentence to the sources and mark the ones it used.
 
-The answer is split into sentences; each sentence is a *target span* (DESIGN.md section 2)
+The answer is split into sentences; each sentence is a *target span*
+(docs/architecture.md, Data flow > Method)
 explained with one attribution method over the sources (sentences of the passages by
 default, so that every citation carries a verbatim quote and its character span). A
 source is cited for an answer sentence when its score

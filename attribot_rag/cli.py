@@ -399,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_model_args(p)
     p.set_defaults(func=cmd_prune_eval)
-    p = sub.add_parser("train-at2", help="train AT2 per-head weights for a model (DESIGN.md section 5)")
+    p = sub.add_parser("train-at2", help="train AT2 per-head weights for a model (docs/architecture.md, Methods > AT2)")
     p.add_argument("--data", nargs="+", required=True, metavar="FILE",
                    help="HotpotQA-format and/or SQuAD v1.1 JSON files (never hotpotqa/test.json)")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")

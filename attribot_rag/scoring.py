@@ -3,7 +3,8 @@
 LL(C) = sum_t log p(r_t | prompt(C), r_<t): the response is tokenized once and appended to
 the prompt tokens. We keep per-token log-probs so that a target span is a slice.
 
-Prefix-KV reuse (DESIGN.md section 4): the full prompt + response is run once and its
+Prefix-KV reuse (docs/architecture.md, Methods > Prefix KV-cache reuse): the full
+prompt + response is run once and its
 KV cache kept. An ablated prompt shares its first tokens with the full prompt (compared on
 token ids, since removing text can change how neighbouring tokens merge); only the tokens
 after that common prefix are fed, with the cached keys and values of the prefix. At least

@@ -1,5 +1,5 @@
 """The package's data flow, read from its import statements: no import cycle, and no
-module imports from a layer above its own (DESIGN.md section 11: passages > layout >
+module imports from a layer above its own (docs/architecture.md, Layers: passages > layout >
 model > method > attribution > citations / pruning > report, service or integration)."""
 
 import ast

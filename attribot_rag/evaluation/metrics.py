@@ -1,4 +1,4 @@
-"""Attribution-quality metrics (DESIGN.md section 7), on plain numpy arrays.
+"""Attribution-quality metrics (docs/architecture.md, Metrics), on plain numpy arrays.
 
 Conventions shared by every function here:
 
@@ -20,8 +20,9 @@ Metrics:
 * :func:`top_k_sources` / :func:`top_k_drop`: LL(C) - LL(C without the top k sources).
 * :func:`random_masks` / :func:`lds`: linear datamodeling score. Spearman between the
   sum of the method's scores over the kept sources (nan counted as 0) and the target's
-  actual log-probability under each mask. DESIGN.md's target is the logit-probability
-  log p - log(1 - p); it is a strictly increasing function of log p, so the Spearman
+  actual log-probability under each mask. The target can also be written as the
+  logit-probability log p - log(1 - p) (docs/architecture.md, Metrics > Linear datamodeling
+  score); it is a strictly increasing function of log p, so the Spearman
   correlation is the same with either.
 * :func:`gold_recall_at_k`: HotpotQA gold paragraphs among the method's top k passages
   (for sentence sources: the passages of the top sentences, deduplicated, in rank order).

@@ -1,4 +1,5 @@
-"""The HotpotQA context-pruning experiment (DESIGN.md section 8) as one resumable run.
+"""The HotpotQA context-pruning experiment (docs/architecture.md, Pruning > The HotpotQA
+pruning experiment) as one resumable run.
 
 For every example:
 

@@ -1,4 +1,4 @@
-"""Training AT2 weights (DESIGN.md section 5): ``attribot-rag train-at2``.
+"""Training AT2 weights (docs/architecture.md, Methods > AT2): ``attribot-rag train-at2``.
 
 Per training example (a question over one or more passages, rendered with the same prompt
 layout as attribution):
