@@ -1,4 +1,4 @@
-# attribot-rag: `make install`, `make test`, `make demo`.
+# attribot-rag: `make install`, `make test`, `make test-fast` (the tests that load no model), `make demo`.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install install-models test test-latest lock demo bench clean
+.PHONY: install install-models test test-fast test-latest lock demo bench clean
 
 # `make install MODELS=small` skips the larger offline models (install-models below).
 MODELS ?= all
@@ -72,6 +72,11 @@ $(MODELS_STAMP): $(STAMP)
 
 test: install
 	$(PY) -m pytest -q tests $(wildcard integrations/*/tests)
+
+# The fast tier (well under a minute): every test but those marked `slow`, i.e. those that
+# load a model (tests/conftest.py marks them; in this run loading one fails the test).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests $(wildcard integrations/*/tests)
 
 demo: install
 	$(VENV)/bin/attribot-rag demo

@@ -71,6 +71,7 @@ def test_batch_without_ray_via_the_cli(batch_files, handbook_passages, lm, capsy
     assert "has empty text" in records["7"]["error"]
 
 
+@pytest.mark.slow  # resumes the output of the model run above
 def test_batch_resumes_skipping_ids_already_in_the_output(batch_files, handbook_passages):
     inp, out = batch_files
     lines = out.read_text().splitlines()
@@ -101,6 +102,7 @@ def test_batch_options_are_checked(tmp_path):
         run_batch(tmp_path / "missing.jsonl", tmp_path / "out.jsonl", use_ray=False)
 
 
+@pytest.mark.slow  # the Ray run loads smollm2-135m
 def test_batch_on_ray_gives_the_same_output(batch_files, tmp_path):
     ray = pytest.importorskip("ray", reason="the Ray test needs the batch extra: pip install 'attribot-rag[batch]'")
     inp, no_ray_out = batch_files

@@ -316,6 +316,7 @@ def test_cached_only_reports_what_parallel_runs_finished(first_run, data_file, m
     assert "cannot go with --read-cache or --cached-only" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # loads smollm2-135m
 def test_a_run_without_a_proxy_finds_the_answers_of_a_run_with_one(data_file, monkeypatch, tmp_path):
     # the shared key names the target's dtype only; the proxy's goes on the proxy's results
     target = get_model("smollm2-135m", dtype="bfloat16")
@@ -350,6 +351,7 @@ def test_caches_written_with_the_old_two_dtype_key_are_still_read(tmp_path):
     assert cache.get({**base, "dtypes": ["bfloat16"], "kind": "method", "method": "loo", "options": {}}) == 2
 
 
+@pytest.mark.slow  # loads smollm2-135m
 def test_method_specs_and_errors(data_file):
     spec = MethodSpec.parse("hierarchical:keep=3:sentence-context=kept")
     assert spec.name == "hierarchical"

@@ -131,8 +131,8 @@ def test_supporting_passage_ranks_first(attributor, handbook_passages):
 
 
 @pytest.mark.parametrize("level", ["passage", "sentence"])
-def test_source_spans_map_to_their_text(lm, handbook_passages, level):
-    layout = PromptLayout(lm.tokenizer)
+def test_source_spans_map_to_their_text(tokenizer, handbook_passages, level):
+    layout = PromptLayout(tokenizer)
     sources = make_sources(handbook_passages, level)
     prompt = layout.render(TRAVEL_QUESTION, handbook_passages, sources)
     for s in sources:
@@ -141,15 +141,15 @@ def test_source_spans_map_to_their_text(lm, handbook_passages, level):
         a, b = prompt.char_spans[s.index]
         assert prompt.text[a:b] == s.text
         ta, tb = prompt.token_span(s.index)
-        decoded = lm.tokenizer.decode(prompt.input_ids[ta:tb])
+        decoded = tokenizer.decode(prompt.input_ids[ta:tb])
         assert s.text in decoded
         # the tokens just inside the span are needed: dropping either end loses text
-        assert s.text not in lm.tokenizer.decode(prompt.input_ids[ta + 1 : tb])
-        assert s.text not in lm.tokenizer.decode(prompt.input_ids[ta : tb - 1])
+        assert s.text not in tokenizer.decode(prompt.input_ids[ta + 1 : tb])
+        assert s.text not in tokenizer.decode(prompt.input_ids[ta : tb - 1])
 
 
-def test_ablation_removes_exactly_the_source_text(lm, handbook_passages):
-    layout = PromptLayout(lm.tokenizer)
+def test_ablation_removes_exactly_the_source_text(tokenizer, handbook_passages):
+    layout = PromptLayout(tokenizer)
     sources = make_sources(handbook_passages, "sentence")
     full = layout.render(TRAVEL_QUESTION, handbook_passages, sources)
     for s in sources:
@@ -171,8 +171,8 @@ def test_ablation_removes_exactly_the_source_text(lm, handbook_passages):
     assert "International travel" not in ablated.text and "$260" not in ablated.text
 
 
-def test_plain_prompt_format_without_chat_template(lm, handbook_passages):
-    layout = PromptLayout(lm.tokenizer, use_chat_template=False)
+def test_plain_prompt_format_without_chat_template(tokenizer, handbook_passages):
+    layout = PromptLayout(tokenizer, use_chat_template=False)
     sources = make_sources(handbook_passages, "sentence")
     prompt = layout.render(TRAVEL_QUESTION, handbook_passages, sources)
     assert prompt.text.startswith(layout.system_prompt + "\n\nDocuments:\n\nTitle: Vacation\n")
@@ -183,10 +183,10 @@ def test_plain_prompt_format_without_chat_template(lm, handbook_passages):
         assert prompt.text[a:b] == s.text
 
 
-def test_chat_template_frames_the_documents(lm, handbook_passages):
-    layout = PromptLayout(lm.tokenizer)
+def test_chat_template_frames_the_documents(tokenizer, handbook_passages):
+    layout = PromptLayout(tokenizer)
     prompt = layout.render(TRAVEL_QUESTION, handbook_passages)
-    expected = lm.tokenizer.apply_chat_template(
+    expected = tokenizer.apply_chat_template(
         [
             {"role": "system", "content": layout.system_prompt},
             {"role": "user", "content": layout.build_content(TRAVEL_QUESTION, handbook_passages)[0]},

@@ -61,6 +61,7 @@ def test_registered_method_is_used_by_name(toy_method, attributor, handbook_pass
         np.testing.assert_allclose(sent.scores, _expected(sent))
 
 
+@pytest.mark.slow  # the CLI loads smollm2-135m
 def test_registered_method_in_the_cli(toy_method, tmp_path, capsys, handbook_passages):
     path = tmp_path / "passages.json"
     path.write_text(json.dumps([p.to_dict() for p in handbook_passages]))
@@ -72,6 +73,7 @@ def test_registered_method_in_the_cli(toy_method, tmp_path, capsys, handbook_pas
     assert [s["score"] for s in data["sources"]] == pytest.approx([len(p.text) * (b - a) for p in handbook_passages])
 
 
+@pytest.mark.slow  # run_bench loads smollm2-135m
 def test_registered_method_in_bench(toy_method, tmp_path):
     example = {
         "_id": "ex-ada",

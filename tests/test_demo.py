@@ -2,6 +2,7 @@
 
 import io
 
+import pytest
 from rich.console import Console
 
 from attribot_rag.demo import load_corpus, run_demo
@@ -15,6 +16,7 @@ def test_bundled_corpus_is_valid():
     assert all(p.title and len(p.text.split()) >= 30 for p in passages)
 
 
+@pytest.mark.slow  # loads the MiniLM embedder
 def test_retrieval_finds_the_right_passage():
     retriever = PassageIndex.build(load_corpus())
     hits = retriever.search("What is the nightly hotel limit for international business travel?", k=3)

@@ -154,6 +154,7 @@ def test_load_from_local_path_and_from_objects(lm):
 # ----------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow  # the CLI loads smollm2-135m
 def test_cli_attribute_json(tmp_path, capsys, handbook_passages):
     path = tmp_path / "passages.json"
     path.write_text(json.dumps([p.to_dict() for p in handbook_passages]))
@@ -176,6 +177,7 @@ JSON_KEYS = {
 SOURCE_KEYS = {"id", "passage_id", "passage_index", "text", "start", "end", "score", "rank"}
 
 
+@pytest.mark.slow  # the CLI loads smollm2-135m
 def test_cli_attribute_json_fields(tmp_path, capsys, handbook_passages):
     path = tmp_path / "passages.json"
     path.write_text(json.dumps([p.to_dict() for p in handbook_passages]))
@@ -215,7 +217,13 @@ CLI_ERRORS = {
 }
 
 
-@pytest.mark.parametrize("case", list(CLI_ERRORS))
+# these two get past the input checks and load the model before they fail
+_CLI_ERRORS_AFTER_LOADING = {"empty answer", "prompt too long"}
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, marks=pytest.mark.slow) if c in _CLI_ERRORS_AFTER_LOADING else c for c in CLI_ERRORS]
+)
 def test_cli_exit_status_2_for_each_bad_input(case, tmp_path, capsys):
     passages, extra, message = CLI_ERRORS[case]
     args = ["attribute", "-q", "Q?", "-p", _passages_file(tmp_path, passages)]
@@ -246,3 +254,40 @@ def test_cli_bench_missing_data_file():
         text=True,
     )
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+# Argument errors are argparse's: exit status 2, the sub-command's usage and one line
+# naming the argument, before anything is loaded (the fast tier runs these).
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        ([], "the following arguments are required: command"),
+        (["no-such-command"], "argument command: invalid choice: 'no-such-command'"),
+        (["attribute", "-q", "Q?"], "the following arguments are required: --passages/-p"),
+        (["attribute", "-p", "x.json", "--level", "word"], "argument --level: invalid choice: 'word'"),
+        (["attribute", "-p", "x.json", "--method", "nope"], "argument --method: invalid choice: 'nope'"),
+        (["attribute", "-p", "x.json", "--dtype", "float16"], "argument --dtype: invalid choice: 'float16'"),
+        (["attribute", "-p", "x.json", "--top", "three"], "argument --top: invalid int value: 'three'"),
+        (["bench"], "the following arguments are required: --data"),
+        (["bench", "--data", "d.json", "--n", "ten"], "argument --n: invalid int value: 'ten'"),
+        (["bench", "--data", "d.json", "--keep", "1", "--keep-mass", "0.5"], "argument --keep-mass: not allowed with argument --keep"),
+        (["serve", "--port", "http"], "argument --port: invalid int value: 'http'"),
+    ],
+)
+def test_cli_argument_errors_exit_2_with_the_usage(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: attribot-rag") and message in err, err
+
+
+def test_cli_defaults_of_attribute_and_bench():
+    from attribot_rag.cli import build_parser
+    from attribot_rag.models import DEFAULT_MODEL
+
+    args = build_parser().parse_args(["attribute", "-p", "passages.json"])
+    assert (args.command, args.passages, args.question, args.answer) == ("attribute", "passages.json", None, None)
+    assert (args.method, args.level, args.model, args.json, args.dtype) == ("loo", "passage", DEFAULT_MODEL, False, None)
+    args = build_parser().parse_args(["bench", "--data", "d.json", "--methods", "loo,at2", "--keep", "2"])
+    assert (args.data, args.methods, args.keep, args.keep_mass, args.level) == ("d.json", "loo,at2", 2, None, "sentence")

@@ -99,6 +99,7 @@ def test_render_needs_something():
         render_html()
 
 
+@pytest.mark.slow  # the CLI loads smollm2-135m
 def test_cli_attribute_writes_html(tmp_path, capsys):
     from attribot_rag.cli import main
 

@@ -269,6 +269,7 @@ def test_random_ranking_is_seeded(report, lm, data_file, tmp_path):
     assert [e["methods"]["random"]["scores"] for e in again["examples"]] == first
 
 
+@pytest.mark.slow  # the CLI loads smollm2-135m
 def test_cli_writes_json_and_markdown(data_file, tmp_path, capsys):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     code = main(

@@ -74,6 +74,7 @@ def run_readme(name: str) -> dict:
     return namespace
 
 
+@pytest.mark.slow  # the snippets load models
 def test_main_readme_runs():
     ns = run_readme("README.md")
     from attribot_rag import available_methods
@@ -87,6 +88,7 @@ def test_main_readme_runs():
     assert isinstance(ns["out"]["cited_answer"], str) and ns["out"]["cited_answer"].strip()
 
 
+@pytest.mark.slow  # the snippets load models
 def test_llamaindex_readme_runs():
     ns = run_readme("integrations/llama-index-postprocessor-attribot/README.md")
     assert ns["llm"]._model is ns["pruner"].attributor.lm.model
@@ -94,6 +96,7 @@ def test_llamaindex_readme_runs():
     assert ns["response"].metadata["cited_text"].strip()  # the streamed answer, cited
 
 
+@pytest.mark.slow  # the snippets load models
 def test_langchain_readme_runs():
     ns = run_readme("integrations/langchain-attribot/README.md")
     assert ns["chat_model"].llm.pipeline.model is ns["compressor"].attributor.lm.model

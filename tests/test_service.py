@@ -251,6 +251,59 @@ def test_queue_refuses_when_the_expected_wait_is_too_long():
     asyncio.run(scenario())
 
 
+# --------------------------------------------------------------------------- validation, no real model
+# The fast tier's service checks: the request validation above on a tiny random model
+# (no weights loaded), so `make test-fast` covers schemas, limits and library errors.
+
+
+@pytest.fixture(scope="module")
+def tiny_client():
+    from test_proxy import _tiny_model
+
+    with TestClient(create_app(Attributor(_tiny_model(), max_new_tokens=4))) as c:
+        yield c
+
+
+def _tiny_body(handbook_passages, **change):
+    return {"question": TRAVEL_QUESTION, "passages": _passages(handbook_passages), "answer": TRAVEL_ANSWER, **change}
+
+
+@pytest.mark.parametrize(
+    "path, change, status, error, phrase",
+    [
+        ("/v1/cite", {"passages": [{"id": f"p{i}", "text": "x"} for i in range(21)]}, 422, "limit_exceeded",
+         "21 passages were sent; the limit is 20"),
+        ("/v1/attribute", {"answer": "y" * 2001}, 422, "limit_exceeded", "the answer has 2001 characters"),
+        ("/v1/prune", {"question": "z" * 1001}, 422, "limit_exceeded", "the question has 1001 characters"),
+        ("/v1/cite", {"question": "  "}, 400, None, "question is empty"),
+        ("/v1/cite", {"method": "no-such-method"}, 400, None, "no-such-method"),
+        ("/v1/attribute", {"passages": [{"id": "a", "text": "A."}, {"id": "a", "text": "B."}]}, 400, None,
+         "duplicate passage id 'a'"),
+    ],
+)
+def test_requests_are_validated_before_the_model_runs(tiny_client, handbook_passages, path, change, status, error, phrase):
+    r = tiny_client.post(path, json=_tiny_body(handbook_passages, **change))
+    assert r.status_code == status, r.text
+    if error:
+        assert r.json()["error"] == error
+    assert phrase in r.json()["detail"] and "Traceback" not in r.text
+
+
+def test_malformed_requests_are_422_json(tiny_client):
+    for body in ({"question": "q", "passages": [{"txt": "no text field"}]}, {"passages": []}, {"question": 3}):
+        r = tiny_client.post("/v1/cite", json=body)
+        assert r.status_code == 422 and isinstance(r.json()["detail"], list), r.text
+    r = tiny_client.post("/v1/cite", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+
+
+def test_ask_without_an_index_is_404_and_the_schema_is_served(tiny_client):
+    r = tiny_client.post("/v1/ask", json={"question": "hotel?"})
+    assert r.status_code == 404 and r.json()["error"] == "no_index"
+    paths = tiny_client.get("/openapi.json").json()["paths"]
+    assert {"/v1/attribute", "/v1/cite", "/v1/prune", "/v1/ask", "/v1/ask/stream", "/v1/cite/stream"} <= set(paths)
+
+
 # --------------------------------------------------------------------------- streaming
 
 

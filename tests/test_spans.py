@@ -95,3 +95,17 @@ def test_a_span_outside_the_answer_is_refused(attributor):
     whole = attributor.attribute(QUESTION, PASSAGES, TWO_SENTENCES, method="at2")
     with pytest.raises(InputError, match="span"):
         whole.for_span((0, len(TWO_SENTENCES) + 5))
+
+
+def test_span_queries_on_a_tiny_model(second_span):
+    """The fast tier's span check (a tiny random model, no weights loaded): a span read
+    from one attribution equals a direct run on it, and a span outside the answer is refused."""
+    att = Attributor(_tiny_model(), max_new_tokens=4)
+    whole = att.attribute(QUESTION, PASSAGES, TWO_SENTENCES, method="loo", level="sentence")
+    part = whole.for_span(second_span)
+    direct = att.attribute(QUESTION, PASSAGES, TWO_SENTENCES, method="loo", level="sentence", span=second_span)
+    np.testing.assert_allclose(part.scores, direct.scores, rtol=1e-6, atol=1e-6)
+    assert part.target_span == direct.target_span and part.forward_passes == 0
+    assert [TWO_SENTENCES[a:b] for (a, b), _ in whole.per_sentence()] == [ANSWER, TWO_SENTENCES[second_span[0]:]]
+    with pytest.raises(InputError, match="span"):
+        whole.for_span((0, len(TWO_SENTENCES) + 5))

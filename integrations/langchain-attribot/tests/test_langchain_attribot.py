@@ -114,6 +114,7 @@ def test_empty_inputs_pass_through_without_a_model():
         step.invoke({"context": make_docs(), "answer": ANSWER})
 
 
+@pytest.mark.slow  # loads smollm2-135m
 def test_helpers():
     passages, positions = documents_to_passages(
         [Document("a text", id="x"), Document("   "), "plain string", Document("b", id="x")]

@@ -119,6 +119,7 @@ def test_empty_retrieval_and_missing_query_need_no_model():
     assert out.response == ANSWER and out.metadata["citations"] == [] and out.cited_nodes == []
 
 
+@pytest.mark.slow  # loads smollm2-135m
 def test_model_objects_of_an_existing_llm_are_reused():
     lm = get_model()
 
