@@ -253,6 +253,14 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from .index import build_index
 
+    if args.docs is not None:
+        from .documents import build_docs_index
+
+        index = build_docs_index(args.docs, args.out, chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap)
+        files = len({p.metadata["file"] for p in index.passages})
+        print(f"indexed {len(index.passages)} chunks of {files} files from {args.docs} "
+              f"with {index.embedder_name} into {args.out}")
+        return 0
     index = build_index(args.corpus, args.out)
     print(f"indexed {len(index.passages)} passages with {index.embedder_name} into {args.out}")
     return 0
@@ -280,8 +288,14 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def _add_service_commands(sub) -> None:
     from .methods import available_methods
 
-    p = sub.add_parser("index", help="embed a JSONL corpus {id, text, title?} into a FAISS index folder")
-    p.add_argument("--corpus", help="JSONL (or JSON list) of passages (default: the bundled handbook)")
+    p = sub.add_parser("index", help="embed a JSONL corpus {id, text, title?} or a folder of documents "
+                       "(txt, md, html, pdf) into a FAISS index folder")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--corpus", help="JSONL (or JSON list) of passages (default: the bundled handbook)")
+    source.add_argument("--docs", metavar="FOLDER", help="a folder of .txt, .md, .html and .pdf files (subfolders "
+                        "too), cut into sentence-aware chunks that keep their file and position")
+    p.add_argument("--chunk-size", type=int, default=200, help="with --docs: tokens per chunk")
+    p.add_argument("--chunk-overlap", type=int, default=20, help="with --docs: tokens shared by neighbouring chunks")
     p.add_argument("--out", required=True, metavar="DIR", help="index folder to write")
     p.set_defaults(func=cmd_index)
 

@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from .. import Attributor, LoadedModel, available_methods, cite, make_sources, prune, stream_cite
+from ..documents import passage_origin
 from ..errors import InputError, MethodNotAvailableError
 from ..methods import METHODS
 from ..methods.spec import MethodSpec
@@ -114,6 +115,8 @@ def cite_response(cited: Any) -> dict[str, Any]:
                     {"id": s.id, "text": s.text, "start": s.start, "end": s.end, "score": scores.get(s.id)}
                     for s in sources
                 ],
+                **passage_origin(passage),
+                "metadata": dict(passage.metadata),
             }
         )
     return {
@@ -122,7 +125,8 @@ def cite_response(cited: Any) -> dict[str, Any]:
         "cited_answer": cited.text,
         "method": cited.method,
         "model": cited.model,
-        "citations": [c.to_dict() for c in cited.citations],
+        # Each citation names its document's file (and page) when the passage came from one.
+        "citations": [{**c.to_dict(), **passage_origin(cited.passages[c.passage_index])} for c in cited.citations],
         "unsupported": [s for s in sentences if not s["markers"]],
         "sentences": sentences,
         "passages": passages,
@@ -242,7 +246,7 @@ def retrieve(service: AttributionService, req: AskRequest) -> tuple[list, list[d
     service.limits.check(req.question)
     service.limits.check_k(req.k)
     hits = service.index.search(req.question, req.k)
-    retrieved = [{"id": p.id, "title": p.title, "similarity": s} for p, s in hits]
+    retrieved = [{"id": p.id, "title": p.title, "similarity": s, **passage_origin(p)} for p, s in hits]
     return [p for p, _ in hits], retrieved
 
 

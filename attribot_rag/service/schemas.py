@@ -115,6 +115,8 @@ class CitationOut(BaseModel):
     score: float
     quote: str
     quote_span: list[int]
+    file: str | None = Field(None, description="the cited document's file (an index built with --docs)")
+    page: int | None = Field(None, description="its page (a PDF)")
 
 
 class SentenceOut(BaseModel):
@@ -140,6 +142,11 @@ class CitedPassageOut(BaseModel):
     text: str
     number: int | None = Field(description="its reference number when cited")
     sentences: list[ScoredSentenceOut]
+    file: str | None = Field(None, description="the document's file (an index built with --docs)")
+    page: int | None = Field(None, description="its page (a PDF)")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="the passage's metadata (from --docs: file, page, start_char, end_char, chunk)"
+    )
 
 
 class CiteResponse(BaseModel):
@@ -183,6 +190,8 @@ class RetrievedOut(BaseModel):
     id: str
     title: str | None
     similarity: float
+    file: str | None = Field(None, description="the document's file (an index built with --docs)")
+    page: int | None = Field(None, description="its page (a PDF)")
 
 
 class AskResponse(BaseModel):

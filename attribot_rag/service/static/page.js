@@ -131,6 +131,14 @@ function markerButton(number, sentenceIndex) {
   return button;
 }
 
+// Where a passage or citation came from: its document's file (and PDF page) for an index
+// built with `attribot-rag index --docs`, else its title and id.
+function origin(item) {
+  const id = item.id ?? item.passage_id;
+  if (item.file) return item.file + (item.page ? `, page ${item.page}` : "");
+  return item.title ? `${item.title} (${id})` : id;
+}
+
 function citationsFor(number, sentenceIndex) {
   return current.cite.citations.filter((c) => c.number === number && c.sentence_index === sentenceIndex);
 }
@@ -146,7 +154,7 @@ function showQuote(button) {
   const box = $("quote");
   box.dataset.passageId = first.passage_id;
   box.dataset.number = String(number);
-  $("quote-label").textContent = `[${number}] ${first.title ? first.title + " " : ""}(${first.passage_id}), score ${first.score.toFixed(2)}`;
+  $("quote-label").textContent = `[${number}] ${origin(first)}, score ${first.score.toFixed(2)}`;
   $("quote-text").textContent = cits.map((c) => c.quote).join(" \u2026 ");
   for (const c of cits) {
     const sentence = document.querySelector(`.sentence[data-source-id="${CSS.escape(c.source_id)}"]`);
@@ -175,7 +183,7 @@ function renderSources(cite, dropped) {
   for (const passage of cite.passages) {
     const head = el("div", { class: "source-head" });
     if (passage.number !== null) head.append(el("span", { class: "number" }, `[${passage.number}]`));
-    head.append(`${passage.title || passage.id} (${passage.id})`);
+    head.append(origin(passage));
     const body = el("p", { class: "source-text" });
     let pos = 0;
     for (const s of passage.sentences) {
@@ -191,7 +199,7 @@ function renderSources(cite, dropped) {
   }
   for (const p of dropped) {
     const score = p.score === null ? "not scored" : `score ${p.score.toFixed(3)}`;
-    const head = el("div", { class: "source-head" }, `${p.title || p.id} (${p.id})`, el("span", { class: "score" }, `dropped by pruning, ${score}`));
+    const head = el("div", { class: "source-head" }, origin(p), el("span", { class: "score" }, `dropped by pruning, ${score}`));
     list.append(el("li", { class: "dropped", "data-passage-id": p.id }, head, el("p", {}, p.text)));
   }
 }
