@@ -37,15 +37,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from .errors import InputError
-from .grounding import span_gain
-from .methods import AttributionMethod
-from .result import Attribution, _jsonable
-from .scoring import Response
-from .sources import Passage, coerce_passages, split_sentences
+from ..errors import InputError
+from ..grounding import span_gain
+from ..methods import AttributionMethod
+from ..result import Attribution, _jsonable
+from ..scoring import Response
+from ..sources import Passage, coerce_passages, split_sentences
 
 if TYPE_CHECKING:
-    from .attributor import Attributor
+    from ..attributor import Attributor
 
 DEFAULT_RELATIVE_THRESHOLD = 0.5
 DEFAULT_ANSWER_RELATIVE_THRESHOLD = 0.1
@@ -342,7 +342,7 @@ def null_floor(method: str, model: str | None) -> float | None:
     """The calibrated null floor for a method's scores on a model (``NULL_FLOORS``), or
     None when none was measured for it. LOO-family floors hold for any model (nats per
     token); AT2's only for the model its weights were calibrated on."""
-    from .at2.weights import same_model_name
+    from ..at2.weights import same_model_name
 
     family = "loo" if method in PER_TOKEN_METHODS else method
     for (m, calibrated_on), floor in NULL_FLOORS.items():

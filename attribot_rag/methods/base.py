@@ -52,6 +52,7 @@ class TaskCache:
     at2_features: Any = None  # torch [S, r, L*H], see at2.features
     at2_capture: str = ""  # "used", or why the generation capture could not be used
     context_gain: np.ndarray | None = None  # per response token, see attribot_rag.grounding
+    support: Any = None  # keep-only-this-source log-probs (attribot_rag.citations.support)
 
 
 @dataclass

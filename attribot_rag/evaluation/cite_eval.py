@@ -1,0 +1,159 @@
+"""The citation benchmark against gold evidence (``attribot-rag cite-eval``).
+
+Per example and answer mode (``own``: the model's answer; ``external`` and
+``external2``: the gold answer written as a sentence by two templates, as another LLM
+would hand it over) the run records, per answer sentence, the *evidence a policy reads*:
+every method's score for every source, the context gain, and the keep-only-this-source
+support of the ranker's top candidates, with what each cost. Citation policies are then
+applied to these records afterwards (:func:`attribot_rag.evaluation.cite_report.report`),
+so choosing a threshold on the choice split needs no model run, and the held-out report
+applies the chosen policy unchanged. Records go to a JSON-lines cache as soon as they
+exist: an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..citations.cite import _looks_truncated
+from ..citations.support import check_sources, support
+from ..errors import InputError
+from ..grounding import span_gain
+from ..models import dtype_key
+from ..sources import split_sentences
+from .bench import ResultsCache, _data_signature
+from .cite_data import CiteExample
+
+MODES = ("own", "external", "external2")
+TEMPLATES = {"external": "The answer is {answer}.", "external2": "According to the documents, it is {answer}."}
+DEFAULT_METHODS = ("at2", "attention", "similarity")
+SUPPORT_CANDIDATES = 3  # top sources by the ranker whose support is checked, per sentence
+CACHE_VERSION = 1
+
+
+@dataclass
+class CiteRun:
+    attributor: Any
+    cache: ResultsCache
+    base: dict[str, Any]  # what every cache key shares (model, dtype, data, version)
+    methods: Sequence[str] = DEFAULT_METHODS
+    ranker: str = "at2"
+    gain_modes: Sequence[str] = ("own",)  # a text answer's gain costs one more full pass
+    prefill_every: int = 4  # time one plain forward pass over prompt + answer every k examples
+
+    def record(self, ex: CiteExample, mode: str, position: int) -> dict[str, Any]:
+        desc = {**self.base, "example": ex.id, "mode": mode, "methods": list(self.methods)}
+        hit = self.cache.get(desc)
+        if hit is not None:
+            return hit
+        return self.cache.put(desc, self._compute(ex, mode, position))
+
+    def _answer(self, ex: CiteExample, mode: str) -> tuple[Any, float]:
+        if mode == "own":
+            t0 = time.perf_counter()
+            response = self.attributor.generate(ex.question, ex.passages)
+            return response, time.perf_counter() - t0
+        return TEMPLATES[mode].format(answer=ex.answers[0]), 0.0
+
+    def _compute(self, ex: CiteExample, mode: str, position: int) -> dict[str, Any]:
+        att = self.attributor
+        answer, gen_s = self._answer(ex, mode)
+        task = att.task(ex.question, ex.passages, answer, level="sentence")
+        spans = split_sentences(task.response.text)
+        targets = [_token_slice(task.response, s) for s in spans]
+        out: dict[str, Any] = {
+            "answer": task.response.text,
+            "sentences": [list(s) for s in spans],
+            "targets": [None if t is None else list(t) for t in targets],
+            "truncated": _looks_truncated(att, task.response),
+            "prompt_tokens": len(task.prompt),
+            "answer_tokens": len(task.response),
+            "seconds": {"generation": gen_s},
+            "tokens": {},
+            "scores": {},
+        }
+        for name in self.methods:
+            t0, tok0 = time.perf_counter(), task.scorer.forward_tokens
+            result = att.run(task, method=name)
+            out["scores"][name] = [None if t is None else _finite(result.effects.query(t).scores) for t in targets]
+            out["seconds"][name] = time.perf_counter() - t0
+            out["tokens"][name] = task.scorer.forward_tokens - tok0
+        out.update(self._support(task, out["scores"][self.ranker], targets))
+        if mode in self.gain_modes:
+            t0, tok0 = time.perf_counter(), task.scorer.forward_tokens
+            out["gain"] = [None if t is None else span_gain(task, t) for t in targets]
+            out["seconds"]["gain"] = time.perf_counter() - t0
+            out["tokens"]["gain"] = task.scorer.forward_tokens - tok0
+        if position % self.prefill_every == 0:
+            t0 = time.perf_counter()
+            task.scorer.logprobs(task.prompt.input_ids, task.response.token_ids)
+            out["seconds"]["prefill"] = time.perf_counter() - t0
+        return out
+
+    def _support(self, task: Any, ranker_scores: list, targets: list) -> dict[str, Any]:
+        cands = sorted({i for s in ranker_scores if s is not None for i in _top(s, SUPPORT_CANDIDATES)})
+        t0, tok0 = time.perf_counter(), task.scorer.forward_tokens
+        if cands:
+            check_sources(task, cands)
+        per_sentence = [
+            None if t is None or s is None else {str(i): v for i, v in support(task, _top(s, SUPPORT_CANDIDATES), t).items()}
+            for s, t in zip(ranker_scores, targets)
+        ]
+        return {
+            "support": per_sentence,
+            "support_seconds": time.perf_counter() - t0,
+            "support_tokens": task.scorer.forward_tokens - tok0,
+        }
+
+
+def _finite(scores: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in np.asarray(scores, dtype=np.float64)]
+
+
+def _top(scores: Sequence[float | None], k: int) -> list[int]:
+    valid = [(float(v), i) for i, v in enumerate(scores) if v is not None]
+    return [i for _, i in sorted(valid, key=lambda t: (-t[0], t[1]))[:k]]
+
+
+def _token_slice(response: Any, span: tuple[int, int]) -> tuple[int, int] | None:
+    try:
+        return response.token_slice(span)
+    except InputError:
+        return None
+
+
+def collect(
+    attributor: Any,
+    examples: Sequence[CiteExample],
+    *,
+    data: str,
+    cache: ResultsCache,
+    modes: Sequence[str] = MODES,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    gain_modes: Sequence[str] = ("own",),
+) -> list[dict[str, Any]]:
+    """Evidence records for every example and mode (cached ones are read back)."""
+    for m in modes:
+        if m not in MODES:
+            raise InputError(f"unknown answer mode {m!r}: use {', '.join(MODES)}")
+    base = {
+        "v": CACHE_VERSION,
+        "model": attributor.model_name,
+        **dtype_key(attributor.lm),
+        "data": _data_signature(data),
+        "support_candidates": SUPPORT_CANDIDATES,
+    }
+    run = CiteRun(attributor, cache, base, methods=methods, gain_modes=gain_modes)
+    rows = []
+    for k, ex in enumerate(tqdm(examples, desc="cite-eval", unit="ex")):
+        for mode in modes:
+            rows.append({"example": ex, "mode": mode, "record": run.record(ex, mode, k)})
+    return rows
+
+
+__all__ = ["MODES", "TEMPLATES", "CiteRun", "collect"]
