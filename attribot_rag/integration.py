@@ -14,6 +14,7 @@ position, for the package to copy onto its own objects.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -99,6 +100,31 @@ class AttributorSource:
         if self.attributor is None:
             self.attributor = resolve_attributor(self.model, self.tokenizer, **options)
         return self.attributor
+
+
+class LastResult:
+    """A component's latest result, per thread and per asyncio task (a context variable):
+    concurrent calls on one shared component each read their own call's, never another's.
+
+    Copies of the component (``copy.deepcopy``, ``model_copy``) start empty."""
+
+    def __init__(self) -> None:
+        self._var: contextvars.ContextVar[Any] = contextvars.ContextVar(f"attribot_last_result_{id(self)}", default=None)
+
+    def get(self) -> Any:
+        return self._var.get()
+
+    def set(self, value: Any) -> None:
+        self._var.set(value)
+
+    def __copy__(self) -> "LastResult":
+        return LastResult()
+
+    def __deepcopy__(self, memo: dict) -> "LastResult":
+        return LastResult()
+
+    def __reduce__(self) -> tuple:
+        return (LastResult, ())
 
 
 # --------------------------------------------------------------------------- records
@@ -395,6 +421,7 @@ __all__ = [
     "DEFAULT_METHOD",
     "DEFAULT_FUSION",
     "AttributorSource",
+    "LastResult",
     "Record",
     "RecordCitations",
     "RecordEvent",

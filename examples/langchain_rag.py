@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 
 from langchain_community.vectorstores import FAISS  # noqa: E402
 from langchain_community.vectorstores.utils import DistanceStrategy  # noqa: E402
+from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
@@ -55,6 +56,19 @@ PROMPT = ChatPromptTemplate.from_messages(
 
 def format_documents(inputs: dict) -> str:
     return "\n\n".join(f"Title: {d.metadata['title']}\n{d.page_content}" for d in inputs["context"])
+
+
+class PruneResults(BaseCallbackHandler):
+    """Collects what each compression found (its "attribot_prune" callback event: the draft,
+    the kept and the dropped documents with their scores); per call, so one compressor can
+    serve concurrent chains."""
+
+    def __init__(self) -> None:
+        self.results: list[dict] = []
+
+    def on_custom_event(self, name, data, **kwargs) -> None:
+        if name == "attribot_prune":
+            self.results.append(data)
 
 
 def build_store(handbook: list[dict]) -> FAISS:
@@ -91,13 +105,15 @@ def main() -> None:
     )
 
     for qi, item in enumerate(questions, start=1):
-        out = chain.invoke({"question": item["question"]})
-        before = compressor.last_result  # the draft over all retrieved documents and their scores
+        prunes = PruneResults()
+        out = chain.invoke({"question": item["question"]}, config={"callbacks": [prunes]})
+        before = prunes.results[-1]  # the draft over all retrieved documents and their scores
+        scores = sorted(before["kept"] + before["dropped"], key=lambda p: p["index"])
         print(f"\n=== Q{qi}. {item['question']}  (answer is in {item['answer_passage']})")
-        print(f"Before pruning, draft over {len(before.scores)} retrieved documents: {before.draft.strip()}")
-        for p in before.scores:
-            mark = "keep" if p in before.kept else "drop"
-            print(f"    {mark}  {p.score:+8.3f}  {p.id}  {p.passage.title}")
+        print(f"Before pruning, draft over {len(scores)} retrieved documents: {before['draft'].strip()}")
+        for p in scores:
+            mark = "keep" if p in before["kept"] else "drop"
+            print(f"    {mark}  {p['score']:+8.3f}  {p['id']}  {p['title']}")
         print(f"After pruning to {len(out['context'])}, the answer with citations:")
         print(f"  {out['cited_answer']}")
         numbers: dict[int, list] = {}

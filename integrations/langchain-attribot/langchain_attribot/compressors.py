@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun, Callbacks
-from langchain_core.callbacks.manager import AsyncCallbackManagerForRetrieverRun
+from langchain_core.callbacks.manager import (
+    AsyncCallbackManager,
+    AsyncCallbackManagerForRetrieverRun,
+    CallbackManager,
+)
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
@@ -17,6 +21,7 @@ from attribot_rag.integration import (
     DEFAULT_FILTER_METHOD,
     DEFAULT_FUSION,
     AttributorSource,
+    LastResult,
     check_keep,
     prune_with,
     require_query,
@@ -25,6 +30,10 @@ from attribot_rag.integration import (
 from ._common import WithAttributor, copy_document, documents_to_records
 
 logger = logging.getLogger(__name__)
+
+# The custom callback event of each compression (``on_custom_event``): the call's
+# PruneResult.to_dict() (draft, kept and dropped documents with their scores).
+PRUNE_EVENT = "attribot_prune"
 
 
 class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
@@ -38,6 +47,14 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
 
     The model: ``model`` (a name, or a transformers model with ``tokenizer``, or a
     ``HuggingFacePipeline``, whose weights are reused) or ``attributor``.
+
+    One compressor can serve concurrent calls (threads, asyncio tasks): it keeps no
+    per-call state. What a call found comes back with it: the scores and the draft answer
+    (``metadata["attribution_draft"]``) on the returned documents; the whole
+    :class:`attribot_rag.PruneResult` from :meth:`compress_documents_with_result`, from
+    :attr:`last_result` in the thread or task that made the call, or, given
+    ``callbacks``, as the custom event ``"attribot_prune"`` (its ``to_dict()``) of the
+    calling run.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -61,13 +78,16 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
     batch_size: int = Field(default=4, description="ablations per forward pass")
     score_key: str = "attribution_score"
     rank_key: str = "attribution_rank"
+    draft_key: Optional[str] = Field(
+        default="attribution_draft", description="metadata key of the call's draft answer (None: not added)"
+    )
     fail_open: bool = Field(
         default=False, description="on an attribution error, log it and return the documents unchanged"
     )
     dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _source: AttributorSource = PrivateAttr()
-    _last_result: Optional[PruneResult] = PrivateAttr(default=None)
+    _last_result: LastResult = PrivateAttr(default_factory=LastResult)
 
     @field_validator("fusion")
     @classmethod
@@ -84,8 +104,12 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
 
     @property
     def last_result(self) -> Optional[PruneResult]:
-        """The latest call's :class:`attribot_rag.PruneResult` (draft, kept, dropped)."""
-        return self._last_result
+        """The :class:`attribot_rag.PruneResult` (draft, kept, dropped) of the latest call
+        made *in this thread or asyncio task*, so concurrent callers of one shared
+        compressor each see their own; None before such a call, or when the call
+        attributed nothing. Inside a chain (which may run steps in other tasks), read the
+        documents' metadata or the ``"attribot_prune"`` callback event instead."""
+        return self._last_result.get()
 
     def compress_documents(
         self,
@@ -96,14 +120,70 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
         top_n: int | None = None,
     ) -> Sequence[Document]:
         """``top_n``: keep that many for this call instead of the fields' rule."""
+        return self.compress_documents_with_result(documents, query, callbacks, top_n=top_n)[0]
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+        *,
+        top_n: int | None = None,
+    ) -> Sequence[Document]:
+        """The async :meth:`compress_documents` (the model runs in a worker thread)."""
+        return (await self.acompress_documents_with_result(documents, query, callbacks, top_n=top_n))[0]
+
+    def compress_documents_with_result(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+        *,
+        top_n: int | None = None,
+    ) -> tuple[list[Document], Optional[PruneResult]]:
+        """:meth:`compress_documents`, and this call's :class:`attribot_rag.PruneResult`
+        (None when nothing was attributed)."""
+        docs, result = self._compress(documents, query, top_n)
+        self._last_result.set(result)  # in the caller's context: its own call's
+        if result is not None and callbacks:
+            CallbackManager.configure(inheritable_callbacks=callbacks).on_custom_event(
+                PRUNE_EVENT, result.to_dict(), run_id=_parent_run(callbacks)
+            )
+        return docs, result
+
+    async def acompress_documents_with_result(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+        *,
+        top_n: int | None = None,
+    ) -> tuple[list[Document], Optional[PruneResult]]:
+        """The async :meth:`compress_documents_with_result`."""
+        docs, result = await run_in_executor(None, self._compress, documents, query, top_n)
+        self._last_result.set(result)  # here, not in the worker thread's copy of the context
+        if result is not None and callbacks:
+            await AsyncCallbackManager.configure(inheritable_callbacks=callbacks).on_custom_event(
+                PRUNE_EVENT, result.to_dict(), run_id=_parent_run(callbacks)
+            )
+        return docs, result
+
+    def _compress(
+        self, documents: Sequence[Document], query: str, top_n: int | None
+    ) -> tuple[list[Document], Optional[PruneResult]]:
+        """The returned documents and the call's result; no state is kept on the compressor."""
         documents = list(documents)
         if not documents:
-            return []
+            return [], None
         query = require_query(query, "AttribotCompressor")
         result, extras = prune_with(self, query, documents_to_records(documents), log=logger, top_n=top_n)
-        if result is not None:
-            self._last_result = result
-        return [copy_document(doc, extra) for doc, extra in zip(documents, extras) if extra is not None]
+        draft = {self.draft_key: result.draft} if result is not None and self.draft_key else {}
+        return [copy_document(doc, {**extra, **draft}) for doc, extra in zip(documents, extras) if extra is not None], result
+
+
+def _parent_run(callbacks: Any) -> Any:
+    """The run the compression belongs to (a retriever's run), when the callbacks say."""
+    return getattr(callbacks, "parent_run_id", None)
 
 
 class AttribotRetriever(BaseRetriever):
@@ -140,4 +220,4 @@ class AttribotRetriever(BaseRetriever):
         if not docs:
             return []
         keep = self.k if k is None else k
-        return list(await run_in_executor(None, lambda: self.compressor.compress_documents(docs, query, top_n=keep)))
+        return list(await self.compressor.acompress_documents(docs, query, callbacks=run_manager.get_child(), top_n=keep))

@@ -14,6 +14,7 @@ from attribot_rag.integration import AttributorSource, Record, model_label, reco
 
 SCORE_KEY = "attribution_score"
 RANK_KEY = "attribution_rank"
+DRAFT_KEY = "attribution_draft"
 CITATIONS_KEY = "citation_numbers"
 
 

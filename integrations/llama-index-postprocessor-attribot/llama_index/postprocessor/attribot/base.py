@@ -25,6 +25,7 @@ What is not LlamaIndex's (the model, passages, pruning, citations per node) is
 # _common.py); this module re-exports them for code that imports from here.
 from llama_index.postprocessor.attribot._common import (  # noqa: F401
     CITATIONS_KEY,
+    DRAFT_KEY,
     RANK_KEY,
     SCORE_KEY,
     _copy_with,

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from attribot_rag import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Attributor
+from attribot_rag import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Attributor, PruneResult
 from attribot_rag.integration import (
     DEFAULT_FILTER_METHOD,
     DEFAULT_FUSION,
     AttributorSource,
+    LastResult,
     check_keep,
     prune_with,
     records_to_passages,
@@ -27,6 +28,7 @@ from attribot_rag.integration import (
 )
 
 from llama_index.postprocessor.attribot._common import (
+    DRAFT_KEY,
     RANK_KEY,
     SCORE_KEY,
     _copy_with,
@@ -48,6 +50,13 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     ``metadata["attribution_rank"]`` (excluded from what the LLM and the embedder see);
     the caller's nodes are never modified. Without ``top_n`` and ``keep_mass`` every node
     is returned; with them, the kept ones in their original order, never none.
+
+    One postprocessor can serve concurrent queries (threads, asyncio tasks): it keeps no
+    per-call state. What a call found comes back with its nodes: the scores, and the
+    draft answer in ``metadata["attribution_draft"]`` (hidden too); the whole
+    :class:`attribot_rag.PruneResult` (the dropped nodes' scores included) from
+    :meth:`postprocess_nodes_with_result`, or from :attr:`last_result` in the thread or
+    task that made the call.
     """
 
     model: str = Field(
@@ -78,6 +87,9 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     batch_size: int = Field(default=4, description="Ablations per forward pass.")
     score_key: str = Field(default=SCORE_KEY, description="Metadata key of the attribution score.")
     rank_key: str = Field(default=RANK_KEY, description="Metadata key of the attribution rank.")
+    draft_key: Optional[str] = Field(
+        default=DRAFT_KEY, description="Metadata key of the call's draft answer on each returned node (None: not added)."
+    )
     fail_open: bool = Field(
         default=False,
         description="On an attribution error (e.g. the context does not fit the model), log it "
@@ -86,7 +98,7 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
 
     _source: AttributorSource = PrivateAttr()
-    _last_result: Any = PrivateAttr(default=None)
+    _last_result: LastResult = PrivateAttr(default_factory=LastResult)
 
     def __init__(
         self,
@@ -119,18 +131,53 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         )
 
     @property
-    def last_result(self) -> Any:
-        """The :class:`attribot_rag.PruneResult` of the latest call (draft answer, kept and
-        dropped passages with scores), for inspection; None before the first call."""
-        return self._last_result
+    def last_result(self) -> Optional[PruneResult]:
+        """The :class:`attribot_rag.PruneResult` (draft answer, kept and dropped passages
+        with scores) of the latest call made *in this thread or asyncio task*, so
+        concurrent callers of one shared postprocessor each see their own; None before
+        such a call, or when the call attributed nothing (no node text, ``fail_open``).
+        Inside a query engine that runs the postprocessor in another task, read the
+        returned nodes' metadata instead."""
+        return self._last_result.get()
+
+    def postprocess_nodes_with_result(
+        self,
+        nodes: List[NodeWithScore],
+        query_bundle: Optional[QueryBundle] = None,
+        query_str: Optional[str] = None,
+    ) -> Tuple[List[NodeWithScore], Optional[PruneResult]]:
+        """:meth:`postprocess_nodes`, and this call's :class:`attribot_rag.PruneResult`
+        (None when nothing was attributed)."""
+        out, result = self._prune(nodes, _bundle(query_bundle, query_str))
+        self._last_result.set(result)
+        return out, result
+
+    async def apostprocess_nodes_with_result(
+        self,
+        nodes: List[NodeWithScore],
+        query_bundle: Optional[QueryBundle] = None,
+        query_str: Optional[str] = None,
+    ) -> Tuple[List[NodeWithScore], Optional[PruneResult]]:
+        """The async :meth:`postprocess_nodes_with_result` (the model runs in a worker thread)."""
+        out, result = await asyncio.to_thread(self._prune, nodes, _bundle(query_bundle, query_str))
+        self._last_result.set(result)
+        return out, result
 
     def _postprocess_nodes(
         self,
         nodes: List[NodeWithScore],
         query_bundle: Optional[QueryBundle] = None,
     ) -> List[NodeWithScore]:
+        out, result = self._prune(nodes, query_bundle)
+        self._last_result.set(result)  # in the caller's context: its own call's
+        return out
+
+    def _prune(
+        self, nodes: List[NodeWithScore], query_bundle: Optional[QueryBundle]
+    ) -> Tuple[List[NodeWithScore], Optional[PruneResult]]:
+        """The returned nodes and the call's result; no state is kept on the postprocessor."""
         if not nodes:
-            return []
+            return [], None
         query = require_query(
             None if query_bundle is None else query_bundle.query_str,
             "AttribotPostprocessor",
@@ -138,7 +185,7 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         )
         records = nodes_to_records(nodes)
         if not records_to_passages(records)[0]:  # nothing to attribute: pass the (copied) nodes through
-            return [_copy_with(n, {}) for n in nodes]
+            return [_copy_with(n, {}) for n in nodes], None
         with self.callback_manager.event(
             CBEventType.RERANKING,
             payload={
@@ -149,17 +196,25 @@ class AttribotPostprocessor(BaseNodePostprocessor):
             },
         ) as event:
             result, extras = prune_with(self, query, records, log=logger)
-            if result is not None:
-                self._last_result = result
-            out = [_copy_with(nws, extra) for nws, extra in zip(nodes, extras) if extra is not None]
+            draft = {self.draft_key: result.draft} if result is not None and self.draft_key else {}
+            out = [_copy_with(nws, {**extra, **draft}) for nws, extra in zip(nodes, extras) if extra is not None]
             event.on_end(payload={EventPayload.NODES: out})
-        return out
+        return out, result
 
     async def _apostprocess_nodes(
         self,
         nodes: List[NodeWithScore],
         query_bundle: Optional[QueryBundle] = None,
     ) -> List[NodeWithScore]:
-        # The model runs in a worker thread so the event loop stays free.
-        return await asyncio.to_thread(self._postprocess_nodes, nodes, query_bundle)
+        # The model runs in a worker thread so the event loop stays free; the result is
+        # recorded here, in the caller's context (a worker thread's copy would be lost).
+        out, result = await asyncio.to_thread(self._prune, nodes, query_bundle)
+        self._last_result.set(result)
+        return out
+
+
+def _bundle(query_bundle: Optional[QueryBundle], query_str: Optional[str]) -> Optional[QueryBundle]:
+    if query_str is not None and query_bundle is not None:
+        raise ValueError("Cannot specify both query_str and query_bundle")
+    return QueryBundle(query_str) if query_str is not None else query_bundle
 
