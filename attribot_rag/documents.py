@@ -120,7 +120,7 @@ def _clean_pdf_text(text: str) -> str:
 # Elements after which the text breaks: one line per paragraph, item, heading or row.
 _BLOCKS = (
     "address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "figcaption", "figure",
-    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
+    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main",
     "ol", "p", "pre", "section", "table", "tr", "ul",
 )
 
@@ -139,7 +139,7 @@ def _html_reader() -> Any:
             metadata = dict(extra_info or {})
             if soup.title and soup.title.get_text(strip=True):
                 metadata["html_title"] = soup.title.get_text(" ", strip=True)
-            for tag in soup(["script", "style", "noscript", "template", "head", "svg"]):
+            for tag in soup(["script", "style", "noscript", "template", "head", "svg", "nav"]):
                 tag.decompose()
             for br in soup.find_all("br"):
                 br.replace_with("\n")
@@ -196,6 +196,16 @@ def _supported_names() -> str:
     return ", ".join(sorted(SUPPORTED_SUFFIXES))
 
 
+class _NoReadersFileNote(logging.Filter):
+    # SimpleDirectoryReader warns on every file that llama-index-readers-file is missing;
+    # the pdf and html readers here replace it (it pins pandas<3), so the note misleads.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "llama-index-readers-file" not in record.getMessage()
+
+
+_READER_LOG = "llama_index.core.readers.file.base"
+
+
 def load_documents(folder: str | Path) -> list[Any]:
     """LlamaIndex ``Document``s of the supported files (one per PDF page), with ``file`` and
     ``file_type`` metadata. A file that cannot be read raises DocumentReadError naming it."""
@@ -210,6 +220,9 @@ def load_documents(folder: str | Path) -> list[Any]:
         p = Path(path)
         return {"file": p.relative_to(root).as_posix(), "file_type": SUPPORTED_SUFFIXES[p.suffix.lower()]}
 
+    reader_log = logging.getLogger(_READER_LOG)
+    if not any(isinstance(f, _NoReadersFileNote) for f in reader_log.filters):
+        reader_log.addFilter(_NoReadersFileNote())
     pdf, html = _pdf_reader(), _html_reader()
     extractors = {".pdf": pdf, ".html": html, ".htm": html}
     reader = SimpleDirectoryReader(

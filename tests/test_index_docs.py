@@ -59,7 +59,7 @@ TRAVEL_PAGE_2 = [
 
 HTML = """<!doctype html><html><head><title>Parking at the office</title>
 <style>p { color: red }</style><script>var tracking = "do not index";</script></head>
-<body><h1>Parking</h1>
+<body><nav>Intranet &gt; Facilities</nav><h1>Parking</h1>
 <p>The Pittsburgh office has <b>40</b> parking spaces.</p>
 <ul><li>Bicycles can be stored in the basement.</li><li>Electric cars charge on level 2.</li></ul>
 </body></html>"""
@@ -100,6 +100,14 @@ def passages(docs_folder):
     return read_documents(docs_folder, chunk_size=40, chunk_overlap=0)
 
 
+def test_only_the_skipped_types_are_reported(docs_folder, caplog):
+    read_documents(docs_folder)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("skipped 1 file(s) of unsupported types" in m and ".docx" in m for m in messages)
+    # the pdf and html readers here stand in for llama-index-readers-file: no note about it
+    assert not any("llama-index-readers-file" in m for m in messages)
+
+
 def test_every_file_type_is_read_and_chunks_keep_file_and_position(docs_folder, passages):
     files = {p.metadata["file"] for p in passages}
     assert files == {"leave.txt", "security.md", "parking.html", "policies/travel.pdf"}  # no hidden, no docx
@@ -133,7 +141,7 @@ def test_every_file_type_is_read_and_chunks_keep_file_and_position(docs_folder, 
     html_text = "\n".join(p.text for p in html)
     assert "The Pittsburgh office has 40 parking spaces." in html_text
     assert "Bicycles can be stored in the basement." in html_text
-    assert "tracking" not in html_text and "color" not in html_text
+    assert "tracking" not in html_text and "color" not in html_text and "Intranet" not in html_text
     assert html[0].metadata["html_title"] == "Parking at the office"
 
 
