@@ -10,6 +10,7 @@ from llama_index.postprocessor.attribot._common import nodes_to_passages, resolv
 from llama_index.postprocessor.attribot.postprocessor import AttribotPostprocessor
 from llama_index.postprocessor.attribot.query_engine import (
     AttribotCitationQueryEngine,
+    CitationStreamEvent,
     CitedAsyncStreamingResponse,
     CitedResponse,
     CitedStreamingResponse,
@@ -20,6 +21,7 @@ from llama_index.postprocessor.attribot.llm import attribot_llm
 __all__ = [
     "AttribotCitationQueryEngine",
     "AttribotPostprocessor",
+    "CitationStreamEvent",
     "CitedAsyncStreamingResponse",
     "CitedResponse",
     "CitedStreamingResponse",

@@ -39,6 +39,7 @@ from llama_index.postprocessor.attribot._common import (  # noqa: F401
 from llama_index.postprocessor.attribot.postprocessor import AttribotPostprocessor  # noqa: F401
 from llama_index.postprocessor.attribot.query_engine import (  # noqa: F401
     AttribotCitationQueryEngine,
+    CitationStreamEvent,
     CitedAsyncStreamingResponse,
     CitedResponse,
     CitedStreamingResponse,

@@ -3,7 +3,9 @@
 to its ``source_nodes`` and return a :class:`CitedResponse` (the answer with ``[n]``
 markers, the citations in ``metadata["citations"]``, the cited nodes in
 ``cited_nodes``); with ``streaming=True`` the engine returns a
-:class:`CitedStreamingResponse` (see there)."""
+:class:`CitedStreamingResponse` (see there): ``response_gen`` yields the answer text,
+``event_gen`` the text and then each completed sentence's citations
+(:class:`CitationStreamEvent`), the whole answer's citations last."""
 
 from __future__ import annotations
 
@@ -49,26 +51,96 @@ class CitedResponse(Response):
     cited_answer: Optional[CitedAnswer] = None
 
 
+@dataclass(frozen=True)
+class CitationStreamEvent:
+    """One step of a cited streaming answer (:attr:`CitedStreamingResponse.event_gen`):
+
+    * ``kind == "text"``: ``text``, the answer text that just arrived (no markers);
+    * ``kind == "sentence"``: ``sentence``, an answer sentence that just completed, with
+      its markers and citations on the answer so far (the dict of
+      ``metadata["sentences"]``: ``text``, ``markers``, ``citations`` with ``node_id``...);
+    * ``kind == "citations"`` (last): the whole answer's, as the non-streaming call's:
+      ``metadata`` (``citations``, ``references``, ``unsupported``, ``sentences``,
+      ``answer``, ``cited_text``), ``source_nodes`` (copies with their citation numbers)
+      and ``cited_nodes`` (the cited copies, ``[1]`` first).
+    """
+
+    kind: str
+    text: str = ""
+    sentence: Optional[Dict[str, Any]] = None
+    metadata: Optional[Dict[str, Any]] = None
+    source_nodes: Optional[List[NodeWithScore]] = None
+    cited_nodes: Optional[List[NodeWithScore]] = None
+
+    @property
+    def citations(self) -> List[Dict[str, Any]]:
+        """The citations of a ``"sentence"`` or ``"citations"`` event (else none)."""
+        if self.sentence is not None:
+            return list(self.sentence.get("citations", []))
+        return list((self.metadata or {}).get("citations", []))
+
+
 @dataclass
 class CitedStreamingResponse(StreamingResponse):
     """A ``StreamingResponse`` cited as it streams: ``response_gen`` yields the answer text
     as it arrives (no markers); each answer sentence, once complete, is appended to
-    ``metadata["sentences"]`` with its citations on the answer so far. Once the generator
-    is exhausted, ``metadata`` holds what a :class:`CitedResponse`'s does (the whole
-    answer's citations, references, unsupported sentences, sentences; the marked text in
-    ``metadata["cited_text"]``), ``source_nodes`` the copies with their citation numbers,
-    ``response_txt`` the answer, and ``cited_nodes`` / ``cited_answer`` are set."""
+    ``metadata["sentences"]`` with its citations on the answer so far. ``event_gen``
+    yields the same stream as :class:`CitationStreamEvent` objects: each text chunk, each
+    completed sentence's citations right after the chunk that completed it, and last the
+    whole answer's citations (read one of the two generators: they share the stream).
+    Once the stream is exhausted, ``metadata`` holds what a :class:`CitedResponse`'s does
+    (the whole answer's citations, references, unsupported sentences, sentences; the
+    marked text in ``metadata["cited_text"]``), ``source_nodes`` the copies with their
+    citation numbers, ``response_txt`` the answer, and ``cited_nodes`` / ``cited_answer``
+    are set. ``print_response_stream()`` prints the answer as it arrives, then the
+    numbered references."""
 
     cited_nodes: List[NodeWithScore] = field(default_factory=list)
     cited_answer: Optional[CitedAnswer] = None
+    event_gen: Optional[Iterator[CitationStreamEvent]] = None
+
+    def print_response_stream(self, citations: bool = True) -> None:
+        """Print the answer as it arrives, then (``citations``) the numbered references."""
+        streamed = self.response_txt is None and self.response_gen is not None
+        super().print_response_stream()
+        references = _format_references(self.metadata) if citations else ""
+        if references:
+            print(("\n" if streamed else "") + references)
 
 
 @dataclass
 class CitedAsyncStreamingResponse(AsyncStreamingResponse):
-    """The async counterpart of :class:`CitedStreamingResponse` (from ``aquery``)."""
+    """The async counterpart of :class:`CitedStreamingResponse` (from ``aquery``):
+    ``async_response_gen()`` yields the text, ``async_event_gen()`` the
+    :class:`CitationStreamEvent` objects."""
 
     cited_nodes: List[NodeWithScore] = field(default_factory=list)
     cited_answer: Optional[CitedAnswer] = None
+    event_gen: Optional[AsyncIterator[CitationStreamEvent]] = None
+
+    async def async_event_gen(self) -> AsyncIterator[CitationStreamEvent]:
+        """The text and citation events (one reader: it shares the stream with
+        ``async_response_gen()``)."""
+        if self.event_gen is None:
+            return
+        async for event in self.event_gen:
+            yield event
+
+    async def print_response_stream(self, citations: bool = True) -> None:
+        """Print the answer as it arrives, then (``citations``) the numbered references."""
+        await super().print_response_stream()
+        references = _format_references(self.metadata) if citations else ""
+        if references:
+            print(references)
+
+
+def _format_references(metadata: Optional[Dict[str, Any]]) -> str:
+    """The numbered references of a finished cited answer, one line each."""
+    lines = []
+    for ref in (metadata or {}).get("references", []):
+        label = ref.get("title") or ref.get("node_id") or ref.get("passage_id")
+        lines.append(f"[{ref['number']}] {label}")
+    return "\n".join(lines)
 
 
 def _drain(response: Any) -> Response:
@@ -144,7 +216,8 @@ def cite_response(
 
 class _StreamCiter:
     """Cites a streamed answer on the way: each text chunk in (sentences completed go to
-    ``metadata["sentences"]``), the whole on the cited streaming response at the end."""
+    ``metadata["sentences"]``), the whole on the cited streaming response at the end; the
+    events of :class:`CitationStreamEvent` out."""
 
     def __init__(self, engine: "AttribotCitationQueryEngine", response: Any, query_str: str) -> None:
         self.nodes = list(response.source_nodes or [])
@@ -154,20 +227,56 @@ class _StreamCiter:
         )
         self.target: Any = None  # the cited streaming response, set by its maker
 
-    def start(self, cls: type, response_gen: Any) -> Any:
+    def start(self, cls: type, response_gen: Any, event_gen: Any) -> Any:
         metadata = {**self.metadata, "sentences": []}
-        self.target = cls(response_gen=response_gen, source_nodes=[_copy_with(n, {}) for n in self.nodes], metadata=metadata)
+        self.target = cls(
+            response_gen=response_gen,
+            source_nodes=[_copy_with(n, {}) for n in self.nodes],
+            metadata=metadata,
+            event_gen=event_gen,
+        )
         return self.target
 
-    def take(self, text: str) -> None:
-        self.target.metadata["sentences"].extend(self.stream.add(text or ""))
+    def take(self, text: str) -> List[CitationStreamEvent]:
+        sentences = self.stream.add(text or "")
+        self.target.metadata["sentences"].extend(sentences)
+        return [CitationStreamEvent("sentence", sentence=s) for s in sentences]
 
-    def finish(self) -> None:
+    def finish(self) -> CitationStreamEvent:
         parts = _cited_parts(self.stream.finish(), self.nodes, self.metadata)
         parts["metadata"]["cited_text"] = parts["cited_answer"].text if parts["cited_answer"] else self.stream.text
         for name, value in parts.items():
             setattr(self.target, name, value)
         self.target.response_txt = self.stream.text  # also when the reader drained response_gen itself
+        return CitationStreamEvent(
+            "citations", metadata=parts["metadata"], source_nodes=parts["source_nodes"], cited_nodes=parts["cited_nodes"]
+        )
+
+    def events(self, texts: Iterator[str]) -> Iterator[CitationStreamEvent]:
+        for text in texts:
+            yield CitationStreamEvent("text", text=text)
+            yield from self.take(text)
+        yield self.finish()
+
+    async def aevents(self, texts: AsyncIterator[str]) -> AsyncIterator[CitationStreamEvent]:
+        async for text in texts:
+            yield CitationStreamEvent("text", text=text)
+            for event in await asyncio.to_thread(self.take, text):
+                yield event
+        yield await asyncio.to_thread(self.finish)
+
+
+def _texts(events: Iterator[CitationStreamEvent]) -> Iterator[str]:
+    """The text of a cited stream (reading it runs the citations along)."""
+    for event in events:
+        if event.kind == "text":
+            yield event.text
+
+
+async def _atexts(events: AsyncIterator[CitationStreamEvent]) -> AsyncIterator[str]:
+    async for event in events:
+        if event.kind == "text":
+            yield event.text
 
 
 def _tokens(response: Any) -> Iterator[str]:
@@ -206,6 +315,15 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
     >>> for text in response.response_gen:
     ...     print(text, end="")             # response.metadata["sentences"] grows meanwhile
     >>> response.metadata["citations"]      # the whole answer's, once exhausted
+
+    or, as events (text, then each completed sentence's citations, the whole last):
+
+    >>> for event in engine.query("...").event_gen:
+    ...     if event.kind == "text": print(event.text, end="")
+    ...     elif event.kind == "sentence": print(event.sentence["markers"], end="")
+    ...     else: event.metadata["citations"], event.cited_nodes
+
+    The engine keeps no per-call state: concurrent queries each get their own response.
     """
 
     def __init__(
@@ -251,14 +369,8 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
         if not self._streaming:
             return self._cite(response, query_bundle)
         citer = _StreamCiter(self, response, _query_str(query_bundle, "AttribotCitationQueryEngine"))
-
-        def response_gen() -> Iterator[str]:
-            for text in _tokens(response):
-                yield text
-                citer.take(text)
-            citer.finish()
-
-        return citer.start(CitedStreamingResponse, response_gen())
+        events = citer.events(_tokens(response))
+        return citer.start(CitedStreamingResponse, _texts(events), events)
 
     async def _aquery(self, query_bundle: QueryBundle) -> Any:
         response = await self._engine.aquery(query_bundle)
@@ -267,11 +379,5 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
                 response = await response.get_response()
             return await asyncio.to_thread(self._cite, response, query_bundle)
         citer = _StreamCiter(self, response, _query_str(query_bundle, "AttribotCitationQueryEngine"))
-
-        async def response_gen() -> AsyncIterator[str]:
-            async for text in _atokens(response):
-                yield text
-                await asyncio.to_thread(citer.take, text)
-            await asyncio.to_thread(citer.finish)
-
-        return citer.start(CitedAsyncStreamingResponse, response_gen())
+        events = citer.aevents(_atokens(response))
+        return citer.start(CitedAsyncStreamingResponse, _atexts(events), events)
