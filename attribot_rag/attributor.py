@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 from .at2.capture import CaptureObserver
 from .errors import InputError
 from .layout import PromptLayout, check_fits
 from .methods import AttributionMethod, AttributionTask, create_method
 from .models import DEFAULT_MODEL, LoadedModel, get_model, load_model, model_lock
+
+if TYPE_CHECKING:
+    from .citations import Calibration, CitationPolicy, CitedAnswer
+    from .pruning import PruneResult
+    from .streaming import StreamEvent
 from .result import Attribution
 from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
 from .sources import Passage, coerce_passages, make_sources
@@ -20,9 +26,9 @@ from .sources import Passage, coerce_passages, make_sources
 DEFAULT_MAX_NEW_TOKENS = 64
 
 
-# A method name resolved per model: AT2 where weights ship for the model (its features
-# come almost free with generation: one pass, no ablations), else exact LOO. The method
-# that ran is the result's ``method``.
+# The default method everywhere, resolved per model: AT2 where weights ship for the model
+# (its features come almost free with generation: one pass, no ablations), else exact
+# LOO. The method that ran is the result's ``method`` (docs/methods.md).
 AUTO_METHOD = "auto"
 
 
@@ -45,9 +51,14 @@ def _check_question(question: Any) -> str:
 class Attributor:
     """Generates answers and attributes them to their context with one language model.
 
-    >>> att = Attributor()                       # the offline default, smollm2-135m
-    >>> result = att.attribute("Who ...?", passages)          # generate, then attribute
+    >>> att = Attributor()          # qwen2.5-coder-1.5b when installed, else smollm2-135m
+    >>> cited = att.cite("Who ...?", passages)                # a cited answer
+    >>> result = att.attribute("Who ...?", passages)          # every source's score
     >>> result = att.attribute("Who ...?", passages, answer="...")  # explain a given answer
+
+    The verbs (``attribute``, ``cite``, ``prune``, ``stream``) use the attributor's own
+    ``method`` (default "auto"), ``policy`` (a :class:`~attribot_rag.citations.CitationPolicy`)
+    and ``calibration`` unless a call names others.
 
     ``model`` is an alias, a Hugging Face id, a local folder, a :class:`LoadedModel` or a
     transformers model object (pass its ``tokenizer`` too). ``dtype`` is ``"auto"`` (bf16
@@ -62,7 +73,7 @@ class Attributor:
         model: str | LoadedModel | Any = DEFAULT_MODEL,
         tokenizer: Any | None = None,
         *,
-        method: str | AttributionMethod = "loo",
+        method: str | AttributionMethod = AUTO_METHOD,
         level: str = "passage",
         layout: PromptLayout | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
@@ -71,11 +82,13 @@ class Attributor:
         instruction: str | None = None,
         method_options: dict[str, Any] | None = None,
         dtype: Any = None,
+        policy: "CitationPolicy | None" = None,
+        calibration: "Calibration | str | None" = None,
     ) -> None:
         # dtype: "auto", "float32", "bfloat16" or a torch dtype; None = $ATTRIBOT_RAG_DTYPE
         # or "auto" (attribot_rag.precision). A model object is used in the dtype it has.
         # Shared by name: a second Attributor("qwen2.5-coder-1.5b") must not hold another 6 GB.
-        named = isinstance(model, str) and tokenizer is None
+        named = (model is None or isinstance(model, str)) and tokenizer is None
         self.lm = get_model(model, dtype=dtype) if named else load_model(model, tokenizer, dtype=dtype)
         # Held while this model generates or scores (re-entrant; shared by every
         # Attributor over the same weights), so concurrent callers take turns.
@@ -93,6 +106,13 @@ class Attributor:
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.method_options = dict(method_options or {})
+        from .citations import DEFAULT_POLICY, Calibration, CitationPolicy
+
+        if policy is not None and not isinstance(policy, CitationPolicy):
+            raise InputError(f"policy must be a CitationPolicy, got {type(policy).__name__}")
+        self.policy = policy or DEFAULT_POLICY
+        # None: the calibration shipped for the model, if any (results say which was used)
+        self.calibration = Calibration.load(calibration) if isinstance(calibration, (str, os.PathLike)) else calibration
 
     @property
     def model_name(self) -> str:
@@ -205,12 +225,34 @@ class Attributor:
         return result
 
 
+    # ------------------------------------------------------------------ verbs
+    def cite(self, question: str, passages: Iterable[Any], answer: str | Response | None = None, **kwargs: Any) -> "CitedAnswer":
+        """The answer (generated when None) with citations: :func:`attribot_rag.citations.cite`."""
+        from .citations import cite
+
+        return cite(self, question, passages, answer, **kwargs)
+
+    def prune(self, question: str, passages: Iterable[Any], **kwargs: Any) -> "PruneResult":
+        """Keep the passages the answer relied on, answer again with them:
+        :func:`attribot_rag.pruning.prune`."""
+        from .pruning import prune
+
+        return prune(self, question, passages, **kwargs)
+
+    def stream(self, question: str, passages: Iterable[Any], **kwargs: Any) -> "Iterator[StreamEvent]":
+        """The answer as it is written, each sentence's citations as it completes:
+        :func:`attribot_rag.streaming.stream_cite`."""
+        from .streaming import stream_cite
+
+        return stream_cite(self, question, passages, **kwargs)
+
+
 def attribute(
     question: str,
     passages: Sequence[Passage | dict | str],
     answer: str | None = None,
     *,
-    method: str = "loo",
+    method: str = AUTO_METHOD,
     level: str = "passage",
     model: str | LoadedModel | Any = DEFAULT_MODEL,
     span: tuple[int, int] | None = None,

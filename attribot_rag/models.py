@@ -19,6 +19,7 @@ in the dtype asked for under the cache folder (``$ATTRIBOT_RAG_CACHE`` or
 from __future__ import annotations
 
 import json
+import functools
 import logging
 import os
 import shutil
@@ -39,11 +40,14 @@ from .precision import DtypeChoice, choice_of_model, resolve_dtype
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "smollm2-135m"  # small and fast: the library's and the tests' default
-# The target worth attributing and its same-family proxy (one tokenizer): what the demo
-# and the examples run on (README, "Which model").
+# The target worth attributing and its same-family proxy (one tokenizer), and the small
+# model the test suite names to stay fast (docs/models.md).
 QUALITY_MODEL = "qwen2.5-coder-1.5b"
 QUALITY_PROXY = "qwen2.5-coder-0.5b"
+SMALL_MODEL = "smollm2-135m"
+# ``model=None`` anywhere means :func:`default_model`, decided when a model is loaded.
+DEFAULT_MODEL = None
+MODEL_ENV = "ATTRIBOT_RAG_MODEL"
 
 # What reading damaged weights raises from inside transformers, gguf and safetensors
 # (a truncated file, a bad header, tensors of the wrong shape): reported as one clear error.
@@ -293,6 +297,32 @@ def _load_error(meta: dict[str, Any], name: str, target: str, exc: Exception) ->
     return ModelNotFoundError(f"could not load model from {target!r}: {type(exc).__name__}: {exc}")
 
 
+def installed(name: str) -> bool:
+    """Whether an offline alias's weight packages are installed (nothing is read or verified)."""
+    alias = ALIASES.get(name)
+    if alias is None:
+        return False
+    if alias.parts:
+        return all((d := package_dir(p.package)) is not None and (d / p.path).is_file() for p in alias.parts)
+    return package_dir(alias.package) is not None
+
+
+@functools.lru_cache(maxsize=1)
+def default_model() -> str:
+    """The model used when none is named: ``$ATTRIBOT_RAG_MODEL``, else the 1.5B target when
+    its packages are installed (``make install``), else the small model, said once."""
+    chosen = os.environ.get(MODEL_ENV)
+    if chosen:
+        return chosen
+    if installed(QUALITY_MODEL):
+        return QUALITY_MODEL
+    logger.warning(
+        "%s is not installed (`make install` installs it): using %s, whose answers are often wrong",
+        QUALITY_MODEL, SMALL_MODEL,
+    )
+    return SMALL_MODEL
+
+
 def load_model(
     model: str | LoadedModel | Any = DEFAULT_MODEL,
     tokenizer: Any | None = None,
@@ -309,6 +339,8 @@ def load_model(
     The chosen dtype and the reason are in ``metadata``. Models are put in eval mode; a
     missing pad token is set to the EOS token.
     """
+    if model is None:
+        model = default_model()
     if isinstance(model, LoadedModel):
         choice_of_model(model.model, dtype)  # refuses a dtype the loaded model is not in
         return model
@@ -400,9 +432,10 @@ def model_lock(model: Any) -> threading.RLock:
 _LOADED: dict[tuple, LoadedModel] = {}
 
 
-def get_model(name: str = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None) -> LoadedModel:
+def get_model(name: str | None = DEFAULT_MODEL, *, device: str | None = None, dtype: Any = None) -> LoadedModel:
     """Like :func:`load_model` for names, but keeps one instance per name, device and
     resolved dtype in this process (``dtype="auto"`` and the dtype it picks share one)."""
+    name = default_model() if name is None else name
     choice = resolve_dtype(dtype, device)
     key = (name, str(device), choice.name)
     if key not in _LOADED:

@@ -257,7 +257,7 @@ def prune(
     passages: Iterable[Any],
     k: int | None = None,
     keep_mass: float | None = None,
-    method: str | AttributionMethod | None = "loo",
+    method: str | AttributionMethod | None = None,
     *,
     draft: str | Response | None = None,
     second_pass: bool = True,

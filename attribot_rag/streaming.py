@@ -36,26 +36,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .at2.capture import CaptureObserver
 from .attributor import _check_question
-from .citations import (
-    DEFAULT_ANSWER_RELATIVE_THRESHOLD,
-    DEFAULT_MAX_PER_SENTENCE,
-    DEFAULT_RELATIVE_THRESHOLD,
-    CitedAnswer,
-    CitedSentence,
-    PER_TOKEN_METHODS,
-    _above_null,
-    _check_settings,
-    _tokens,
-    resolve_min_context_gain,
-    resolve_null_floor,
-    sentence_gain,
-    _cited_sentence,
-    _looks_truncated,
-    answer_floor,
-    cite,
-    cite_sentences,
-    select_citations,
-)
+from .citations import CitationPolicy, CitedAnswer, CitedSentence, ResolvedPolicy, cite, cite_sentences
+from .citations import cited_sentence, looks_truncated, split_options
 from .errors import InputError
 from .layout import check_fits
 from .result import Attribution
@@ -111,22 +93,16 @@ def stream_cite(
     question: str,
     passages: Iterable[Any],
     *,
-    method: str | None = "at2",
+    policy: CitationPolicy | None = None,
+    method: str | None = None,
     level: str = "sentence",
     max_new_tokens: int | None = None,
-    threshold: float | None = None,
-    relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
-    answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
-    max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
-    null_floor: float | str | None = "auto",
-    min_context_gain: float | str | None = "auto",
-    **method_options: Any,
+    **options: Any,
 ) -> Iterator[StreamEvent]:
     """Generate the answer and yield it as it is written, with each sentence's citations
-    as it completes; the last event's ``answer`` is the whole cited answer."""
-    settings = _check_settings(
-        threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor, min_context_gain
-    )
+    as it completes; the last event's ``answer`` is the whole cited answer. ``policy``,
+    ``method`` and ``options`` as for :func:`~attribot_rag.citations.cite`."""
+    settings, method_options = split_options(policy or attributor.policy, options)
     ps = coerce_passages(passages)
     method = method or attributor.method
     prompt = attributor.layout.render(question, ps)
@@ -197,7 +173,7 @@ class _Progress:
     """The answer so far, as its text grows: hands out the new text and, right after each
     sentence's last character (so markers can follow it), that sentence and its citations."""
 
-    def __init__(self, run: "_SentenceAttributor", settings: dict) -> None:
+    def __init__(self, run: "_SentenceAttributor", settings: CitationPolicy) -> None:
         self.run, self.settings = run, settings
         self.text = ""
         self.shown = 0  # characters of the answer handed out so far
@@ -243,26 +219,19 @@ class TextCitationStream:
         question: str,
         passages: Iterable[Any],
         *,
-        method: str | None = "at2",
+        policy: CitationPolicy | None = None,
+        method: str | None = None,
         level: str = "sentence",
-        threshold: float | None = None,
-        relative_threshold: float | None = DEFAULT_RELATIVE_THRESHOLD,
-        answer_relative_threshold: float | None = DEFAULT_ANSWER_RELATIVE_THRESHOLD,
-        max_per_sentence: int | None = DEFAULT_MAX_PER_SENTENCE,
-        null_floor: float | str | None = "auto",
-        min_context_gain: float | str | None = "auto",
-        **method_options: Any,
+        **options: Any,
     ) -> None:
-        settings = _check_settings(
-            threshold, relative_threshold, answer_relative_threshold, max_per_sentence, null_floor, min_context_gain
-        )
+        settings, method_options = split_options(policy or attributor.policy, options)
         ps = coerce_passages(passages)
         prompt = attributor.layout.render(_check_question(question), ps)
         check_fits(len(prompt), 1, attributor.lm.context_window, attributor.lm.name)
         method = method or attributor.method
         run = _SentenceAttributor(attributor, question, ps, method, level, method_options)
         self._progress = _Progress(run, settings)
-        self._cite = dict(method=method, level=level, **settings, **method_options)
+        self._cite = dict(policy=settings, method=method, level=level, **method_options)
 
     @property
     def text(self) -> str:
@@ -299,18 +268,18 @@ def stream_cite_text(
     passages: Iterable[Any],
     chunks: Iterable[str],
     *,
-    method: str | None = "at2",
+    policy: CitationPolicy | None = None,
+    method: str | None = None,
     level: str = "sentence",
-    **settings: Any,
+    **options: Any,
 ) -> Iterator[StreamEvent]:
     """Cite an answer written by another LLM as its text chunks arrive: yield the text and,
     as each sentence completes, its citations; the last event's ``answer`` equals
     ``cite(attributor, question, passages, answer=<the whole text>, method=method)``.
 
-    ``settings`` are :func:`stream_cite`'s thresholds (``threshold``,
-    ``relative_threshold``, ``answer_relative_threshold``, ``max_per_sentence``) and
-    method options. An empty stream is an :class:`~attribot_rag.errors.InputError`."""
-    stream = TextCitationStream(attributor, question, passages, method=method, level=level, **settings)
+    ``policy``, ``method`` and ``options`` as for :func:`~attribot_rag.citations.cite`.
+    An empty stream is an :class:`~attribot_rag.errors.InputError`."""
+    stream = TextCitationStream(attributor, question, passages, policy=policy, method=method, level=level, **options)
     for chunk in chunks:
         yield from stream._add(chunk)
     yield from stream._close()
@@ -340,30 +309,19 @@ class _SentenceAttributor:
         task = self.attributor.task(self.question, self.passages, response, level=self.level, span=span)
         return self.attributor.run(task, method=self.method, **self.options)
 
-    def sentence(self, span, response: Response, settings: dict) -> CitedSentence:
-        """The sentence at ``span`` of the answer so far (``response``), cited."""
+    def sentence(self, span, response: Response, policy: CitationPolicy) -> CitedSentence:
+        """The sentence at ``span`` of the answer so far (``response``), cited by the rule
+        the whole answer uses, with the answer-relative floor of the sentences so far."""
         att = self.attribute(response, span)
         self.done.append((span, att))
-        floor = answer_floor([a for _, a in self.done], settings["answer_relative_threshold"])
-        scores = [s.score for s in att.sources]
-        chosen = select_citations(
-            scores,
-            threshold=settings["threshold"],
-            relative_threshold=settings["relative_threshold"],
-            max_per_sentence=None,
-            floor=floor,
+        rp = ResolvedPolicy.of(policy, att.method, att.model, self.attributor.calibration)
+        evidence = [rp.evidence(a) for _, a in self.done]
+        chosen = rp.policy.choose_sentence(
+            evidence[-1], answer_floor=rp.policy.answer_floor(evidence), per_token=rp.per_token
         )
-        # the same null floor and context-gain gate the whole answer's citations apply (cite_sentences)
-        null = resolve_null_floor(settings["null_floor"], att.method, att.model)
-        chosen = _above_null(chosen, scores, _tokens(att), null, att.method in PER_TOKEN_METHODS)
-        chosen = chosen[: settings["max_per_sentence"]]
-        gate = resolve_min_context_gain(settings["min_context_gain"])
-        gain = sentence_gain(att, gate)
-        if gain is not None and gain < gate:
-            chosen = []
-        return _cited_sentence(len(self.done) - 1, span, att, att, chosen, self.numbers, False, gain)
+        return cited_sentence(len(self.done) - 1, span, att, att, chosen, self.numbers, evidence[-1])
 
-    def finish(self, response: Response, settings: dict) -> CitedAnswer:
+    def finish(self, response: Response, policy: CitationPolicy) -> CitedAnswer:
         """The whole cited answer: sentences attributed while streaming are reused (their
         scores do not depend on what came after them), the rest attributed now."""
         streamed = dict(self.done)
@@ -376,7 +334,10 @@ class _SentenceAttributor:
                 whole = att  # attributed on the finished answer: carries its full text
         whole = whole or self.attribute(response, (0, len(response.text)))
         # cut off by the length limit: flagged and not cited, as cite() does
-        return cite_sentences(whole, sentences, truncated=_looks_truncated(self.attributor, response), **settings)
+        return cite_sentences(
+            whole, sentences, policy=policy, calibration=self.attributor.calibration,
+            truncated=looks_truncated(self.attributor, response),
+        )
 
     def _try_attribute(self, response: Response, span: tuple[int, int]) -> Attribution | None:
         try:

@@ -14,7 +14,7 @@ import math  # noqa: E402
 import pytest  # noqa: E402
 
 from attribot_rag import Attributor, CitedAnswer, InputError, cite  # noqa: E402
-from attribot_rag.citations import insert_markers, select_citations  # noqa: E402
+from attribot_rag.citations import CitationPolicy, SentenceEvidence, insert_markers  # noqa: E402
 from attribot_rag.models import get_model  # noqa: E402
 
 from travel_fixture import ANSWER as SUPPORTED  # noqa: E402
@@ -23,9 +23,14 @@ from travel_fixture import PASSAGES, QUESTION  # noqa: E402
 FILLER = "Thank you for asking, I hope you have a lovely day."
 
 
+# These tests pin contributive citations (evidence="used": what the model relied on, by
+# exact LOO); tests/test_support.py covers the default, corroborative evidence.
+USED = CitationPolicy(evidence="used")
+
+
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model(), max_new_tokens=24)
+    return Attributor(get_model("smollm2-135m"), max_new_tokens=24, method="loo", policy=USED)
 
 
 @pytest.fixture(scope="module")
@@ -149,6 +154,12 @@ def test_absolute_threshold_can_silence_everything(attributor):
 
 
 # --------------------------------------------------------------------------- no model
+
+
+def select_citations(scores, floor=None, **settings):
+    """One sentence's choice under the "used" rules, no null floor or gate."""
+    policy = USED.with_options(null_floor=None, min_context_gain=None, **settings)
+    return policy.choose_sentence(SentenceEvidence(scores), answer_floor=floor)
 
 
 def test_select_citations_rules():

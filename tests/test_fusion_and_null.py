@@ -13,14 +13,31 @@ import pytest  # noqa: E402
 
 from attribot_rag import DEFAULT_MAX_NEW_TOKENS, Attributor, InputError, cite, filter_passages  # noqa: E402
 from attribot_rag.citations import (  # noqa: E402
-    DEFAULT_MIN_CONTEXT_GAIN,
-    NULL_FLOORS,
+    GENERIC_MIN_CONTEXT_GAIN,
     TRUNCATION_MARK,
-    choose_citations,
+    CitationPolicy,
+    ResolvedPolicy,
+    SentenceEvidence,
+    calibration_for,
     insert_markers,
     is_truncated,
-    null_floor,
 )
+
+DEFAULT_MIN_CONTEXT_GAIN = GENERIC_MIN_CONTEXT_GAIN
+USED = CitationPolicy(evidence="used")
+
+
+def choose_citations(sentences, gains=None, per_token=False, **settings):
+    """The "used" rules over (scores, tokens) per sentence (no floor or gate unless given)."""
+    policy = USED.with_options(**{"null_floor": None, "min_context_gain": None, **settings})
+    gains = gains or [None] * len(sentences)
+    evidence = [SentenceEvidence(s, t, g) for (s, t), g in zip(sentences, gains)]
+    return policy.choose(evidence, per_token=per_token)
+
+
+def null_floor(method, model):
+    """The null floor the default policy resolves to for a method's scores on a model."""
+    return ResolvedPolicy.of(USED, method, model).policy.null_floor
 from attribot_rag.models import get_model  # noqa: E402
 from attribot_rag.pruning import DEFAULT_FUSION, GUARD_MARGIN, fused_order, keep_indices  # noqa: E402
 
@@ -31,7 +48,7 @@ SELF_DESCRIPTION = "I'm a helpful AI named SmolLM, trained by Hugging Face."
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model())
+    return Attributor(get_model("smollm2-135m"))
 
 
 # --------------------------------------------------------------------------- fusion rules
@@ -115,7 +132,7 @@ def test_choose_citations_drops_sources_below_the_null_floor_per_token():
 
 
 def test_null_floors_apply_to_at2_on_its_calibration_model_only():
-    assert null_floor("at2", "smollm2-135m") == NULL_FLOORS[("at2", "smollm2-135m")] > 0
+    assert null_floor("at2", "smollm2-135m") == calibration_for("smollm2-135m").floors["at2"] > 0
     assert null_floor("loo", "smollm2-135m") is None  # not calibrated yet (BENCHMARKS.md)
     assert null_floor("at2", "some-other-model") is None
     assert null_floor("contextcite", "smollm2-135m") is None
@@ -124,7 +141,7 @@ def test_null_floors_apply_to_at2_on_its_calibration_model_only():
 @pytest.mark.parametrize("method", ["loo", "at2"])
 def test_a_self_description_gets_no_marker(attributor, method):
     answer = "The hotel limit is $260 per night. " + SELF_DESCRIPTION
-    cited = cite(attributor, QUESTION, PASSAGES, answer, method=method)
+    cited = cite(attributor, QUESTION, PASSAGES, answer, method=method, policy=USED)
     assert cited.settings["null_floor"] == null_floor(method, attributor.model_name)
     assert cited.settings["min_context_gain"] == DEFAULT_MIN_CONTEXT_GAIN
     assert cited.sentences[1].citations == ()
@@ -138,7 +155,7 @@ def test_without_the_context_gain_gate_at2_cites_the_self_description(attributor
     # what the gate is for: AT2's attention always lands somewhere, and on this sentence
     # its best score (0.0287) clears the calibrated null floor (0.0269)
     answer = "The hotel limit is $260 per night. " + SELF_DESCRIPTION
-    ungated = cite(attributor, QUESTION, PASSAGES, answer, method="at2", min_context_gain=None)
+    ungated = cite(attributor, QUESTION, PASSAGES, answer, method="at2", policy=USED, min_context_gain=None)
     assert ungated.sentences[1].citations != ()
     assert ungated.sentences[1].context_gain is None
     assert ungated.settings["min_context_gain"] is None

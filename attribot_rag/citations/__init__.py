@@ -1,19 +1,51 @@
-"""Citations: which sources each answer sentence cites, under one :class:`CitationPolicy`."""
+"""Citations: which sources each answer sentence cites, under one :class:`CitationPolicy`.
 
-from .cite import *  # noqa: F401,F403
-from .cite import (  # noqa: F401  (names streaming and the integrations use)
-    PER_TOKEN_METHODS,
-    _above_null,
-    _check_settings,
-    _cited_sentence,
-    _looks_truncated,
-    _tokens,
-    answer_floor,
-    resolve_min_context_gain,
-    resolve_null_floor,
-    sentence_gain,
-    DEFAULT_ANSWER_RELATIVE_THRESHOLD,
-    DEFAULT_MAX_PER_SENTENCE,
-    DEFAULT_RELATIVE_THRESHOLD,
+``types`` (what a cited answer is made of), ``policy`` (the rules and the calibration
+they read), ``support`` (the keep-only-this-source check), ``markers`` (where ``[n]``
+goes) and ``cite`` (putting them together).
+"""
+
+from .cite import ResolvedPolicy, cite, cite_sentences, cited_sentence, looks_truncated, split_options
+from .markers import insert_markers, is_truncated
+from .policy import (
+    AUTO,
+    DEFAULT_POLICY,
+    EVIDENCE_KINDS,
+    GENERIC_MIN_CONTEXT_GAIN,
+    GENERIC_MIN_SUPPORT,
+    Calibration,
+    CitationPolicy,
+    SentenceEvidence,
+    calibration_for,
+    calibration_path,
 )
 from .support import check_sources, support
+from .types import TRUNCATION_MARK, Citation, CitedAnswer, CitedSentence, Reference
+
+__all__ = [
+    "AUTO",
+    "DEFAULT_POLICY",
+    "EVIDENCE_KINDS",
+    "GENERIC_MIN_CONTEXT_GAIN",
+    "GENERIC_MIN_SUPPORT",
+    "TRUNCATION_MARK",
+    "Calibration",
+    "Citation",
+    "CitationPolicy",
+    "CitedAnswer",
+    "CitedSentence",
+    "Reference",
+    "ResolvedPolicy",
+    "SentenceEvidence",
+    "calibration_for",
+    "calibration_path",
+    "check_sources",
+    "cite",
+    "cite_sentences",
+    "cited_sentence",
+    "insert_markers",
+    "is_truncated",
+    "looks_truncated",
+    "split_options",
+    "support",
+]

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..citations.cite import _looks_truncated
+from ..citations.cite import looks_truncated as _looks_truncated
 from ..citations.support import check_sources, support
 from ..errors import InputError
 from ..grounding import span_gain

@@ -23,6 +23,7 @@ from .base import AttributionMethod, AttributionTask, Effects, TokenEffects, reg
 @register_method
 class AT2(AttributionMethod):
     name = "at2"
+    null_floor_key = "at2"  # its floor holds for the weights the calibration ships beside
 
     def __init__(self, weights: Any = None, check_model: bool = True) -> None:
         self.weights = weights

@@ -223,6 +223,17 @@ class AttributionMethod(ABC):
     option_groups: ClassVar[tuple[frozenset[str], ...]] = ()
     # The level at which this method ranks whole passages (prune-eval's rankings).
     ranking_level: ClassVar[str] = "passage"
+    # What a score is: "nats" (a sum of log-probability changes over the span's tokens,
+    # compared with floors per token) or "mean" (already a mean over the span's tokens).
+    score_unit: ClassVar[str] = "mean"
+    # Which calibrated null floor applies to its scores (a key of a model's
+    # citations.policy.Calibration ``floors``); None: no floor is known for it.
+    null_floor_key: ClassVar[str | None] = None
+
+    @classmethod
+    def per_token_scores(cls) -> bool:
+        """Whether its scores grow with the span's length (floors compare them per token)."""
+        return cls.score_unit == "nats"
 
     @classmethod
     def option_names(cls) -> frozenset[str]:

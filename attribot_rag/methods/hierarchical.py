@@ -138,6 +138,8 @@ def select_passages(
 @register_method
 class Hierarchical(AttributionMethod):
     name = "hierarchical"
+    score_unit = "nats"  # log-probability changes summed over the span
+    null_floor_key = "nats_per_token"
 
     def __init__(
         self,

@@ -18,6 +18,8 @@ from .base import AttributionMethod, AttributionTask, Effects, TokenEffects, reg
 @register_method
 class LeaveOneOut(AttributionMethod):
     name = "loo"
+    score_unit = "nats"  # log-probability changes summed over the span
+    null_floor_key = "nats_per_token"
 
     def __init__(self, batch_size: int | None = None) -> None:
         self.batch_size = batch_size
@@ -30,6 +32,8 @@ class LeaveOneOut(AttributionMethod):
 @register_method
 class NaiveLeaveOneOut(AttributionMethod):
     name = "loo-naive"
+    score_unit = "nats"  # log-probability changes summed over the span
+    null_floor_key = "nats_per_token"
 
     def effects(self, task: AttributionTask) -> Effects:
         full_lp = task.scorer.logprobs(task.prompt.input_ids, task.response.token_ids)

@@ -141,6 +141,8 @@ def load_proxy(name: str, target: LoadedModel) -> LoadedModel:
 @register_method
 class Proxy(AttributionMethod):
     name = "proxy"
+    score_unit = "nats"  # log-probability changes summed over the span
+    null_floor_key = "nats_per_token"
 
     def __init__(
         self,
@@ -222,6 +224,8 @@ def _with_method_info(out: MethodOutput, method: str) -> MethodOutput:
 @register_method
 class ProxyRescore(AttributionMethod):
     name = "proxy-rescore"
+    score_unit = "nats"  # log-probability changes summed over the span
+    null_floor_key = "nats_per_token"
 
     def __init__(
         self,

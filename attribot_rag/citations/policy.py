@@ -1,0 +1,270 @@
+"""One citation policy: which sources an answer sentence cites, and on what evidence.
+
+A reader of citations asks *which passage supports this sentence* (``evidence="supports"``,
+corroborative: the source says what the sentence says, whether or not the model needed
+it); an auditor or a pruner asks *which passages did the model rely on*
+(``evidence="used"``, contributive: removing the source changes the answer). Both start
+from one attribution method's scores per source (the ranker):
+
+* ``used``: a source is cited when its score is positive (or >= ``threshold``), at least
+  ``relative_threshold`` x the sentence's best, at least ``answer_relative_threshold`` x
+  the best of the whole answer, and above the method's calibrated null floor; a sentence
+  whose context gain is below ``min_context_gain`` cites nothing.
+* ``supports``: the ranker's top ``candidates`` sources are checked by the same model
+  (:mod:`attribot_rag.citations.support`); a candidate is cited when its support is at
+  least ``min_support`` nats per token and at least ``support_relative`` x the best
+  candidate's.
+
+At most ``max_per_sentence`` are kept, best first. The values "auto" are read from the
+model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
+by ``attribot-rag calibrate``); without one, documented generic values apply and the
+result says the model is uncalibrated. See docs/architecture.md, Citations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ..errors import InputError
+
+EVIDENCE_KINDS = ("supports", "used")
+AUTO = "auto"
+# Used where a model has no calibration (the result says so): the context-gain gate and
+# the least support, in nats per answer-sentence token, that count as evidence.
+GENERIC_MIN_CONTEXT_GAIN = 0.05
+GENERIC_MIN_SUPPORT = 0.05
+CALIBRATION_SUFFIX = ".calibration.json"
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What a model's citations need that only data can tell: each method family's null
+    floor (keyed by the family a method class declares, ``null_floor_key``), the
+    context-gain gate and the least support."""
+
+    model: str
+    fitted_on: str
+    floors: Mapping[str, float] = field(default_factory=dict)
+    min_context_gain: float | None = GENERIC_MIN_CONTEXT_GAIN
+    min_support: float | None = GENERIC_MIN_SUPPORT
+    path: str | None = None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Calibration":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                model=str(data["model"]),
+                fitted_on=str(data["fitted_on"]),
+                floors={str(k): float(v) for k, v in dict(data.get("floors", {})).items()},
+                min_context_gain=_number_or_none(data.get("min_context_gain", GENERIC_MIN_CONTEXT_GAIN)),
+                min_support=_number_or_none(data.get("min_support", GENERIC_MIN_SUPPORT)),
+                path=str(path),
+            )
+        except FileNotFoundError:
+            raise InputError(f"no calibration file at {str(path)!r}") from None
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"calibration file {str(path)!r} is malformed: {exc}") from exc
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k != "path"}
+        path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        return path
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "fitted_on": self.fitted_on, "file": Path(self.path).name if self.path else None}
+
+
+def _number_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"expected a number or null, got {value!r}")
+    return float(value)
+
+
+def calibration_path(weights_path: Path) -> Path:
+    """Where the calibration shipped beside a model's AT2 weights lives."""
+    return weights_path.with_name(weights_path.name.removesuffix(".safetensors") + CALIBRATION_SUFFIX)
+
+
+def calibration_for(model_name: str) -> Calibration | None:
+    """The calibration shipped for this model (beside its AT2 weights), or None."""
+    from ..at2.weights import default_weights_path
+
+    weights = default_weights_path(model_name)
+    if weights is None or not calibration_path(weights).exists():
+        return None
+    return Calibration.load(calibration_path(weights))
+
+
+@dataclass(frozen=True)
+class SentenceEvidence:
+    """What a policy reads for one answer sentence: the ranker's score per source (None:
+    the sentence was not attributed), its token count, its context gain and the support
+    of the sources checked so far (source index -> nats per token)."""
+
+    scores: Sequence[float | None] | None
+    tokens: int = 1
+    gain: float | None = None
+    support: Mapping[int, float] | None = None
+
+
+@dataclass(frozen=True)
+class CitationPolicy:
+    """How citations are chosen; frozen, shared by ``cite``, streaming, the service, both
+    integrations and batch. ``dataclasses.replace(policy, ...)`` or :meth:`with_options`
+    makes a variant."""
+
+    evidence: str = "supports"
+    relative_threshold: float | None = 0.5
+    answer_relative_threshold: float | None = 0.1
+    max_per_sentence: int | None = 2
+    threshold: float | None = None
+    null_floor: float | str | None = AUTO
+    min_context_gain: float | str | None = AUTO
+    candidates: int = 3
+    min_support: float | str | None = AUTO
+    support_relative: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        if self.evidence not in EVIDENCE_KINDS:
+            raise InputError(f"evidence must be one of {', '.join(EVIDENCE_KINDS)}, got {self.evidence!r}")
+        for name in ("null_floor", "min_context_gain", "min_support", "threshold"):
+            val = getattr(self, name)
+            allowed = val is None or (val == AUTO and name != "threshold")
+            if not allowed and (isinstance(val, bool) or not isinstance(val, (int, float))):
+                raise InputError(f'{name} must be a number{", " + repr(AUTO) if name != "threshold" else ""} or None, got {val!r}')
+        for name in ("relative_threshold", "answer_relative_threshold", "support_relative"):
+            val = getattr(self, name)
+            if val is not None and not 0 <= val <= 1:
+                raise InputError(f"{name} must be in [0, 1] (or None), got {val}")
+        if self.max_per_sentence is not None and self.max_per_sentence < 1:
+            raise InputError(f"max_per_sentence must be >= 1 (or None), got {self.max_per_sentence}")
+        if not isinstance(self.candidates, int) or self.candidates < 1:
+            raise InputError(f"candidates must be a positive integer, got {self.candidates!r}")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def with_options(self, **options: Any) -> "CitationPolicy":
+        """This policy with some fields changed (unknown names are an error)."""
+        unknown = sorted(set(options) - set(self.field_names()))
+        if unknown:
+            raise InputError(f"unknown citation setting(s) {', '.join(unknown)}; a policy has {', '.join(self.field_names())}")
+        return dataclasses.replace(self, **options) if options else self
+
+    def resolve(self, calibration: Calibration | None, floor_key: str | None) -> "CitationPolicy":
+        """The policy with every "auto" replaced by the calibration's value (or the
+        generic one without a calibration; a floor needs one)."""
+        cal = calibration
+        return dataclasses.replace(
+            self,
+            null_floor=(cal.floors.get(floor_key) if cal and floor_key else None) if self.null_floor == AUTO else self.null_floor,
+            min_context_gain=(cal.min_context_gain if cal else GENERIC_MIN_CONTEXT_GAIN)
+            if self.min_context_gain == AUTO
+            else self.min_context_gain,
+            min_support=(cal.min_support if cal else GENERIC_MIN_SUPPORT) if self.min_support == AUTO else self.min_support,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    # ----------------------------------------------------------------- what to verify
+    def to_check(self, scores: Sequence[float | None] | None) -> list[int]:
+        """The sources whose support must be known to choose (``supports`` only)."""
+        if self.evidence != "supports" or scores is None:
+            return []
+        return _ranked(scores)[: self.candidates]
+
+    # ----------------------------------------------------------------- choosing
+    def answer_floor(self, sentences: Sequence[SentenceEvidence]) -> float | None:
+        """``answer_relative_threshold`` x the best score of any sentence (``used``)."""
+        top = max((v for ev in sentences for v in _valid(ev.scores)), default=None)
+        if self.answer_relative_threshold is None or top is None or top <= 0:
+            return None
+        return self.answer_relative_threshold * top
+
+    def choose(self, sentences: Sequence[SentenceEvidence], *, per_token: bool = False) -> list[list[int]]:
+        """Per sentence, the indices of the sources to cite, best first (a resolved policy)."""
+        floor = self.answer_floor(sentences)
+        return [self.choose_sentence(ev, answer_floor=floor, per_token=per_token) for ev in sentences]
+
+    def choose_sentence(
+        self, ev: SentenceEvidence, *, answer_floor: float | None = None, per_token: bool = False
+    ) -> list[int]:
+        """One sentence's citations: the whole answer's rule, with the answer floor known so
+        far (a streamed sentence)."""
+        if ev.scores is None:
+            return []
+        chosen = self._supported(ev) if self.evidence == "supports" else self._used(ev, answer_floor, per_token)
+        return chosen[: self.max_per_sentence] if self.max_per_sentence is not None else chosen
+
+    def _used(self, ev: SentenceEvidence, answer_floor: float | None, per_token: bool) -> list[int]:
+        gate = self.min_context_gain
+        if gate is not None and ev.gain is not None and ev.gain < float(gate):  # type: ignore[arg-type]
+            return []
+        ranked = _ranked(ev.scores)  # type: ignore[arg-type]
+        if not ranked:
+            return []
+        top = float(ev.scores[ranked[0]])  # type: ignore[index]
+        scale = max(int(ev.tokens), 1) if per_token else 1
+        out = []
+        for i in ranked:
+            v = float(ev.scores[i])  # type: ignore[index]
+            if (self.threshold is None and v <= 0) or (self.threshold is not None and v < self.threshold):
+                continue
+            if self.relative_threshold is not None and v < self.relative_threshold * top:
+                continue
+            if answer_floor is not None and v < answer_floor:
+                continue
+            if self.null_floor is not None and v / scale < float(self.null_floor):  # type: ignore[arg-type]
+                continue
+            out.append(i)
+        return out
+
+    def _supported(self, ev: SentenceEvidence) -> list[int]:
+        checked = {int(i): float(v) for i, v in (ev.support or {}).items() if v is not None and not math.isnan(float(v))}
+        cands = [i for i in self.to_check(ev.scores) if i in checked]
+        if not cands:
+            return []
+        best = max(checked[i] for i in cands)
+        least = 0.0 if self.min_support is None else float(self.min_support)  # type: ignore[arg-type]
+        keep = [i for i in cands if checked[i] >= least and checked[i] > 0]
+        if self.support_relative is not None:
+            keep = [i for i in keep if checked[i] >= self.support_relative * best]
+        return sorted(keep, key=lambda i: (-checked[i], i))
+
+
+def _valid(scores: Sequence[float | None] | None) -> list[float]:
+    return [float(v) for v in (scores or []) if v is not None and not math.isnan(float(v))]
+
+
+def _ranked(scores: Sequence[float | None]) -> list[int]:
+    """Source indices with a score, best first (ties: document order)."""
+    valid = [(float(v), i) for i, v in enumerate(scores) if v is not None and not math.isnan(float(v))]
+    return [i for _, i in sorted(valid, key=lambda t: (-t[0], t[1]))]
+
+
+DEFAULT_POLICY = CitationPolicy()
+
+__all__ = [
+    "AUTO",
+    "Calibration",
+    "CitationPolicy",
+    "DEFAULT_POLICY",
+    "EVIDENCE_KINDS",
+    "GENERIC_MIN_CONTEXT_GAIN",
+    "GENERIC_MIN_SUPPORT",
+    "SentenceEvidence",
+    "calibration_for",
+    "calibration_path",
+]
