@@ -23,9 +23,9 @@ precision and recall before (the old rule) and after (the null-calibrated defaul
 :func:`attribot_rag.citations.choose_citations`, the rule ``cite`` itself runs.
 
     OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/prune_cite_hotpotqa.py \
-        --offset 0 --n 60 --out benchmarks/prune-cite-hotpotqa
+        --data ../shared/data/hotpotqa/dev.json --offset 0 --n 60 --out benchmarks/prune-cite-hotpotqa
     OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/prune_cite_hotpotqa.py \
-        --out benchmarks/prune-cite-hotpotqa --context-gain
+        --data ../shared/data/hotpotqa/dev.json --out benchmarks/prune-cite-hotpotqa --context-gain
     .venv/bin/python benchmarks/prune_cite_hotpotqa.py --out benchmarks/prune-cite-hotpotqa --summary
 """
 
@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 
-DATA = "/work/shared/data/hotpotqa/dev.json"
 METHODS = ("loo", "at2")
 
 
@@ -431,7 +430,8 @@ def summary(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default=DATA)
+    ap.add_argument("--data", help="the HotpotQA dev file (e.g. ../shared/data/hotpotqa/dev.json); "
+                    "needed to collect and for --context-gain, not for --summary")
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--model", default="smollm2-135m")
@@ -443,6 +443,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--context-gain", action="store_true", help="add the answer sentences' context gains")
     ap.add_argument("--extra", nargs="*", default=[], help="more result folders to merge (--summary)")
     args = ap.parse_args(argv)
+    if not args.summary and not args.data:
+        ap.error("--data is required (the HotpotQA dev file) unless --summary")
     if args.summary:
         summary(args)
     elif args.context_gain:

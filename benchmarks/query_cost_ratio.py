@@ -12,8 +12,8 @@ question-paragraph similarity, embedded once per question and counted in both):
 
 The two runs of a question alternate in one process, so machine load hits both alike.
 
-    OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/query_cost_ratio.py --n 5 \
-        --out benchmarks/query-cost-ratio.json
+    OMP_NUM_THREADS=1 taskset -c 1 .venv/bin/python benchmarks/query_cost_ratio.py \
+        --data ../shared/data/hotpotqa/dev.json --n 5 --out benchmarks/query-cost-ratio.json
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-DATA = "/work/shared/data/hotpotqa/dev.json"
 
 
 def retrieve(emb, question, passages, k=5):
@@ -43,7 +41,8 @@ def main() -> None:
     from attribot_rag.integration import DEFAULT_METHOD
     from attribot_rag.models import get_model
 
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", required=True, help="the HotpotQA dev file (e.g. ../shared/data/hotpotqa/dev.json)")
     ap.add_argument("--offset", type=int, default=0)
     ap.add_argument("--n", type=int, default=5)
     ap.add_argument("--top-n", type=int, default=2)
@@ -52,7 +51,7 @@ def main() -> None:
     att = Attributor(get_model())
     emb = load_embedder()
     rows = []
-    for ex in load_slice(DATA, args.n, args.offset):
+    for ex in load_slice(args.data, args.n, args.offset):
         t0 = time.perf_counter()
         ps, _ = retrieve(emb, ex.question, ex.passages)
         plain = att.generate(ex.question, ps).text
