@@ -1,4 +1,4 @@
-"""The ``attribot-rag`` command line: attribute, demo, bench, prune-eval, train-at2, index, serve, batch."""
+"""The ``attribot-rag`` command line: attribute, demo, bench, prune-eval, cite-eval, calibrate, train-at2, index, serve, batch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Sequence
 
 from .attributor import DEFAULT_MAX_NEW_TOKENS
 from .errors import AttribotError
@@ -206,6 +206,57 @@ def cmd_prune_eval(args: argparse.Namespace) -> int:
             fh.write(json.dumps(report, indent=2) + "\n")
     summary = {k: v for k, v in report.items() if k != "examples"}
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _command_line(args: argparse.Namespace, name: str, flags: dict[str, Any]) -> str:
+    """The command as typed, for reports: the flags given a value."""
+    import shlex
+
+    parts = ["attribot-rag", name]
+    for flag, value in flags.items():
+        if value not in (None, False, "", []):
+            parts += [flag] if value is True else [flag, str(value)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def cmd_cite_eval(args: argparse.Namespace) -> int:
+    from .evaluation.cite_eval import run_cite_eval
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    command = _command_line(args, "cite-eval", {
+        "--dataset": args.dataset, "--data": args.data, "--offset": args.offset, "--n": args.n,
+        "--model": args.model, "--dtype": args.dtype, "--methods": args.methods, "--modes": args.modes,
+        "--cache": args.cache,
+    })
+    report = run_cite_eval(
+        dataset=args.dataset, data=args.data, n=args.n, offset=args.offset, model=args.model, dtype=args.dtype,
+        modes=modes, methods=methods, **_cache_options(args), command=command,
+    )
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "per_example"}, indent=2))
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .attributor import Attributor
+    from .evaluation.bench import ResultsCache
+    from .evaluation.calibrate import fit
+    from .evaluation.cite_eval import DEFAULT_METHODS, collect, load_examples
+    from .models import get_model
+
+    examples = load_examples(args.dataset, args.data, args.n, args.offset)
+    att = Attributor(get_model(args.model, dtype=args.dtype), level="sentence")
+    modes = ("own", "external")
+    rows = collect(att, examples, data=args.data, cache=ResultsCache(args.cache), modes=modes, methods=DEFAULT_METHODS)
+    where = f"{args.dataset} {args.data.rsplit('/', 1)[-1]} {args.offset}-{args.offset + args.n - 1}"
+    cal = fit([(r["example"], r["mode"], r["record"]) for r in rows], att.model_name, where)
+    cal.save(args.out)
+    print(json.dumps({**cal.describe(), "floors": dict(cal.floors), "min_support": cal.min_support,
+                      "min_context_gain": cal.min_context_gain, "out": args.out}, indent=2))
     return 0
 
 
@@ -430,8 +481,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_model_args(p)
     p.set_defaults(func=cmd_train_at2)
+    _add_citation_commands(sub)
     _add_service_commands(sub)
     return parser
+
+
+def _add_citation_commands(sub: Any) -> None:
+    p = sub.add_parser("cite-eval", help="citations against gold evidence (HotpotQA supporting facts, NQ-open gold passages)")
+    p.add_argument("--dataset", choices=["hotpotqa", "nq"], required=True)
+    p.add_argument("--data", required=True, help="HotpotQA-format JSON, or the NQ-open oracle JSONL(.gz)")
+    p.add_argument("--n", type=int, default=20, help="examples")
+    p.add_argument("--offset", type=int, default=0, help="first example (HotpotQA dev: report on 400-585; NQ: 500-999)")
+    p.add_argument("--methods", default="at2,attention,similarity", help="rankers whose scores are recorded")
+    p.add_argument("--modes", default="own,external,external2", help="answer modes: own, external, external2")
+    p.add_argument("--json", metavar="OUT", help="write the report and the per-example answers here")
+    p.add_argument("--cache", default=".cite-eval-cache", metavar="DIR", help="evidence records (resumable runs)")
+    p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
+    _add_cache_reading_args(p)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_cite_eval)
+    p = sub.add_parser("calibrate", help="fit a model's citation calibration (null floor, least support) on dev data")
+    p.add_argument("--dataset", choices=["hotpotqa", "nq"], default="hotpotqa")
+    p.add_argument("--data", required=True, help="dev data (never hotpotqa/test.json)")
+    p.add_argument("--n", type=int, default=20, help="examples")
+    p.add_argument("--offset", type=int, default=0, help="first example")
+    p.add_argument("--out", required=True, help="calibration file to write (.calibration.json)")
+    p.add_argument("--cache", default=".cite-eval-cache", metavar="DIR", help="evidence records (shared with cite-eval)")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_calibrate)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -141,13 +141,7 @@ def collect(
     for m in modes:
         if m not in MODES:
             raise InputError(f"unknown answer mode {m!r}: use {', '.join(MODES)}")
-    base = {
-        "v": CACHE_VERSION,
-        "model": attributor.model_name,
-        **dtype_key(attributor.lm),
-        "data": _data_signature(data),
-        "support_candidates": SUPPORT_CANDIDATES,
-    }
+    base = _base(attributor.model_name, dtype_key(attributor.lm), data)
     run = CiteRun(attributor, cache, base, methods=methods, gain_modes=gain_modes)
     rows = []
     for k, ex in enumerate(tqdm(examples, desc="cite-eval", unit="ex")):
@@ -156,4 +150,82 @@ def collect(
     return rows
 
 
-__all__ = ["MODES", "TEMPLATES", "CiteRun", "collect"]
+
+
+# ------------------------------------------------------------------ the command
+def load_examples(dataset: str, data: str, n: int, offset: int, embedder: Any = None) -> list[CiteExample]:
+    """The benchmark's examples of a dataset ("hotpotqa" or "nq"), as a retriever hands them over."""
+    from ..embeddings import load_embedder
+    from .cite_data import load_hotpotqa_cite, load_nq_cite
+
+    loaders = {"hotpotqa": load_hotpotqa_cite, "nq": load_nq_cite}
+    if dataset not in loaders:
+        raise InputError(f"unknown dataset {dataset!r}: use {', '.join(loaders)}")
+    if n < 1 or offset < 0:
+        raise InputError(f"--n must be >= 1 and --offset >= 0, got {n} and {offset}")
+    return loaders[dataset](data, n, offset, embedder or load_embedder())
+
+
+def cached_items(
+    examples: Sequence[CiteExample], cache: ResultsCache, base: dict[str, Any], modes: Sequence[str], methods: Sequence[str]
+) -> tuple[list[tuple[CiteExample, str, dict[str, Any]]], list[str]]:
+    """The (example, mode, record) triples already in the cache, and the ids missing one."""
+    items, missing = [], []
+    for ex in examples:
+        recs = [cache.data.get(cache.key({**base, "example": ex.id, "mode": m, "methods": list(methods)})) for m in modes]
+        if any(r is None for r in recs):
+            missing.append(ex.id)
+            continue
+        items += [(ex, m, r) for m, r in zip(modes, recs)]
+    return items, missing
+
+
+def run_cite_eval(
+    *,
+    dataset: str,
+    data: str,
+    n: int,
+    offset: int = 0,
+    model: str | None = None,
+    dtype: str | None = None,
+    modes: Sequence[str] = MODES,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    cache_dir: str | None = None,
+    read_caches: Sequence[str] = (),
+    cached_only: bool = False,
+    command: str | None = None,
+) -> dict[str, Any]:
+    """Collect (or read back) the evidence records, then report every default citer."""
+    from ..attributor import Attributor
+    from ..models import get_model
+    from .cite_report import default_citers, report
+
+    examples = load_examples(dataset, data, n, offset)
+    cache = ResultsCache(cache_dir, read_also=read_caches, cached_only=cached_only)
+    if cached_only:
+        lm_name = model or "qwen2.5-coder-1.5b"
+        base = _base(lm_name, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data)
+    else:
+        att = Attributor(get_model(model, dtype=dtype), level="sentence")
+        lm_name = att.model_name
+        collect(att, examples, data=data, cache=cache, modes=modes, methods=methods)
+        base = _base(lm_name, dtype_key(att.lm), data)
+    items, missing = cached_items(examples, cache, base, modes, methods)
+    return {
+        "command": command,
+        "dataset": dataset,
+        "examples": f"{offset}-{offset + n - 1}",
+        "model": lm_name,
+        "answers": len(items),
+        "missing": missing,
+        "report": report(items, default_citers(), lm_name),
+        "per_example": [{"example": ex.id, "mode": m, "answer": r["answer"]} for ex, m, r in items],
+    }
+
+
+def _base(model: str, dtype_entry: dict[str, Any], data: str) -> dict[str, Any]:
+    return {"v": CACHE_VERSION, "model": model, **dtype_entry, "data": _data_signature(data),
+            "support_candidates": SUPPORT_CANDIDATES}
+
+
+__all__ = ["MODES", "TEMPLATES", "CiteRun", "cached_items", "collect", "load_examples", "run_cite_eval"]

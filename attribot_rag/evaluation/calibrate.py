@@ -1,0 +1,89 @@
+"""``attribot-rag calibrate``: fit a model's citation calibration on dev data.
+
+Two values only data can tell, fitted on cite-eval's evidence records of the model's own
+answers and of answers given as text (docs/architecture.md, Citations > Calibration):
+
+* the AT2 null floor: the ``NULL_QUANTILE`` quantile of AT2 scores of sentences outside
+  the gold paragraphs (what sources that support nothing reach);
+* the least support: among the candidates the support check saw, the threshold that best
+  separates gold evidence from the rest (highest F1 of "support >= t" as a classifier).
+
+The context-gain gate keeps its generic value. The result is a
+:class:`~attribot_rag.citations.Calibration` file; ship it beside the model's AT2 weights
+(``<weights>.calibration.json``) or pass it as ``Attributor(calibration=path)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..citations import GENERIC_MIN_CONTEXT_GAIN, Calibration
+from ..errors import InputError
+from ..sources import make_sources
+from .cite_data import CiteExample
+
+NULL_QUANTILE = 0.99
+SUPPORT_GRID = tuple(round(x, 3) for x in np.arange(0.0, 0.505, 0.01))
+
+
+def null_scores(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], ranker: str = "at2") -> list[float]:
+    """Ranker scores of sources outside the gold passages, for the model's own answers."""
+    out = []
+    for ex, mode, rec in items:
+        if mode != "own":
+            continue
+        sources = make_sources(ex.passages, "sentence")
+        for row in rec["scores"].get(ranker) or []:
+            out += [float(v) for s, v in zip(sources, row or []) if v is not None and s.passage_id not in ex.gold_passages]
+    return out
+
+
+def labelled_support(items: Sequence[tuple[CiteExample, str, dict[str, Any]]]) -> list[tuple[float, bool]]:
+    """(support, is gold evidence) for every checked candidate of every sentence."""
+    out = []
+    for ex, _, rec in items:
+        sources = make_sources(ex.passages, "sentence")
+        for checked in rec.get("support") or []:
+            for i, v in (checked or {}).items():
+                if v is None:
+                    continue
+                src = sources[int(i)]
+                gold = ex.is_gold_source(src) if ex.gold_facts else src.passage_id in ex.gold_passages
+                out.append((float(v), bool(gold)))
+    return out
+
+
+def best_threshold(labelled: Sequence[tuple[float, bool]], grid: Sequence[float] = SUPPORT_GRID) -> float:
+    """The grid value whose "support >= t" best separates gold from other candidates (F1)."""
+    if not any(g for _, g in labelled):
+        raise InputError("no checked candidate is gold evidence: calibrate on more examples")
+    values = np.array([v for v, _ in labelled])
+    gold = np.array([g for _, g in labelled])
+
+    def f1(t: float) -> float:
+        pred = values >= t
+        tp = float(np.sum(pred & gold))
+        return 0.0 if tp == 0 else 2 * tp / (float(np.sum(pred)) + float(np.sum(gold)))
+
+    return max(grid, key=lambda t: (f1(t), -t))
+
+
+def fit(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], model: str, fitted_on: str) -> Calibration:
+    """The calibration these records support."""
+    nulls = null_scores(items)
+    if len(nulls) < 20:
+        raise InputError(f"only {len(nulls)} null scores: calibrate on more examples (own answers)")
+    return Calibration(
+        model=model,
+        fitted_on=f"{fitted_on}: AT2 null floor = {NULL_QUANTILE} quantile of {len(nulls)} scores outside the gold "
+        f"paragraphs; least support = best F1 over {len(labelled_support(items))} checked candidates; "
+        "context-gain gate: generic",
+        floors={"at2": round(float(np.quantile(nulls, NULL_QUANTILE)), 5)},
+        min_context_gain=GENERIC_MIN_CONTEXT_GAIN,
+        min_support=best_threshold(labelled_support(items)),
+    )
+
+
+__all__ = ["NULL_QUANTILE", "best_threshold", "fit", "labelled_support", "null_scores"]
