@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .attributor import Attributor
-from .citations import CitedAnswer, CitedSentence, cite
+from .citations import DEFAULT_POLICY, CitationPolicy, CitedAnswer, CitedSentence, cite
 from .errors import AttribotError, InputError
 from .models import DEFAULT_MODEL, get_model
 from .pruning import DEFAULT_FILTER_METHOD, DEFAULT_FUSION, FUSIONS, PruneResult, filter_passages
@@ -36,6 +36,24 @@ logger = logging.getLogger(__name__)
 DEFAULT_METHOD = "auto"
 
 AttributorFn = Callable[[], Attributor]
+
+
+def citation_settings_mixin() -> type:
+    """The integrations' one typed citation setting, as a pydantic mixin both frameworks'
+    components inherit (pydantic comes with either framework, not with the core)."""
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class CitationSettings(BaseModel):
+        model_config = ConfigDict(arbitrary_types_allowed=True)
+
+        policy: CitationPolicy = Field(
+            default=DEFAULT_POLICY,
+            description='How citations are chosen (attribot_rag.CitationPolicy): evidence "supports" (the '
+            'source says what the sentence says; the default) or "used" (the model relied on it), and the '
+            "thresholds; calibrated per model where a calibration ships",
+        )
+
+    return CitationSettings
 
 
 # --------------------------------------------------------------------------- the model
@@ -324,6 +342,13 @@ class RecordCitations:
         if id_key is not None:
             d[id_key] = self.record_id(d["passage_index"])
         return d
+
+
+def cite_settings(policy: CitationPolicy | None, method: str | None, level: str) -> dict[str, Any]:
+    """The citation keywords a framework component passes on (checked here, once)."""
+    if policy is not None and not isinstance(policy, CitationPolicy):
+        raise InputError(f"policy must be an attribot_rag.CitationPolicy, got {type(policy).__name__}")
+    return {"policy": policy or DEFAULT_POLICY, "method": method or DEFAULT_METHOD, "level": level}
 
 
 def cite_records(

@@ -18,7 +18,7 @@ LAYERS = [
     {"result", "grounding"},
     {"attributor"},
     {"citations", "pruning"},
-    {"report", "streaming", "demo", "training", "evaluation", "index"},
+    {"report", "streaming", "demo", "training", "evaluation", "index", "documents"},
     {"integration"},  # the framework integrations' shared glue: cites, prunes, streams
     {"__init__"},  # the public API: re-exports the layers below
     {"service", "batch", "cli", "__main__"},

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..citations import GENERIC_MIN_CONTEXT_GAIN, Calibration
 from ..errors import InputError
+from ..methods.at2 import AT2
 from ..sources import make_sources
 from .cite_data import CiteExample
 
@@ -28,7 +29,7 @@ NULL_QUANTILE = 0.99
 SUPPORT_GRID = tuple(round(x, 3) for x in np.arange(0.0, 0.505, 0.01))
 
 
-def null_scores(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], ranker: str = "at2") -> list[float]:
+def null_scores(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], ranker: str = AT2.name) -> list[float]:
     """Ranker scores of sources outside the gold passages, for the model's own answers."""
     out = []
     for ex, mode, rec in items:
@@ -80,7 +81,7 @@ def fit(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], model: str, fi
         fitted_on=f"{fitted_on}: AT2 null floor = {NULL_QUANTILE} quantile of {len(nulls)} scores outside the gold "
         f"paragraphs; least support = best F1 over {len(labelled_support(items))} checked candidates; "
         "context-gain gate: generic",
-        floors={"at2": round(float(np.quantile(nulls, NULL_QUANTILE)), 5)},
+        floors={str(AT2.null_floor_key): round(float(np.quantile(nulls, NULL_QUANTILE)), 5)},
         min_context_gain=GENERIC_MIN_CONTEXT_GAIN,
         min_support=best_threshold(labelled_support(items)),
     )

@@ -24,6 +24,7 @@ from ..citations.cite import looks_truncated as _looks_truncated
 from ..citations.support import check_sources, support
 from ..errors import InputError
 from ..grounding import span_gain
+from ..methods.at2 import AT2
 from ..models import dtype_key
 from ..sources import split_sentences
 from .bench import ResultsCache, _data_signature
@@ -31,8 +32,9 @@ from .cite_data import CiteExample
 
 MODES = ("own", "external", "external2")
 TEMPLATES = {"external": "The answer is {answer}.", "external2": "According to the documents, it is {answer}."}
-DEFAULT_METHODS = ("at2", "attention", "similarity")
+DEFAULT_METHODS = ("at2", "attention", "similarity")  # recorded per sentence (the CLI's default)
 SUPPORT_CANDIDATES = 3  # top sources by the ranker whose support is checked, per sentence
+SUPPORT_RANKER = AT2.name  # the ranker whose candidates are checked (records say so too)
 CACHE_VERSION = 1
 
 
@@ -42,7 +44,7 @@ class CiteRun:
     cache: ResultsCache
     base: dict[str, Any]  # what every cache key shares (model, dtype, data, version)
     methods: Sequence[str] = DEFAULT_METHODS
-    ranker: str = "at2"
+    ranker: str = SUPPORT_RANKER
     gain_modes: Sequence[str] = ("own",)  # a text answer's gain costs one more full pass
     prefill_every: int = 4  # time one plain forward pass over prompt + answer every k examples
 
@@ -83,6 +85,7 @@ class CiteRun:
             out["scores"][name] = [None if t is None else _finite(result.effects.query(t).scores) for t in targets]
             out["seconds"][name] = time.perf_counter() - t0
             out["tokens"][name] = task.scorer.forward_tokens - tok0
+        out["ranker"] = self.ranker
         out.update(self._support(task, out["scores"][self.ranker], targets))
         if mode in self.gain_modes:
             t0, tok0 = time.perf_counter(), task.scorer.forward_tokens

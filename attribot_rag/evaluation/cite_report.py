@@ -29,6 +29,7 @@ from ..citations import CitationPolicy, ResolvedPolicy, SentenceEvidence
 from ..sources import Source, make_sources
 from . import qa_metrics
 from .cite_data import CiteExample
+from .cite_eval import SUPPORT_RANKER
 
 FIRST_RETRIEVED = "first-retrieved"
 N_BOOT = 1000
@@ -62,7 +63,7 @@ def evidence(rec: dict[str, Any], ranker: str) -> list[SentenceEvidence]:
     scores = rec["scores"].get(ranker)
     if scores is None:
         raise KeyError(f"the records hold no scores of {ranker!r}: run cite-eval with it in --methods")
-    support = rec.get("support") if ranker == rec.get("ranker", "at2") else None
+    support = rec.get("support") if ranker == rec.get("ranker", SUPPORT_RANKER) else None
     gains = rec.get("gain") or [None] * len(scores)
     out = []
     for k, s in enumerate(scores):

@@ -20,10 +20,13 @@ from attribot_rag.integration import (
     RecordCitations,
     RecordStream,
     cite_records,
+    citation_settings_mixin,
     generate_records,
 )
 
 from ._common import WithAttributor, documents_to_records
+
+CitationSettings = citation_settings_mixin()
 
 
 def message_text(answer: Any) -> str:
@@ -46,7 +49,7 @@ def message_text(answer: Any) -> str:
     raise TypeError(f"the answer is a {type(answer).__name__}: expected a string or a chat message")
 
 
-class AttribotCitations(WithAttributor, RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
+class AttribotCitations(WithAttributor, CitationSettings, RunnableSerializable[Dict[str, Any], Dict[str, Any]]):
     """Adds citations to ``{"question", "context", "answer"}`` (LangChain's RAG shape).
 
     >>> chain = (
@@ -85,10 +88,6 @@ class AttribotCitations(WithAttributor, RunnableSerializable[Dict[str, Any], Dic
         default=DEFAULT_METHOD, description='attribution method; "auto": at2 where weights ship for the model, else loo'
     )
     level: str = Field(default="sentence", description="quote granularity: sentence or passage")
-    threshold: Optional[float] = None
-    relative_threshold: Optional[float] = 0.5
-    answer_relative_threshold: Optional[float] = 0.1
-    max_per_sentence: Optional[int] = 2
     generate: bool = Field(default=False, description="no answer in the input: the attributing model writes it")
     max_new_tokens: Optional[int] = Field(default=None, description="length limit of a generated answer")
     question_key: str = "question"
@@ -107,14 +106,7 @@ class AttribotCitations(WithAttributor, RunnableSerializable[Dict[str, Any], Dic
         return self._source.get(dtype=self.dtype)
 
     def _options(self) -> Dict[str, Any]:
-        return dict(
-            method=self.method,
-            level=self.level,
-            threshold=self.threshold,
-            relative_threshold=self.relative_threshold,
-            answer_relative_threshold=self.answer_relative_threshold,
-            max_per_sentence=self.max_per_sentence,
-        )
+        return dict(method=self.method, level=self.level, policy=self.policy)
 
     def _records(self, context: Any) -> list:
         if isinstance(context, (str, Document)):

@@ -98,6 +98,22 @@ def test_public_names_and_types():
         AttribotCompressor(keep_mass=2.0)
 
 
+def test_the_package_imports_without_the_chat_extra(monkeypatch):
+    """langchain-huggingface is the optional extra [chat]: without it the package imports,
+    and the two functions that need it name the extra (before any model is loaded)."""
+    import importlib
+    import sys
+
+    for name in [m for m in sys.modules if m == "langchain_attribot" or m.startswith("langchain_attribot.")]:
+        monkeypatch.delitem(sys.modules, name)  # restored after the test
+    monkeypatch.setitem(sys.modules, "langchain_huggingface", None)  # importing it raises ImportError
+    fresh = importlib.import_module("langchain_attribot")
+    assert fresh.AttribotCompressor.__name__ == "AttribotCompressor" and fresh.AttribotCitations
+    for function in (fresh.attribot_chat_model, fresh.attribot_pipeline):
+        with pytest.raises(ImportError, match=r"needs langchain-huggingface.*pip install 'langchain-attribot\[chat\]'"):
+            function("smollm2-135m")
+
+
 def test_empty_inputs_pass_through_without_a_model():
     comp = AttribotCompressor(model="smollm2-135m", top_n=1)
     assert comp.compress_documents([], QUESTION) == []

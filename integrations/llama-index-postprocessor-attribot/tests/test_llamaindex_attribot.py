@@ -106,6 +106,23 @@ def test_is_a_node_postprocessor_with_pydantic_fields():
         AttribotPostprocessor(keep_mass=1.5)
 
 
+def test_the_package_imports_without_the_llm_extra(monkeypatch):
+    """llama-index-llms-huggingface is the optional extra [llm]: without it the package
+    imports, and attribot_llm names the extra (before any model is loaded)."""
+    import importlib
+    import sys
+
+    package = "llama_index.postprocessor.attribot"
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        monkeypatch.delitem(sys.modules, name)  # restored after the test
+    monkeypatch.setitem(sys.modules, "llama_index.llms.huggingface", None)  # importing it raises ImportError
+    fresh = importlib.import_module(package)
+    assert fresh.AttribotPostprocessor.class_name() == "AttribotPostprocessor" and fresh.cite_response
+    pattern = r"needs llama-index-llms-huggingface.*pip install 'llama-index-postprocessor-attribot\[llm\]'"
+    with pytest.raises(ImportError, match=pattern):
+        fresh.attribot_llm("smollm2-135m")
+
+
 def test_empty_retrieval_and_missing_query_need_no_model():
     post = AttribotPostprocessor(model="smollm2-135m", top_n=2)
     assert post.postprocess_nodes([], query_str=QUESTION) == []

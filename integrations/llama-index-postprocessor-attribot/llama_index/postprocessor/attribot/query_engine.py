@@ -23,7 +23,8 @@ from llama_index.core.callbacks import CallbackManager
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from attribot_rag import DEFAULT_MODEL, Attributor, CitedAnswer
-from attribot_rag.integration import RecordCitations, RecordStream, cite_records
+from attribot_rag import CitationPolicy
+from attribot_rag.integration import RecordCitations, RecordStream, cite_records, cite_settings
 
 from llama_index.postprocessor.attribot._common import (
     CITATIONS_KEY,
@@ -191,14 +192,16 @@ def cite_response(
     llm: Any = None,
     markers: bool = True,
     dtype: Any = None,
-    **cite_options: Any,
+    policy: Optional[CitationPolicy] = None,
+    method: Optional[str] = None,
+    level: str = "sentence",
 ) -> CitedResponse:
     """Attribute a query engine's ``Response`` to its ``source_nodes`` and cite them.
 
     ``query`` is the question (a string or a ``QueryBundle``). The answer may come from
     any LLM: the attributing model scores it as given (a proxy when it is not the model
-    that wrote it). ``cite_options`` go to :func:`attribot_rag.cite` (``method``,
-    ``level``, ``threshold``, ``relative_threshold``, ``max_per_sentence``...).
+    that wrote it). ``policy`` (an :class:`attribot_rag.CitationPolicy`; None: the
+    default), ``method`` (None: "auto") and ``level`` are :func:`attribot_rag.cite`'s.
     With no source nodes or an empty answer the response is passed through, uncited.
     The caller's response and nodes are not modified.
     """
@@ -207,7 +210,8 @@ def cite_response(
     text = response.response or ""
     nodes = list(response.source_nodes or [])
     source = _source(model, tokenizer, attributor, llm)
-    result = cite_records(lambda: source.get(dtype=dtype), query_str, nodes_to_records(nodes), text, **cite_options)
+    options = cite_settings(policy, method, level)
+    result = cite_records(lambda: source.get(dtype=dtype), query_str, nodes_to_records(nodes), text, **options)
     parts = _cited_parts(result, nodes, dict(response.metadata or {}))
     if result.cited is None:
         return CitedResponse(response=response.response, source_nodes=parts["source_nodes"], metadata=parts["metadata"])
@@ -338,14 +342,16 @@ class AttribotCitationQueryEngine(BaseQueryEngine):
         streaming: bool = False,
         callback_manager: Optional[CallbackManager] = None,
         dtype: Any = None,
-        **cite_options: Any,
+        policy: Optional[CitationPolicy] = None,
+        method: Optional[str] = None,
+        level: str = "sentence",
     ) -> None:
         self._engine = query_engine
         self._source = _source(model, tokenizer, attributor, llm)
         self._dtype = dtype
         self._markers = markers
         self._streaming = streaming
-        self._cite_options = cite_options
+        self._cite_options = cite_settings(policy, method, level)
         super().__init__(callback_manager=callback_manager or getattr(query_engine, "callback_manager", None))
 
     @property
