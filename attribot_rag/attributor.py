@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .streaming import StreamEvent
 from .result import Attribution
 from .scoring import DEFAULT_BATCH_SIZE, Response, Scorer, response_from_text
-from .sources import Passage, coerce_passages, make_sources
+from .sources import Passage, check_question, coerce_passages, make_sources
 
 # The one answer-length default: the core, both integrations, the examples and the
 # service use it (issue 17 item 5). 64 tokens hold the few sentences the default
@@ -40,12 +40,6 @@ def resolve_method(model_name: str, method: Any) -> Any:
     from .at2.weights import default_weights_path
 
     return "at2" if default_weights_path(model_name) is not None else "loo"
-
-
-def _check_question(question: Any) -> str:
-    if question is None or not isinstance(question, str) or not question.strip():
-        raise InputError("the question is empty or missing")
-    return question
 
 
 class Attributor:
@@ -128,7 +122,7 @@ class Attributor:
         **generate_kwargs: Any,
     ) -> Response:
         """The model's (greedy) answer to the question over the passages."""
-        question = _check_question(question)
+        question = check_question(question)
         ps = coerce_passages(passages)
         prompt = self.layout.render(question, ps)
         new = max_new_tokens or self.max_new_tokens
@@ -149,7 +143,7 @@ class Attributor:
         span: tuple[int, int] | None = None,
     ) -> AttributionTask:
         """The task a method scores; useful to run several methods on the same inputs."""
-        question = _check_question(question)
+        question = check_question(question)
         ps = coerce_passages(passages)
         level = level or self.level
         sources = make_sources(ps, level)

@@ -83,6 +83,13 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def check_question(question: Any) -> str:
+    """The question, or a clear error when it is empty or missing."""
+    if question is None or not isinstance(question, str) or not question.strip():
+        raise InputError("the question is empty or missing")
+    return question
+
+
 def coerce_passages(passages: Iterable[Any]) -> list[Passage]:
     """Accept Passage objects, dicts ({id, text, title?, metadata?}) or plain strings.
 

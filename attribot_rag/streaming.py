@@ -35,14 +35,13 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from .at2.capture import CaptureObserver
-from .attributor import _check_question
 from .citations import CitationPolicy, CitedAnswer, CitedSentence, ResolvedPolicy, cite, cite_sentences
 from .citations import cited_sentence, looks_truncated, split_options
 from .errors import InputError
 from .layout import check_fits
 from .result import Attribution
 from .scoring import LogprobObserver, Response, Scorer, response_from_ids, response_from_text
-from .sources import Passage, coerce_passages, split_sentences
+from .sources import Passage, check_question, coerce_passages, split_sentences
 
 if TYPE_CHECKING:
     from .attributor import Attributor
@@ -226,7 +225,7 @@ class TextCitationStream:
     ) -> None:
         settings, method_options = split_options(policy or attributor.policy, options)
         ps = coerce_passages(passages)
-        prompt = attributor.layout.render(_check_question(question), ps)
+        prompt = attributor.layout.render(check_question(question), ps)
         check_fits(len(prompt), 1, attributor.lm.context_window, attributor.lm.name)
         method = method or attributor.method
         run = _SentenceAttributor(attributor, question, ps, method, level, method_options)

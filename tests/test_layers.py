@@ -16,9 +16,10 @@ LAYERS = [
     {"at2"},
     {"methods"},
     {"result", "grounding"},
-    {"attributor"},
-    {"citations", "pruning"},
-    {"report", "streaming", "demo", "training", "evaluation", "index", "documents"},
+    {"citations", "pruning"},  # given an attributor, they use its methods (type hints only)
+    {"report", "streaming"},
+    {"attributor"},  # the one noun: its verbs are citations, pruning and streaming
+    {"demo", "training", "evaluation", "index", "documents"},
     {"integration"},  # the framework integrations' shared glue: cites, prunes, streams
     {"__init__"},  # the public API: re-exports the layers below
     {"service", "batch", "cli", "__main__"},
@@ -33,6 +34,13 @@ def _module(path: Path) -> str:
     return ".".join(parts)
 
 
+def _type_checking_only(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
 def _imports(path: Path) -> set[str]:
     """Modules of the package that ``path`` imports (relative imports resolved)."""
     module = _module(path)
@@ -41,7 +49,10 @@ def _imports(path: Path) -> set[str]:
     else:
         package = module.split(".")[:-1]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for block in [n for n in ast.walk(tree) if isinstance(n, ast.If) and _type_checking_only(n)]:
+        block.body = []  # imports for type hints only: no data flows through them
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)]

@@ -17,10 +17,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..methods.at2 import AT2
 from ..sources import Passage, Source
 from .hotpotqa import load_hotpotqa
 
 NQ_CORPUS_LINES = 1000  # NQ-open lines 1000+ are never used
+SUPPORT_RANKER = AT2.name  # the ranker whose top candidates cite-eval checks (records say so too)
 NQ_TOP_K = 5
 
 

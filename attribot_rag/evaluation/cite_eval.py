@@ -24,17 +24,15 @@ from ..citations.cite import looks_truncated as _looks_truncated
 from ..citations.support import check_sources, support
 from ..errors import InputError
 from ..grounding import span_gain
-from ..methods.at2 import AT2
 from ..models import dtype_key
 from ..sources import split_sentences
 from .bench import ResultsCache, _data_signature
-from .cite_data import CiteExample
+from .cite_data import SUPPORT_RANKER, CiteExample
 
 MODES = ("own", "external", "external2")
 TEMPLATES = {"external": "The answer is {answer}.", "external2": "According to the documents, it is {answer}."}
 DEFAULT_METHODS = ("at2", "attention", "similarity")  # recorded per sentence (the CLI's default)
 SUPPORT_CANDIDATES = 3  # top sources by the ranker whose support is checked, per sentence
-SUPPORT_RANKER = AT2.name  # the ranker whose candidates are checked (records say so too)
 CACHE_VERSION = 1
 
 

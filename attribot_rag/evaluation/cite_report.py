@@ -28,8 +28,7 @@ import numpy as np
 from ..citations import CitationPolicy, ResolvedPolicy, SentenceEvidence
 from ..sources import Source, make_sources
 from . import qa_metrics
-from .cite_data import CiteExample
-from .cite_eval import SUPPORT_RANKER
+from .cite_data import SUPPORT_RANKER, CiteExample
 
 FIRST_RETRIEVED = "first-retrieved"
 N_BOOT = 1000

@@ -72,7 +72,7 @@ def _shade(score: float | None, scale: float) -> str:
 
 def _answer_html(cited: "CitedAnswer") -> str:
     """The answer with linked markers, placed as :func:`citations.insert_markers` does."""
-    from ..citations import _TRAILING_PUNCT
+    from ..citations.markers import _TRAILING_PUNCT
 
     text = cited.answer
     refs = {r.number: r for r in cited.references}
