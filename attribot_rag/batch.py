@@ -9,6 +9,10 @@ they are produced, so an interrupted run resumes: ids already in the output are 
 >>> from attribot_rag.batch import run_batch
 >>> summary = run_batch("log.jsonl", "attributions.jsonl", method="at2", workers=2)
 
+``dtype`` (``"auto"``, ``"float32"``, ``"bfloat16"``; None: ``$ATTRIBOT_RAG_DTYPE`` or auto)
+and ``threads`` (torch intra-op threads per worker; default one per Ray worker, as they
+are) reach every worker, Ray's included.
+
 A layer above the core: it calls :class:`Attributor` only, and the core never imports it.
 """
 
@@ -24,6 +28,7 @@ from typing import Any, Iterable, Iterator
 from .attributor import Attributor
 from .errors import AttribotError, InputError
 from .models import DEFAULT_MODEL, get_model
+from .precision import normalise_request, set_threads
 
 # Passed to every Ray worker: nothing may reach the network, one thread per model worker
 # (the workers share the machine's cores; oversubscribed threads only slow each other).
@@ -153,9 +158,12 @@ class RecordAttributor:
         method: str = "at2",
         level: str = "passage",
         max_new_tokens: int | None = None,
+        dtype: Any = None,
+        threads: int | None = None,
     ) -> None:
+        set_threads(threads)  # this worker's process (a Ray actor has one of its own)
         kwargs = {"max_new_tokens": max_new_tokens} if max_new_tokens else {}
-        self.attributor = Attributor(get_model(model), method=method, level=level, **kwargs)
+        self.attributor = Attributor(get_model(model, dtype=dtype), method=method, level=level, **kwargs)
 
     def attribute_line(self, line_number: int, raw: str) -> dict[str, Any]:
         """The output record for one input line; errors become ``{id, error}``, never raised."""
@@ -184,9 +192,19 @@ def _error_record(record_id: Any, line_number: int, message: str) -> dict[str, A
 
 
 def _in_process(pending: list[tuple[int, str]], options: dict[str, Any]) -> Iterator[str]:
-    worker = RecordAttributor(**options)
-    for number, raw in pending:
-        yield json.dumps(worker.attribute_line(number, raw))
+    previous = torch_threads()
+    try:
+        worker = RecordAttributor(**options)
+        for number, raw in pending:
+            yield json.dumps(worker.attribute_line(number, raw))
+    finally:
+        set_threads(previous)  # the caller's process gets its thread count back
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _on_ray(
@@ -196,11 +214,15 @@ def _on_ray(
     import ray.data
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    threads = options.get("threads") or 1
+    env = {**WORKER_ENV, "OMP_NUM_THREADS": str(threads)}
+    if options.get("dtype"):
+        env["ATTRIBOT_RAG_DTYPE"] = normalise_request(options["dtype"])
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(
             address=address,
-            num_cpus=None if address else workers,
+            num_cpus=None if address else workers * threads,
             include_dashboard=False,
             logging_level="WARNING",
             log_to_driver=False,
@@ -215,8 +237,8 @@ def _on_ray(
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=1,
-            runtime_env={"env_vars": WORKER_ENV},
+            num_cpus=threads,  # each worker's share of the cores
+            runtime_env={"env_vars": env},
         )
         for row in results.iter_rows():
             yield str(row["output"])
@@ -240,17 +262,29 @@ def run_batch(
     use_ray: bool = True,
     max_new_tokens: int | None = None,
     progress: bool = True,
+    dtype: Any = None,
+    threads: int | None = None,
 ) -> BatchSummary:
-    """Attribute every record of ``input`` not yet in ``output``, appending to ``output``."""
+    """Attribute every record of ``input`` not yet in ``output``, appending to ``output``.
+
+    ``dtype``: the weights dtype of every worker's model; ``threads``: torch threads per
+    worker (in this process: for the run only, restored after)."""
     if not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    if dtype is not None:
+        dtype = normalise_request(dtype)  # an unknown dtype fails here, not in every worker
     if not use_ray and (workers > 1 or ray_address):
         raise InputError("more than one worker, or a Ray address, needs Ray (drop use_ray=False / --no-ray)")
     if level not in ("passage", "sentence"):
         raise InputError(f"unknown level {level!r}: use passage or sentence")
     input_path, output_path = Path(input), Path(output)
     todo = plan(input_path, output_path)
-    options = {"model": model, "method": method, "level": level, "max_new_tokens": max_new_tokens}
+    options = {
+        "model": model, "method": method, "level": level, "max_new_tokens": max_new_tokens,
+        "dtype": dtype, "threads": threads,
+    }
     t0 = time.perf_counter()
     written = errors = 0
     if todo.pending:

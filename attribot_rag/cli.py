@@ -322,7 +322,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(host=args.host, port=args.port, index=args.index, model=args.model, proxy_model=args.proxy_model,
           method=args.method, max_new_tokens=args.max_new_tokens, max_waiting=args.max_waiting,
-          timeout_s=args.timeout, max_wait_s=args.max_wait)
+          timeout_s=args.timeout, max_wait_s=args.max_wait, dtype=args.dtype, threads=args.threads,
+          keepalive_s=args.keep_alive or None)
     return 0
 
 
@@ -331,9 +332,17 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     summary = run_batch(args.input, args.output, method=args.method, model=args.model, level=args.level,
                         workers=args.workers, ray_address=args.ray_address, use_ray=not args.no_ray,
-                        max_new_tokens=args.max_new_tokens, progress=not args.no_progress)
+                        max_new_tokens=args.max_new_tokens, progress=not args.no_progress,
+                        dtype=args.dtype, threads=args.threads)
     print(json.dumps(summary.to_dict(), indent=2))
     return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def _add_service_commands(sub) -> None:
@@ -360,6 +369,10 @@ def _add_service_commands(sub) -> None:
     p.add_argument("--max-waiting", type=int, default=8, help="requests that may wait for the model (then 503)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds of model time per request (then 504)")
     p.add_argument("--max-wait", type=float, default=60.0, help="refuse (503) when the expected wait is longer")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads for the model (default: torch's, i.e. $OMP_NUM_THREADS or every core)")
+    p.add_argument("--keep-alive", type=float, default=15.0, metavar="SECONDS",
+                   help="streaming endpoints: an SSE comment after this many seconds without an event (0: never)")
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)
 
@@ -373,6 +386,8 @@ def _add_service_commands(sub) -> None:
     p.add_argument("--no-ray", action="store_true", help="run in this process (only with --workers 1)")
     p.add_argument("--max-new-tokens", type=int, default=None, help="answer length when a record has none")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads per worker (default: 1 per Ray worker; without Ray, torch's)")
     _add_model_args(p)
     p.set_defaults(func=cmd_batch)
 

@@ -143,3 +143,18 @@ def choice_of_model(model: Any, requested: Any = None) -> DtypeChoice:
             "never converts a caller's model in place; convert it first or pass a model name"
         )
     return choice
+
+
+def set_threads(threads: int | None) -> int:
+    """Set torch's intra-op threads of this process (None: leave them); the previous count.
+
+    The service and the batch workers take ``threads=`` (``--threads``) instead of relying on
+    ``$OMP_NUM_THREADS`` alone: a process sharing the machine's cores with others (Ray
+    workers, a benchmark) runs fastest with its share, not with every core."""
+    previous = torch.get_num_threads()
+    if threads is None:
+        return previous
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise InputError(f"threads must be a positive integer, got {threads!r}")
+    torch.set_num_threads(threads)
+    return previous

@@ -24,7 +24,7 @@ from ..errors import InputError, MethodNotAvailableError
 from ..methods import METHODS
 from ..methods.spec import MethodSpec
 from ..sources import coerce_passages
-from .events import EventChannel, EventStreamResponse, open_event_stream, pump
+from .events import DEFAULT_KEEPALIVE_S, EventChannel, EventStreamResponse, open_event_stream, pump
 from .errors import EXPECTED_ERRORS, NoIndexError, NotStreamableError, error_status
 from .limits import Limits, ModelQueue, QueueFullError
 from .schemas import (
@@ -57,8 +57,10 @@ class AttributionService:
         method: str = "loo",
         limits: Limits | None = None,
         queue: ModelQueue | None = None,
+        keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
     ) -> None:
         self.attributor = attributor
+        self.keepalive_s = keepalive_s
         self.index = index
         self.proxy = proxy
         self.method = method
@@ -299,7 +301,7 @@ async def cite_stream(service: AttributionService, req: CiteRequest) -> EventStr
         stream = stream_cite(att, req.question, passages, method=method, **options)
         pump(stream, channel, service.queue, lambda cited: as_sent(CiteResponse, cite_response(cited)))
 
-    return await open_event_stream(service.queue, produce)
+    return await open_event_stream(service.queue, produce, service.keepalive_s)
 
 
 async def ask_stream(service: AttributionService, req: AskRequest) -> EventStreamResponse:
@@ -320,7 +322,7 @@ async def ask_stream(service: AttributionService, req: AskRequest) -> EventStrea
 
         pump(stream_cite(att, req.question, context, method=method, **options), channel, service.queue, finish)
 
-    return await open_event_stream(service.queue, produce)
+    return await open_event_stream(service.queue, produce, service.keepalive_s)
 
 
 def create_app(
@@ -331,10 +333,15 @@ def create_app(
     method: str = "loo",
     limits: Limits | None = None,
     queue: ModelQueue | None = None,
+    keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
 ) -> FastAPI:
-    """The service around one attributor (and an optional passage index for /v1/ask)."""
+    """The service around one attributor (and an optional passage index for /v1/ask);
+    the streaming endpoints send a keep-alive comment after each ``keepalive_s`` seconds
+    without an event (None: never)."""
+    if keepalive_s is not None and not keepalive_s > 0:
+        raise ValueError(f"keepalive_s must be > 0 seconds or None, got {keepalive_s!r}")
     service = AttributionService(
-        attributor, index=index, proxy=proxy, method=method, limits=limits, queue=queue
+        attributor, index=index, proxy=proxy, method=method, limits=limits, queue=queue, keepalive_s=keepalive_s
     )
     app = FastAPI(
         title="attribot-rag",

@@ -10,6 +10,10 @@ answers, so whatever fails before the first token (invalid input, a context too 
 timeout while waiting) is still an ordinary JSON 4xx/5xx. A client that disconnects
 cancels the stream: the model loop sees it at the next token, closes the
 ``stream_cite`` generator (which stops its generation thread) and the queue slot is freed.
+Once the stream has started, a comment line (``: keep-alive``) goes out whenever no event
+has for ``keepalive_s`` seconds (default :data:`DEFAULT_KEEPALIVE_S`), so that proxies
+and clients with idle timeouts keep the connection open through a long generation or a
+slow sentence's attribution; SSE clients ignore comments.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from .limits import Admission, ModelQueue
 
 log = logging.getLogger("attribot_rag.service")
 _END = object()  # the model loop finished (normally or not)
+DEFAULT_KEEPALIVE_S = 15.0
+KEEPALIVE = ": keep-alive\n\n"  # an SSE comment: ignored by EventSource and SSE parsers
 
 # An event as it travels: its SSE name and its JSON data.
 Event = tuple[str, dict[str, Any]]
@@ -103,8 +109,17 @@ def pump(
 class ModelEventStream:
     """One streaming request: its work running on the model queue, its events read here."""
 
-    def __init__(self, queue: ModelQueue, admission: Admission, produce: Callable[[EventChannel], None]) -> None:
+    def __init__(
+        self,
+        queue: ModelQueue,
+        admission: Admission,
+        produce: Callable[[EventChannel], None],
+        keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
+    ) -> None:
+        if keepalive_s is not None and not keepalive_s > 0:
+            raise ValueError(f"keepalive_s must be > 0 seconds or None, got {keepalive_s!r}")
         self.admission = admission
+        self.keepalive_s = keepalive_s
         self.channel = EventChannel(asyncio.get_running_loop())
         self._task = asyncio.ensure_future(queue.run(lambda: produce(self.channel), admission))
 
@@ -122,11 +137,22 @@ class ModelEventStream:
             raise
 
     async def events(self, first: Event) -> AsyncIterator[str]:
-        """The SSE blocks: the first event, the rest as they come, an error event last if
-        the work failed after the stream started."""
+        """The SSE blocks: the first event, the rest as they come (a keep-alive comment
+        after each ``keepalive_s`` without one), an error event last if the work failed
+        after the stream started."""
+        waiting: asyncio.Future | None = None
         try:
             yield sse(*first)
-            while (item := await self.channel.get()) is not _END:
+            while True:
+                if waiting is None:
+                    waiting = asyncio.ensure_future(self.channel.get())
+                done, _ = await asyncio.wait({waiting}, timeout=self.keepalive_s)
+                if not done:
+                    yield KEEPALIVE  # the same get goes on waiting: no event is lost
+                    continue
+                item, waiting = waiting.result(), None
+                if item is _END:
+                    break
                 yield sse(*item)
             try:
                 await self._task
@@ -137,6 +163,8 @@ class ModelEventStream:
                 detail = str(exc) if status != 500 else f"unexpected {type(exc).__name__}; see the server log"
                 yield sse("error", {"status": status, "detail": detail})
         finally:
+            if waiting is not None:
+                waiting.cancel()
             self.stop()  # no await here: this also runs while the request is being cancelled
 
     def stop(self) -> None:
@@ -167,8 +195,12 @@ class EventStreamResponse(StreamingResponse):
             await self.body_iterator.aclose()
 
 
-async def open_event_stream(queue: ModelQueue, produce: Callable[[EventChannel], None]) -> EventStreamResponse:
+async def open_event_stream(
+    queue: ModelQueue,
+    produce: Callable[[EventChannel], None],
+    keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
+) -> EventStreamResponse:
     """Admit the request (503 now when the queue is full), start its work, and answer once
     the first event is there (an error before it is an ordinary JSON answer)."""
-    stream = ModelEventStream(queue, queue.admit(), produce)
+    stream = ModelEventStream(queue, queue.admit(), produce, keepalive_s)
     return EventStreamResponse(stream, await stream.first())

@@ -8,7 +8,9 @@ from typing import Any
 from ..attributor import DEFAULT_MAX_NEW_TOKENS, Attributor
 from ..index import PassageIndex, read_corpus
 from ..models import get_model
+from ..precision import set_threads
 from .app import create_app
+from .events import DEFAULT_KEEPALIVE_S
 from .limits import Limits, ModelQueue
 
 log = logging.getLogger("attribot_rag.service")
@@ -32,17 +34,29 @@ def build_app(
     timeout_s: float = 60.0,
     max_wait_s: float = 60.0,
     limits: Limits | None = None,
+    dtype: Any = None,
+    threads: int | None = None,
+    keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
 ) -> Any:
-    attributor = Attributor(get_model(model), method=method, max_new_tokens=max_new_tokens)
-    proxy = get_model(proxy_model) if proxy_model else None
+    """The app with its models loaded: ``model`` (and ``proxy_model``) in ``dtype``
+    (``"auto"``, ``"float32"``, ``"bfloat16"``; None: ``$ATTRIBOT_RAG_DTYPE`` or auto),
+    torch running ``threads`` intra-op threads in this process (None: as it is), and the
+    streaming endpoints sending an SSE comment every ``keepalive_s`` seconds while an
+    answer is being written (None: never)."""
+    set_threads(threads)
+    attributor = Attributor(get_model(model, dtype=dtype), method=method, max_new_tokens=max_new_tokens)
+    proxy = get_model(proxy_model, dtype=dtype) if proxy_model else None
     models = [attributor.lm.model] + ([proxy.model] if proxy is not None else [])
     queue = ModelQueue(models, max_waiting=max_waiting, timeout_s=timeout_s, max_wait_s=max_wait_s)
     return create_app(
-        attributor, index=load_index(index), proxy=proxy, method=method, limits=limits, queue=queue
+        attributor, index=load_index(index), proxy=proxy, method=method, limits=limits, queue=queue,
+        keepalive_s=keepalive_s,
     )
 
 
 def serve(*, host: str = "127.0.0.1", port: int = 8000, **app_options: Any) -> None:
+    """Build the app (``app_options``: :func:`build_app`'s, ``dtype``, ``threads`` and
+    ``keepalive_s`` included) and serve it with uvicorn."""
     import uvicorn
 
     app = build_app(**app_options)
