@@ -1,5 +1,5 @@
 """The attributing model as a LangChain chat model: ``ChatHuggingFace`` over a
-``HuggingFacePipeline`` (langchain-huggingface) built on the weights the
+``HuggingFacePipeline`` (langchain-huggingface, the extra ``[chat]``) built on the weights the
 :class:`attribot_rag.Attributor` already holds, so the chain's answers and the
 attribution run on one copy of the model.
 
@@ -9,13 +9,27 @@ attribution run on one copy of the model.
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
+from typing import TYPE_CHECKING, Any, Optional
 
 from attribot_rag import DEFAULT_MODEL, Attributor
 
 from ._common import resolve_attributor
+
+if TYPE_CHECKING:  # langchain-huggingface is the optional extra [chat]
+    from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
+
+
+def _langchain_huggingface(what: str) -> Any:
+    """langchain-huggingface, imported on first use: it is the optional extra ``[chat]``
+    (it caps huggingface-hub below 2, which would hold transformers back for everyone)."""
+    try:
+        import langchain_huggingface
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs langchain-huggingface, an optional extra of langchain-attribot: "
+            "pip install 'langchain-attribot[chat]'"
+        ) from exc
+    return langchain_huggingface
 
 
 def attribot_pipeline(
@@ -25,6 +39,7 @@ def attribot_pipeline(
     attributing model's model and tokenizer; ``max_new_tokens`` defaults to the
     attributor's answer length. ``attributor`` is an Attributor or what
     :func:`resolve_attributor` takes (a name is loaded once per process)."""
+    hf = _langchain_huggingface("attribot_pipeline")
     from transformers import pipeline
 
     if not isinstance(attributor, Attributor):
@@ -45,7 +60,7 @@ def attribot_pipeline(
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         return_full_text=False,
     )
-    return HuggingFacePipeline(pipeline=generator, model_id=lm.name)
+    return hf.HuggingFacePipeline(pipeline=generator, model_id=lm.name)
 
 
 def attribot_chat_model(
@@ -53,6 +68,7 @@ def attribot_chat_model(
 ) -> ChatHuggingFace:
     """A ``ChatHuggingFace`` (messages through the model's chat template) over
     :func:`attribot_pipeline`: the attributing model as the chain's chat model."""
+    hf = _langchain_huggingface("attribot_chat_model")
     llm = attribot_pipeline(attributor, max_new_tokens=max_new_tokens)
     # the tokenizer is passed so ChatHuggingFace does not load one by model id (the hub)
-    return ChatHuggingFace(llm=llm, tokenizer=llm.pipeline.tokenizer, model_id=llm.model_id)
+    return hf.ChatHuggingFace(llm=llm, tokenizer=llm.pipeline.tokenizer, model_id=llm.model_id)

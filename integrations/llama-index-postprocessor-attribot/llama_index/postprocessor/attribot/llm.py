@@ -1,6 +1,6 @@
-"""The attributing model as a LlamaIndex LLM: ``HuggingFaceLLM`` (llama-index-llms-huggingface)
-over the weights the :class:`attribot_rag.Attributor` already holds, so a query engine's
-synthesizer and the attribution run on one copy of the model.
+"""The attributing model as a LlamaIndex LLM: ``HuggingFaceLLM`` (llama-index-llms-huggingface,
+the optional extra ``[llm]``) over the weights the :class:`attribot_rag.Attributor` already
+holds, so a query engine's synthesizer and the attribution run on one copy of the model.
 
 >>> pruner = AttribotPostprocessor(model="smollm2-135m", top_n=2)
 >>> llm = attribot_llm(pruner.attributor)
@@ -9,13 +9,27 @@ synthesizer and the attribution run on one copy of the model.
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
-from llama_index.llms.huggingface import HuggingFaceLLM
+from typing import TYPE_CHECKING, Any, Optional
 
 from attribot_rag import DEFAULT_MODEL, Attributor
 
 from .base import resolve_attributor
+
+if TYPE_CHECKING:  # llama-index-llms-huggingface is the optional extra [llm]
+    from llama_index.llms.huggingface import HuggingFaceLLM
+
+
+def _huggingface_llm() -> Any:
+    """``HuggingFaceLLM``, imported on first use: llama-index-llms-huggingface is the
+    optional extra ``[llm]`` (it pulls transformers[torch] and its kernels for everyone)."""
+    try:
+        from llama_index.llms.huggingface import HuggingFaceLLM
+    except ImportError as exc:
+        raise ImportError(
+            "attribot_llm needs llama-index-llms-huggingface, an optional extra of "
+            "llama-index-postprocessor-attribot: pip install 'llama-index-postprocessor-attribot[llm]'"
+        ) from exc
+    return HuggingFaceLLM
 
 
 def attribot_llm(
@@ -34,6 +48,7 @@ def attribot_llm(
     answers are as long as the drafts attributed; ``context_window`` to the model's
     window. Decoding is greedy, as the attributor's; ``kwargs`` go to ``HuggingFaceLLM``.
     """
+    llm_class = _huggingface_llm()
     if not isinstance(attributor, Attributor):
         attributor = resolve_attributor(attributor)
     lm = attributor.lm
@@ -67,4 +82,4 @@ def attribot_llm(
             [{"role": "user", "content": text}], tokenize=False, add_generation_prompt=True
         )
     options.update(kwargs)
-    return HuggingFaceLLM(**options)
+    return llm_class(**options)
