@@ -57,7 +57,9 @@ class ResolvedPolicy:
     def settings(self) -> dict[str, Any]:
         return {**self.policy.to_dict(), "calibration": None if self.calibration is None else self.calibration.describe()}
 
-    def evidence(self, att: Attribution | None, whole: Attribution | None = None) -> SentenceEvidence:
+    def evidence(
+        self, att: Attribution | None, whole: Attribution | None = None, reference: Sequence[int] | None = None
+    ) -> SentenceEvidence:
         """What the policy reads for the sentence ``att`` explains (``whole``: the answer's
         attribution, whose task's caches every sentence shares)."""
         if att is None or att.task is None:
@@ -70,15 +72,19 @@ class ResolvedPolicy:
         checked = None
         to_check = self.policy.to_check(scores)
         if to_check:
-            checked = support(task, to_check, att.task.target)
+            ref = self.policy.reference_sources(scores) if reference is None else reference
+            checked = support(task, to_check, att.task.target, ref)
         a, b = att.task.target
         return SentenceEvidence(scores, b - a, gain, checked)
 
-    def check_all(self, whole: Attribution, sentences: Sequence[tuple[Any, Attribution | None]]) -> None:
-        """Run every sentence's support check in one batch (the answer's task keeps them)."""
+    def check_all(self, whole: Attribution, sentences: Sequence[tuple[Any, Attribution | None]]) -> list[int]:
+        """Run every sentence's support check in one batch (the answer's task keeps them);
+        the reference sources, chosen on the whole answer's scores."""
         wanted = {i for _, att in sentences if att is not None for i in self.policy.to_check([s.score for s in att.sources])}
+        reference = self.policy.reference_sources([s.score for s in whole.sources]) if wanted else []
         if wanted and whole.task is not None:
-            check_sources(whole.task, sorted(wanted))
+            check_sources(whole.task, sorted(wanted | set(reference)))
+        return reference
 
 
 def cite(
@@ -162,8 +168,8 @@ def cite_sentences(
     first appearance and place the markers. ``truncated``: the last sentence was cut by
     the length limit (flagged, not cited)."""
     rp = ResolvedPolicy.of(policy, whole.method, whole.model, calibration)
-    rp.check_all(whole, sentences)
-    evidence = [rp.evidence(att, whole) for _, att in sentences]
+    reference = rp.check_all(whole, sentences)
+    evidence = [rp.evidence(att, whole, reference) for _, att in sentences]
     chosen = rp.policy.choose(evidence, per_token=rp.per_token)
     numbers: dict[int, int] = {}  # passage index -> reference number
     cited: list[CitedSentence] = []

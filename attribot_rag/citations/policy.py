@@ -11,9 +11,10 @@ from one attribution method's scores per source (the ranker):
   the best of the whole answer, and above the method's calibrated null floor; a sentence
   whose context gain is below ``min_context_gain`` cites nothing.
 * ``supports``: the ranker's top ``candidates`` sources are checked by the same model
-  (:mod:`attribot_rag.citations.support`); a candidate is cited when its support is at
-  least ``min_support`` nats per token and at least ``support_relative`` x the best
-  candidate's.
+  (:mod:`attribot_rag.citations.support`: the sentence after the candidate alone,
+  against after the ranker's ``references`` lowest-scored sources); a candidate is cited
+  when its support is at least ``min_support`` nats per token and at least
+  ``support_relative`` x the best candidate's.
 
 At most ``max_per_sentence`` are kept, best first. The values "auto" are read from the
 model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
@@ -133,6 +134,7 @@ class CitationPolicy:
     candidates: int = 3
     min_support: float | str | None = AUTO
     support_relative: float | None = 0.5
+    references: int = 2
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_KINDS:
@@ -150,6 +152,8 @@ class CitationPolicy:
             raise InputError(f"max_per_sentence must be >= 1 (or None), got {self.max_per_sentence}")
         if not isinstance(self.candidates, int) or self.candidates < 1:
             raise InputError(f"candidates must be a positive integer, got {self.candidates!r}")
+        if not isinstance(self.references, int) or self.references < 0:
+            raise InputError(f"references must be an integer >= 0, got {self.references!r}")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -184,6 +188,13 @@ class CitationPolicy:
         if self.evidence != "supports" or scores is None:
             return []
         return _ranked(scores)[: self.candidates]
+
+    def reference_sources(self, scores: Sequence[float | None] | None) -> list[int]:
+        """The sources the support check contrasts with: the ranker's ``references``
+        lowest-scored over the whole answer (``supports`` only; none: no passage)."""
+        if self.evidence != "supports" or scores is None or not self.references:
+            return []
+        return _ranked(scores)[::-1][: self.references]
 
     # ----------------------------------------------------------------- choosing
     def answer_floor(self, sentences: Sequence[SentenceEvidence]) -> float | None:

@@ -2,16 +2,23 @@
 
 Attribution scores say which sources the model *used*; a reader of a citation asks
 whether the source *says* what the sentence says, whether or not the model needed it
-(a fact it also knew from pre-training). The check asks the same model: the answer's
-tokens are scored once with no passage at all and once with each candidate source alone
-(its passage title and its text), and a source's support for a sentence is
+(a fact it also knew from pre-training). The check asks the same model to read the
+answer after each candidate source alone (its passage title and its text), and after a
+few *reference* sources that say nothing about it (the ranker's lowest-scored), and a
+candidate's support for a sentence is
 
-    mean over the sentence's tokens of  log p(t | question, source) - log p(t | question)
+    mean over the sentence's tokens of  log p(t | question, candidate) - log p(t | question, reference)
 
-in nats per token (docs/architecture.md, Citations > Support). The prompts are short (one
-source, no other passage), share the system prompt and header as a KV-cached prefix, and
-run batched, so verifying a few candidates costs a fraction of one pass over the full
-prompt. Results are kept in the task's cache: every sentence and policy reuses them.
+in nats per token, the reference term averaged over the references (docs/architecture.md,
+Citations > Support). Contrasting with unrelated sources rather than with no passage at
+all matters: any passage makes a model less sure of what it would have said from memory
+("The answer is Paris." after a paragraph on vacation days), and makes generic filler
+("Thank you for asking.") likelier; only the source that says it stands out. With no
+reference, the baseline is the prompt with no passage.
+
+The prompts are short (one source, no other passage), share the system prompt and header
+as a KV-cached prefix and run batched: checking a few candidates costs a fraction of one
+pass over the full prompt. Results stay in the task's cache for every sentence and policy.
 """
 
 from __future__ import annotations
@@ -65,14 +72,28 @@ def check_sources(task: AttributionTask, indices: Sequence[int]) -> SupportCache
     return cache
 
 
-def support(task: AttributionTask, indices: Sequence[int], target: tuple[int, int]) -> dict[int, float]:
-    """Each listed source's support for the answer tokens [a, b): nats per token."""
-    cache = check_sources(task, indices)
+def support(
+    task: AttributionTask, indices: Sequence[int], target: tuple[int, int], reference: Sequence[int] = ()
+) -> dict[int, float]:
+    """Each listed source's support for the answer tokens [a, b), in nats per token,
+    against the mean of the ``reference`` sources alone (none: against no passage)."""
+    reference = [int(i) for i in reference if int(i) not in {int(j) for j in indices}]
+    cache = check_sources(task, [*indices, *reference])
+    return contrast(cache, indices, target, reference)
+
+
+def contrast(
+    cache: SupportCache, indices: Sequence[int], target: tuple[int, int], reference: Sequence[int] = ()
+) -> dict[int, float]:
+    """:func:`support` from log-probs already computed (``cache`` holds every source named)."""
     a, b = target
     if b <= a:
         return {int(i): float("nan") for i in indices}
-    base = cache.no_context[a:b]  # type: ignore[index]
+    if reference:
+        base = np.mean([cache.alone[int(i)][a:b] for i in reference], axis=0)
+    else:
+        base = cache.no_context[a:b]  # type: ignore[index]
     return {int(i): float(np.mean(cache.alone[int(i)][a:b] - base)) for i in indices}
 
 
-__all__ = ["SupportCache", "check_sources", "support"]
+__all__ = ["SupportCache", "check_sources", "contrast", "support"]

@@ -19,11 +19,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..citations import GENERIC_MIN_CONTEXT_GAIN, Calibration
+from ..citations import DEFAULT_POLICY, GENERIC_MIN_CONTEXT_GAIN, Calibration, CitationPolicy
 from ..errors import InputError
 from ..methods.at2 import AT2
 from ..sources import make_sources
 from .cite_data import CiteExample
+from .cite_report import evidence
 
 NULL_QUANTILE = 0.99
 SUPPORT_GRID = tuple(round(x, 3) for x in np.arange(0.0, 0.505, 0.01))
@@ -41,14 +42,16 @@ def null_scores(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], ranker
     return out
 
 
-def labelled_support(items: Sequence[tuple[CiteExample, str, dict[str, Any]]]) -> list[tuple[float, bool]]:
-    """(support, is gold evidence) for every checked candidate of every sentence."""
+def labelled_support(
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], policy: CitationPolicy = DEFAULT_POLICY
+) -> list[tuple[float, bool]]:
+    """(support, is gold evidence) for every candidate the policy checks, in every sentence."""
     out = []
     for ex, _, rec in items:
         sources = make_sources(ex.passages, "sentence")
-        for checked in rec.get("support") or []:
-            for i, v in (checked or {}).items():
-                if v is None:
+        for ev in evidence(rec, rec.get("ranker", AT2.name), policy):
+            for i, v in (ev.support or {}).items():
+                if v is None or v != v:
                     continue
                 src = sources[int(i)]
                 gold = ex.is_gold_source(src) if ex.gold_facts else src.passage_id in ex.gold_passages

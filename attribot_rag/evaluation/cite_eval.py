@@ -21,19 +21,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..citations.cite import looks_truncated as _looks_truncated
-from ..citations.support import check_sources, support
+from ..citations.support import check_sources
 from ..errors import InputError
 from ..grounding import span_gain
 from ..models import dtype_key
 from ..sources import split_sentences
-from .bench import ResultsCache, _data_signature
+from .cache import ResultsCache, data_signature
 from .cite_data import SUPPORT_RANKER, CiteExample
 
 MODES = ("own", "external", "external2")
 TEMPLATES = {"external": "The answer is {answer}.", "external2": "According to the documents, it is {answer}."}
 DEFAULT_METHODS = ("at2", "attention", "similarity")  # recorded per sentence (the CLI's default)
 SUPPORT_CANDIDATES = 3  # top sources by the ranker whose support is checked, per sentence
-CACHE_VERSION = 1
+REFERENCE_CANDIDATES = 3  # lowest-ranked sources (whole answer) whose log-probs are kept
+CACHE_VERSION = 2  # 2: log-probs of the support check kept (any reference can be computed)
 
 
 @dataclass
@@ -77,14 +78,16 @@ class CiteRun:
             "tokens": {},
             "scores": {},
         }
+        out["whole"] = {}
         for name in self.methods:
             t0, tok0 = time.perf_counter(), task.scorer.forward_tokens
             result = att.run(task, method=name)
             out["scores"][name] = [None if t is None else _finite(result.effects.query(t).scores) for t in targets]
+            out["whole"][name] = _finite(result.scores)
             out["seconds"][name] = time.perf_counter() - t0
             out["tokens"][name] = task.scorer.forward_tokens - tok0
         out["ranker"] = self.ranker
-        out.update(self._support(task, out["scores"][self.ranker], targets))
+        out.update(self._support(task, out["scores"][self.ranker], targets, out["whole"][self.ranker]))
         if mode in self.gain_modes:
             t0, tok0 = time.perf_counter(), task.scorer.forward_tokens
             out["gain"] = [None if t is None else span_gain(task, t) for t in targets]
@@ -96,17 +99,20 @@ class CiteRun:
             out["seconds"]["prefill"] = time.perf_counter() - t0
         return out
 
-    def _support(self, task: Any, ranker_scores: list, targets: list) -> dict[str, Any]:
-        cands = sorted({i for s in ranker_scores if s is not None for i in _top(s, SUPPORT_CANDIDATES)})
+    def _support(self, task: Any, ranker_scores: list, targets: list, whole: list) -> dict[str, Any]:
+        """Log-probs of the answer after each checked source alone, after the lowest-ranked
+        (reference) sources alone and after no passage: any policy's support is a contrast
+        of these (:func:`attribot_rag.citations.support.contrast`)."""
+        cands = {i for s in ranker_scores if s is not None for i in _top(s, SUPPORT_CANDIDATES)}
+        lowest = _top([None if v is None else -v for v in whole], REFERENCE_CANDIDATES)
         t0, tok0 = time.perf_counter(), task.scorer.forward_tokens
-        if cands:
-            check_sources(task, cands)
-        per_sentence = [
-            None if t is None or s is None else {str(i): v for i, v in support(task, _top(s, SUPPORT_CANDIDATES), t).items()}
-            for s, t in zip(ranker_scores, targets)
-        ]
+        cache = check_sources(task, sorted(cands | set(lowest)))
         return {
-            "support": per_sentence,
+            "support_lp": {
+                "none": _finite(cache.no_context),
+                "alone": {str(i): _finite(v) for i, v in cache.alone.items()},
+            },
+            "lowest": lowest,
             "support_seconds": time.perf_counter() - t0,
             "support_tokens": task.scorer.forward_tokens - tok0,
         }
@@ -197,9 +203,8 @@ def run_cite_eval(
     command: str | None = None,
 ) -> dict[str, Any]:
     """Collect (or read back) the evidence records, then report every default citer."""
-    from ..attributor import Attributor
-    from ..models import get_model
     from .cite_report import default_citers, report
+    from .setup import build_attributor, load
 
     examples = load_examples(dataset, data, n, offset)
     cache = ResultsCache(cache_dir, read_also=read_caches, cached_only=cached_only)
@@ -207,7 +212,7 @@ def run_cite_eval(
         lm_name = model or "qwen2.5-coder-1.5b"
         base = _base(lm_name, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data)
     else:
-        att = Attributor(get_model(model, dtype=dtype), level="sentence")
+        att = build_attributor(load(model, dtype), level="sentence")
         lm_name = att.model_name
         collect(att, examples, data=data, cache=cache, modes=modes, methods=methods)
         base = _base(lm_name, dtype_key(att.lm), data)
@@ -225,7 +230,7 @@ def run_cite_eval(
 
 
 def _base(model: str, dtype_entry: dict[str, Any], data: str) -> dict[str, Any]:
-    return {"v": CACHE_VERSION, "model": model, **dtype_entry, "data": _data_signature(data),
+    return {"v": CACHE_VERSION, "model": model, **dtype_entry, "data": data_signature(data),
             "support_candidates": SUPPORT_CANDIDATES}
 
 

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..citations import CitationPolicy, ResolvedPolicy, SentenceEvidence
+from ..citations.support import SupportCache, contrast
 from ..sources import Source, make_sources
 from . import qa_metrics
 from .cite_data import SUPPORT_RANKER, CiteExample
@@ -56,20 +57,32 @@ def correct(ex: CiteExample, mode: str, answer: str) -> bool:
     )
 
 
-def evidence(rec: dict[str, Any], ranker: str) -> list[SentenceEvidence]:
-    """What a policy reads per sentence, from the record (support only for the ranker it
-    was checked for)."""
+def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy) -> list[SentenceEvidence]:
+    """What ``policy`` reads per sentence, from the record: the ranker's scores, the context
+    gain, and (for the ranker the run checked) each candidate's support against the
+    policy's reference sources."""
     scores = rec["scores"].get(ranker)
     if scores is None:
         raise KeyError(f"the records hold no scores of {ranker!r}: run cite-eval with it in --methods")
-    support = rec.get("support") if ranker == rec.get("ranker", SUPPORT_RANKER) else None
+    checked = ranker == rec.get("ranker", SUPPORT_RANKER) and "support_lp" in rec
+    cache = _support_cache(rec) if checked else None
+    reference = policy.reference_sources(rec["whole"][ranker]) if checked else []
     gains = rec.get("gain") or [None] * len(scores)
     out = []
     for k, s in enumerate(scores):
         target = rec["targets"][k]
-        checked = None if support is None or support[k] is None else {int(i): v for i, v in support[k].items()}
-        out.append(SentenceEvidence(s, 1 if target is None else target[1] - target[0], gains[k], checked))
+        support = None
+        if cache is not None and s is not None and target is not None:
+            cands = [i for i in policy.to_check(s) if i in cache.alone]
+            support = contrast(cache, cands, tuple(target), [i for i in reference if i in cache.alone])
+        out.append(SentenceEvidence(s, 1 if target is None else target[1] - target[0], gains[k], support))
     return out
+
+
+def _support_cache(rec: dict[str, Any]) -> SupportCache:
+    lp = rec["support_lp"]
+    as_array = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731
+    return SupportCache(as_array(lp["none"]), {int(i): as_array(v) for i, v in lp["alone"].items()})
 
 
 def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> list[list[int]]:
@@ -78,7 +91,7 @@ def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> li
     if citer.policy is None:
         return _first_retrieved(ex, rec)
     rp = ResolvedPolicy.of(citer.policy, citer.ranker, model)
-    chosen = rp.policy.choose(evidence(rec, citer.ranker), per_token=rp.per_token)
+    chosen = rp.policy.choose(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
     if rec.get("truncated") and n:
         chosen[-1] = []  # a sentence the length limit cut is not cited (as cite does)
     return chosen
