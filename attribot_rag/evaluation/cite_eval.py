@@ -209,7 +209,7 @@ def run_cite_eval(
     examples = load_examples(dataset, data, n, offset)
     cache = ResultsCache(cache_dir, read_also=read_caches, cached_only=cached_only)
     if cached_only:
-        lm_name = model or "qwen2.5-coder-1.5b"
+        lm_name = model or default_model()
         base = _base(lm_name, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data)
     else:
         att = build_attributor(load(model, dtype), level="sentence")

@@ -1,0 +1,221 @@
+"""The citation policy: corroborative evidence (the default), calibration per model, cite-eval.
+
+The rules are checked on fixed numbers (no model); behaviour a reader relies on (a cited
+source says what the sentence says, a memorised fact still gets its source, filler gets
+none) on the small model, smollm2-135m, named explicitly.
+"""
+
+import json
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from attribot_rag import Attributor, CitationPolicy, InputError, Passage, cite  # noqa: E402
+from attribot_rag.citations import (  # noqa: E402
+    DEFAULT_POLICY,
+    GENERIC_MIN_SUPPORT,
+    Calibration,
+    ResolvedPolicy,
+    SentenceEvidence,
+    calibration_for,
+)
+from attribot_rag.citations.support import SupportCache, contrast  # noqa: E402
+
+from travel_fixture import ANSWER, PASSAGES, QUESTION  # noqa: E402
+
+FILLER = "Thank you for asking, I hope you have a lovely day."
+FRANCE = Passage("geo", "Paris is the capital and largest city of France.", "France")
+
+
+# --------------------------------------------------------------------------- no model
+def test_supports_cites_the_checked_candidates_with_enough_support_best_first():
+    policy = CitationPolicy(min_support=0.1, support_relative=0.5, candidates=3, max_per_sentence=2)
+    scores = [0.9, 0.1, 0.5, 0.4, 0.8]  # candidates: sources 0, 4, 2
+    ev = SentenceEvidence(scores, 10, None, {0: 0.2, 4: 0.6, 2: 0.35})
+    assert policy.choose_sentence(ev) == [4, 2]  # 0.2 < 0.5 x 0.6; best support first
+    assert policy.with_options(max_per_sentence=1).choose_sentence(ev) == [4]
+    assert policy.with_options(min_support=0.5).choose_sentence(ev) == [4]
+    # a source outside the ranker's top candidates is never cited, whatever its support
+    assert policy.with_options(candidates=1).choose_sentence(ev) == [0]  # not 4, the best supported
+    assert policy.choose_sentence(SentenceEvidence(scores, 10, None, {0: -0.1, 4: 0.0})) == []
+    assert policy.choose_sentence(SentenceEvidence(None)) == []
+
+
+def test_the_used_rules_are_the_contributive_ones():
+    used = CitationPolicy(evidence="used", null_floor=0.1, min_context_gain=0.25)
+    sentences = [SentenceEvidence([3.0, 0.2], 10, 1.0), SentenceEvidence([0.9, 0.8], 10, 0.1)]
+    assert used.choose(sentences, per_token=True) == [[0], []]  # the gate drops the second
+    assert used.with_options(min_context_gain=None).choose(sentences) == [[0], [0, 1]]
+
+
+def test_policy_refuses_bad_settings_by_name():
+    with pytest.raises(InputError, match="evidence must be one of supports, used"):
+        CitationPolicy(evidence="cited")
+    with pytest.raises(InputError, match="min_support must be a number"):
+        CitationPolicy(min_support="high")
+    with pytest.raises(InputError, match="candidates must be a positive integer"):
+        CitationPolicy(candidates=0)
+    with pytest.raises(InputError, match="relative_threshold must be in"):
+        CitationPolicy(relative_threshold=2)
+    with pytest.raises(InputError, match="unknown citation setting"):
+        DEFAULT_POLICY.with_options(treshold=0.2)
+    with pytest.raises(dataclasses_frozen()):
+        DEFAULT_POLICY.evidence = "used"  # type: ignore[misc]
+
+
+def dataclasses_frozen():
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+def test_reference_sources_are_the_lowest_ranked():
+    assert DEFAULT_POLICY.reference_sources([0.5, None, 0.1, 0.3, -0.2]) == [4, 2]
+    assert DEFAULT_POLICY.with_options(references=0).reference_sources([0.5, 0.1]) == []
+    assert CitationPolicy(evidence="used").reference_sources([0.5, 0.1]) == []
+
+
+def test_support_is_the_contrast_with_the_reference_sources():
+    cache = SupportCache(
+        no_context=np.array([-1.0, -1.0, -1.0]),
+        alone={0: np.array([-0.5, -0.2, -3.0]), 1: np.array([-1.5, -1.5, -3.0]), 2: np.array([-2.5, -1.1, -3.0])},
+    )
+    got = contrast(cache, [0], (0, 2), reference=[1, 2])  # tokens 0-1 only
+    assert got[0] == pytest.approx(np.mean([-0.5 - (-2.0), -0.2 - (-1.3)]))
+    assert contrast(cache, [0], (0, 2))[0] == pytest.approx(np.mean([0.5, 0.8]))  # against no passage
+    assert np.isnan(contrast(cache, [0], (1, 1))[0])
+
+
+def test_calibration_round_trips_and_refuses_malformed_files(tmp_path):
+    cal = Calibration("my-model", "dev 0-9", {"at2": 0.03}, 0.05, 0.12)
+    path = cal.save(tmp_path / "my.calibration.json")
+    back = Calibration.load(path)
+    assert (back.model, back.floors, back.min_support) == ("my-model", {"at2": 0.03}, 0.12)
+    (tmp_path / "bad.json").write_text('{"model": "x"}')
+    with pytest.raises(InputError, match="malformed"):
+        Calibration.load(tmp_path / "bad.json")
+    (tmp_path / "worse.json").write_text("{not json")
+    with pytest.raises(InputError, match="malformed"):
+        Calibration.load(tmp_path / "worse.json")
+    with pytest.raises(InputError, match="no calibration file"):
+        Calibration.load(tmp_path / "missing.json")
+
+
+def test_floors_come_from_the_calibration_by_the_method_class_not_its_name():
+    cal = Calibration("m", "dev", {"at2": 0.03, "nats_per_token": 0.2}, 0.07, 0.11)
+    at2 = ResolvedPolicy.of(CitationPolicy(evidence="used"), "at2", "m", cal)
+    assert (at2.policy.null_floor, at2.policy.min_context_gain, at2.per_token) == (0.03, 0.07, False)
+    loo = ResolvedPolicy.of(CitationPolicy(evidence="used"), "hierarchical", "m", cal)
+    assert (loo.policy.null_floor, loo.per_token) == (0.2, True)  # the LOO family, per token
+    # no calibration: generic values, and the settings say the model is uncalibrated
+    bare = ResolvedPolicy.of(DEFAULT_POLICY, "at2", "a-model-nobody-calibrated")
+    assert bare.policy.min_support == GENERIC_MIN_SUPPORT and bare.policy.null_floor is None
+    assert bare.settings()["calibration"] is None
+
+
+def test_every_shipped_model_has_a_calibration():
+    for model in ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"):
+        cal = calibration_for(model)
+        assert cal is not None and cal.model == model and cal.floors.get("at2") is not None
+        assert cal.min_support is not None
+
+
+# --------------------------------------------------------------------------- the model
+@pytest.fixture(scope="module")
+def attributor():
+    return Attributor("smollm2-135m", dtype="float32", max_new_tokens=24)
+
+
+def test_the_default_cites_the_supporting_sentence_and_not_filler(attributor):
+    cited = attributor.cite(QUESTION, PASSAGES, ANSWER + " " + FILLER)
+    assert cited.evidence == "supports" and cited.method == "at2" and cited.calibrated
+    first, filler = cited.sentences
+    assert [c.source_id for c in first.citations] == ["travel#s0"]
+    assert first.citations[0].support > 0.3 and "$260" in first.citations[0].quote
+    assert filler.citations == () and cited.unsupported == [filler]
+    assert cited.text.startswith(ANSWER[:-1] + " [1].")
+    free = cite(attributor, QUESTION, PASSAGES, ANSWER + " " + FILLER)  # the free function is the verb
+    assert (free.text, [c.to_dict() for c in free.citations]) == (cited.text, [c.to_dict() for c in cited.citations])
+
+
+def test_a_fact_the_model_knows_still_gets_its_source(attributor):
+    # The failure the policy fixes: the model would say "Paris" without any passage, so
+    # the passages do not raise the sentence's likelihood (the context-gain gate refuses
+    # it) although one of them says exactly that.
+    passages = [FRANCE, PASSAGES[0], PASSAGES[2]]
+    question = "What is the capital of France?"
+    used = attributor.cite(question, passages, "The answer is Paris.", policy=CitationPolicy(evidence="used"))
+    assert used.sentences[0].citations == () and used.sentences[0].context_gain < 0
+    supported = attributor.cite(question, passages, "The answer is Paris.")
+    assert [c.passage_id for c in supported.citations] == ["geo"]
+    assert supported.text == "The answer is Paris [1]."
+
+
+def test_verbs_use_the_attributors_own_method_and_policy(attributor):
+    att = Attributor(attributor.lm, method="attention", policy=CitationPolicy(evidence="used"))
+    cited = att.cite(QUESTION, PASSAGES, ANSWER)
+    assert (cited.method, cited.evidence) == ("attention", "used")
+    assert att.cite(QUESTION, PASSAGES, ANSWER, method="at2", evidence="supports").evidence == "supports"
+    events = list(att.stream(QUESTION, PASSAGES, max_new_tokens=12))
+    assert events[-1].answer is not None and events[-1].answer.method == "attention"
+
+
+def test_a_streamed_external_answer_ends_with_what_cite_gives(attributor):
+    from attribot_rag.streaming import stream_cite_text
+
+    chunks = [ANSWER[:20], ANSWER[20:], " " + FILLER]
+    events = list(stream_cite_text(attributor, QUESTION, PASSAGES, chunks))
+    final = events[-1].answer
+    direct = attributor.cite(QUESTION, PASSAGES, "".join(chunks))
+    assert final.text == direct.text and final.evidence == "supports"
+    assert [c.source_id for c in final.citations] == [c.source_id for c in direct.citations]
+
+
+# --------------------------------------------------------------------------- cite-eval
+EXAMPLE = {
+    "_id": "ce-ada",
+    "type": "bridge",
+    "question": "In which city was the author of the first computer program born?",
+    "answer": "London",
+    "supporting_facts": [["Ada Lovelace", 0], ["First program", 0]],
+    "context": [
+        ["Lyon", ["Lyon is a city in France. ", "It lies where the Rhone meets the Saone."]],
+        ["First program", ["The first computer program was written by Ada Lovelace in 1843."]],
+        ["Tea", ["Green tea comes from China. ", "It is not oxidised."]],
+        ["Ada Lovelace", ["Ada Lovelace was born in London in 1815. ", "She died in 1852."]],
+    ],
+}
+
+
+def test_cite_eval_records_resume_and_report_against_gold(tmp_path, monkeypatch):
+    from attribot_rag.cli import main
+
+    data = tmp_path / "mini.json"
+    data.write_text(json.dumps([EXAMPLE]))
+    args = ["cite-eval", "--dataset", "hotpotqa", "--data", str(data), "--n", "1", "--model", "smollm2-135m",
+            "--dtype", "float32", "--modes", "external", "--cache", str(tmp_path / "c"), "--json", str(tmp_path / "r.json")]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    row = report["report"]["supports (default, at2 ranker)"]["external"]
+    assert row["answers"] == 1 and report["missing"] == []
+    # gold facts: the two supporting sentences; the answer "The answer is London." is
+    # supported by the birthplace sentence, which is gold
+    assert row["precision_passage"]["value"] == 1.0
+    assert 0 < row["recall_sentence"]["value"] <= 1
+    first = report["report"]["first-retrieved"]["external"]
+    assert first["answers"] == 1
+    # a rerun reads everything back: the model never runs again
+    monkeypatch.setattr(Attributor, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("ran again")))
+    assert main(args[:-2] + ["--cached-only", "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["report"] == report["report"]
+
+
+def test_cite_eval_refuses_nq_lines_it_must_never_read(tmp_path):
+    from attribot_rag.evaluation.cite_eval import load_examples
+
+    with pytest.raises(InputError, match="never used"):
+        load_examples("nq", str(tmp_path / "x.jsonl"), n=10, offset=995)
