@@ -463,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0, help="skip this many examples first")
     p.add_argument(
         "--methods",
-        default="at2,loo,hierarchical,proxy,attention,similarity,random",
-        help="comma-separated rankers: attribution methods, 'random' and 'similarity' (question vs paragraph)",
+        default="at2,loo,hierarchical,proxy,attention,question-similarity,random",
+        help="comma-separated rankings: registered methods (the baselines 'random' and 'question-similarity' among them)",
     )
     p.add_argument("--k", default="1,2,3,4,5", help="comma-separated numbers of paragraphs to keep")
     p.add_argument("--proxy-model", help="proxy model for the proxy ranker (alias, id or path)")

@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from attribot_rag.evaluation.prune_eval import markdown_table, summarize, summarize_by_type
+from attribot_rag.evaluation.prune_eval import REPORT_VERSION, current_examples, markdown_table, summarize, summarize_by_type
 
 SHARED = ("model",)
 SHARED_OPTIONS = ("instruction", "max_new_tokens", "seed")
@@ -48,7 +48,7 @@ def load_runs(paths: list[str], data: str | None) -> tuple[list[dict[str, Any]],
         raise SystemExit(f"the runs used different proxy models: {sorted(proxies)}")
     examples, seen = [], set()
     for path, run in zip(paths, runs):
-        for rec in run["examples"]:
+        for rec in current_examples(run):  # older reports: rankings under their current names
             if rec["id"] in seen:
                 raise SystemExit(f"{path}: example {rec['id']} is in two reports")
             seen.add(rec["id"])
@@ -61,7 +61,7 @@ def merged_report(examples: list[dict[str, Any]], shared: dict[str, Any]) -> dic
     ks = shared["options"]["ks"]
     counts = Counter(m for r in examples for m in r["methods"])
     common = [m for m, c in counts.items() if c == len(examples)]
-    out = {**shared, "n": len(examples), "dtypes": dict(Counter(r["dtype"] for r in examples)),
+    out = {**shared, "version": REPORT_VERSION, "n": len(examples), "dtypes": dict(Counter(r["dtype"] for r in examples)),
            "all": {**summarize(examples, common, ks), **shared},
            "all_by_type": summarize_by_type(examples, common, ks), "subsets": {}}
     out["all"]["by_type"] = out["all_by_type"]

@@ -1,4 +1,5 @@
-"""Baselines: contextcite (LASSO on random ablations), similarity (embeddings), attention."""
+"""Baselines: contextcite (LASSO on random ablations), similarity (embeddings), attention,
+question-similarity and random (no model, no answer)."""
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ ANSWER = "The hotel limit is $260 per night."
 
 
 def test_baselines_are_registered():
-    assert {"at2", "attention", "contextcite", "similarity"} <= set(available_methods())
+    assert {"at2", "attention", "contextcite", "similarity", "question-similarity", "random"} <= set(available_methods())
     assert create_method("contextcite").ablations == 64
 
 
@@ -85,6 +86,32 @@ def test_similarity_with_a_given_embedder(attributor, handbook_passages):
                                embedder=FakeEmbedder())
     assert int(np.argmax(res.scores)) == 1 and np.all(res.scores <= 1 + 1e-9)
     assert res.forward_tokens == 0
+
+
+def test_question_similarity_and_random_order_read_neither_model_nor_answer(attributor, handbook_passages):
+    # question-similarity compares the question (not the answer) with each title + text
+    fake = FakeEmbedder()
+    a = attributor.attribute(TRAVEL_QUESTION, handbook_passages, ANSWER, method="question-similarity", embedder=fake)
+    b = attributor.attribute(TRAVEL_QUESTION, handbook_passages, "Parking is free.", method="question-similarity",
+                             embedder=fake)
+    np.testing.assert_array_equal(a.scores, b.scores)
+    emb = fake.encode([TRAVEL_QUESTION] + [f"{p.title}\n{p.text}" if p.title else p.text for p in a.passages])
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    np.testing.assert_allclose(a.scores, emb[1:] @ emb[0], rtol=1e-6)
+    assert a.forward_tokens == 0 and a.for_span((0, 5)).scores.tolist() == a.scores.tolist()
+    # random: a seeded permutation of the sources, the seed a constructor option
+    r = attributor.attribute(TRAVEL_QUESTION, handbook_passages, ANSWER, method="random", seed=7, level="sentence")
+    expected = -np.random.default_rng(7).permutation(len(r.sources))
+    np.testing.assert_array_equal(r.scores, expected)
+    assert r.forward_tokens == 0
+    assert create_method("random").seed == 0 and create_method("random", seed=3).seed == 3
+    # which option takes a per-example seed, and older caches' name, are read from the class
+    from attribot_rag.methods import METHODS
+
+    assert METHODS["random"].example_seed_option == "seed"
+    assert METHODS["question-similarity"].cached_as("question-similarity") == "similarity"
+    assert METHODS["similarity"].cached_as("similarity") == "similarity"
+    assert METHODS["similarity"].cache_identity({})  # never the old question rankings' key
 
 
 def test_similarity_with_minilm(attributor, handbook_passages):

@@ -391,3 +391,26 @@ def test_shared_options_go_to_the_methods_that_take_them():
     assert not spec.needs_proxy and spec.resolve(shared) == {"rescore": 4, "first_stage": "at2"}
     assert MethodSpec.parse("loo").resolve(shared) == {}
     assert MethodSpec.parse("proxy").needs_proxy and not MethodSpec.parse("at2").needs_proxy
+
+
+def test_tokens_run_on_other_models_are_declared_by_the_method_class():
+    """bench adds to a method's tokens the info keys its class declares (a proxy's
+    tokens), never a key it knows by name."""
+    from attribot_rag.evaluation.bench import _other_model_tokens
+    from attribot_rag.methods import METHODS
+
+    info = {"proxy_forward_tokens": 120, "other": 7}
+    assert _other_model_tokens(METHODS["proxy"], info) == 120
+    assert _other_model_tokens(METHODS["proxy-rescore"], info) == 120
+    assert _other_model_tokens(METHODS["proxy-rescore"], {}) == 0  # first_stage=at2: no proxy ran
+    assert _other_model_tokens(METHODS["loo"], info) == 0
+
+
+def test_the_evaluation_runs_share_one_cache_and_setup():
+    from attribot_rag.evaluation import bench, cache, cite_eval, prune_eval, setup
+
+    assert bench.ResultsCache is cache.ResultsCache is prune_eval.ResultsCache is cite_eval.ResultsCache
+    assert bench.NotCached is cache.NotCached is prune_eval.NotCached
+    assert bench._data_signature is cache.data_signature and bench._jsonable is cache.jsonable
+    assert bench.load_models is prune_eval.load_models is setup.load_models
+    assert bench.build_attributor is prune_eval.build_attributor is setup.build_attributor

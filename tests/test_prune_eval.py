@@ -10,6 +10,7 @@ from attribot_rag.attributor import Attributor
 from attribot_rag.cli import main
 from attribot_rag.evaluation import prune_eval, qa_metrics
 from attribot_rag.evaluation.hotpotqa import load_hotpotqa
+from attribot_rag.errors import InputError
 from attribot_rag.evaluation.prune_eval import clean_answer, run_prune_eval, summarize
 
 EXAMPLES = [
@@ -42,7 +43,7 @@ EXAMPLES = [
 KS = [1, 2, 5]
 RUN = dict(
     n=2,
-    methods=["at2", "loo", "hierarchical", "random", "similarity", "proxy", "no-such-method"],
+    methods=["at2", "loo", "hierarchical", "random", "question-similarity", "proxy", "no-such-method"],
     ks=KS,
     progress=False,
     n_boot=200,
@@ -101,14 +102,14 @@ def _record(base, f1s, gold_recall=0.5):
 def test_paired_differences_resample_examples_together():
     rng = np.random.default_rng(0)
     base = rng.uniform(0, 0.8, size=40)
-    recs = [_record(b, {"at2": b + 0.1, "random": b - 0.05, "similarity": b}) for b in base]
-    rep = summarize(recs, ["at2", "random", "similarity", "proxy"], [1], {"proxy": "needs a proxy"}, n_boot=500)
+    recs = [_record(b, {"at2": b + 0.1, "random": b - 0.05, "question-similarity": b}) for b in base]
+    rep = summarize(recs, ["at2", "random", "question-similarity", "proxy"], [1], {"proxy": "needs a proxy"}, n_boot=500)
     e = rep["methods"]["at2"]["1"]
     # the difference is the same on every example, so its paired interval has no width
     assert e["f1_minus_baseline"]["mean"] == pytest.approx(0.1)
     assert e["f1_minus_baseline"]["ci95"] == pytest.approx([0.1, 0.1])
     assert e["f1_minus_random"]["ci95"] == pytest.approx([0.15, 0.15])
-    assert e["f1_minus_similarity"]["mean"] == pytest.approx(0.1)
+    assert e["f1_minus_question-similarity"]["mean"] == pytest.approx(0.1)
     # while the unpaired F1 interval does have width
     lo, hi = e["f1"]["ci95"]
     assert hi - lo > 0.05
@@ -153,7 +154,7 @@ def test_report_has_the_documented_shape(report):
     for part in ("baseline", "oracle"):
         for metric in ("f1", "em"):
             assert set(rep[part][metric]) == {"mean", "ci95"}
-    for m in ("at2", "loo", "hierarchical", "random", "similarity"):
+    for m in ("at2", "loo", "hierarchical", "random", "question-similarity"):
         assert set(rep["methods"][m]) == {str(k) for k in KS}
         for k in KS:
             e = rep["methods"][m][str(k)]
@@ -161,7 +162,7 @@ def test_report_has_the_documented_shape(report):
                 assert key in e, key
             assert 0.0 <= e["f1"]["mean"] <= 1.0
     assert rep["methods"]["at2"]["1"]["f1_minus_random"] is not None
-    assert rep["methods"]["at2"]["1"]["f1_minus_similarity"] is not None
+    assert rep["methods"]["at2"]["1"]["f1_minus_question-similarity"] is not None
     assert "proxy-model" in rep["methods"]["proxy"]["unavailable"]
     assert "no-such-method" in rep["methods"]["no-such-method"]["unavailable"]
     assert len(rep["examples"]) == 2
@@ -177,7 +178,7 @@ def test_breakdown_by_question_type_summarizes_each_types_examples(report):
         sub = rep["by_type"][rec["type"]]
         assert sub["n"] == 1
         assert sub["baseline"]["f1"]["mean"] == rec["baseline"]["f1"]
-        for m in ("at2", "similarity"):
+        for m in ("at2", "question-similarity"):
             for k in KS:
                 assert sub["methods"][m][str(k)]["f1"]["mean"] == rec["methods"][m]["k"][str(k)]["f1"]
     table = prune_eval.markdown_table(rep)
@@ -269,18 +270,62 @@ def test_random_ranking_is_seeded(report, lm, data_file, tmp_path):
     assert [e["methods"]["random"]["scores"] for e in again["examples"]] == first
 
 
+def test_baseline_rankings_are_methods_that_reproduce_the_old_rankings(report):
+    # random: the per-example seeded permutation prune-eval drew before it was a method;
+    # question-similarity: cosine(question, title + text) of the MiniLM embeddings
+    from attribot_rag.embeddings import load_embedder
+
+    rep, _ = report
+    embedder = load_embedder()
+    for rec, ex in zip(rep["examples"], load_hotpotqa_fixture()):
+        rng = np.random.default_rng(prune_eval._ranker_seed(0, ex.id))
+        assert rec["methods"]["random"]["scores"] == (-rng.permutation(len(ex.passages))).tolist()
+        emb = np.asarray(embedder.encode([ex.question] + [f"{p.title}\n{p.text}" for p in ex.passages]), dtype=np.float64)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        np.testing.assert_allclose(rec["methods"]["question-similarity"]["scores"], emb[1:] @ emb[0], atol=1e-6)
+
+
+def test_old_caches_read_back_and_answer_similarity_never_reads_them(report, lm, data_file, tmp_path, monkeypatch):
+    rep, cache = report
+    rankings = [json.loads(line)["desc"] for line in (cache / "results.jsonl").read_text().splitlines()]
+    rankings = [d for d in rankings if d["kind"] == "ranking"]
+    # question-similarity's rankings are keyed as prune-eval keyed its question ranker
+    # before it was a method: under "similarity", with nothing added
+    question = [d for d in rankings if d["method"] == "similarity"]
+    assert len(question) == 2 and not any(d["method"] == "question-similarity" for d in rankings)
+    assert set(question[0]) == {*rep_base_keys(question[0]), "example", "kind", "method", "seed"}
+    # the registered answer-similarity method keys its rankings apart, so a cached-only run
+    # of it finds none of them
+    monkeypatch.setattr(Attributor, "run", lambda *a, **k: (_ for _ in ()).throw(AssertionError("computed")))
+    with pytest.raises(InputError, match="none of the 2"):
+        run_prune_eval(data_file, n=2, methods=["similarity"], ks=[1], model=lm, cache_dir=cache,
+                       cached_only=True, progress=False, n_boot=50)
+
+
+def rep_base_keys(desc):
+    return {k for k in desc if k in {"v", "data", "model", "instruction", "system_prompt", "max_new_tokens", "dtypes"}}
+
+
+def test_reports_before_version_2_name_rankings_by_their_current_methods():
+    old = {"examples": [{"id": "a", "methods": {"similarity": 1, "random": 2, "at2": 3}}]}
+    assert prune_eval.current_examples(old)[0]["methods"] == {"question-similarity": 1, "random": 2, "at2": 3}
+    new = {"version": prune_eval.REPORT_VERSION, "examples": [{"id": "a", "methods": {"similarity": 1}}]}
+    assert prune_eval.current_examples(new)[0]["methods"] == {"similarity": 1}
+
+
 @pytest.mark.slow  # the CLI loads smollm2-135m
 def test_cli_writes_json_and_markdown(data_file, tmp_path, capsys):
     out, md = tmp_path / "r.json", tmp_path / "r.md"
     code = main(
-        ["prune-eval", "--data", data_file, "--n", "1", "--methods", "random,similarity", "--k", "1,2",
+        ["prune-eval", "--data", data_file, "--n", "1", "--methods", "random,question-similarity", "--k", "1,2",
+         "--model", "smollm2-135m",
          "--cache", str(tmp_path / "c"), "--json", str(out), "--markdown", str(md), "--no-progress"]
     )
     assert code == 0
     rep = json.loads(out.read_text())
     assert rep["examples"][0]["id"] == "pe-ada"
     table = md.read_text()
-    assert "attribot-rag prune-eval" in table and "| similarity | 2 |" in table
+    assert "attribot-rag prune-eval" in table and "| question-similarity | 2 |" in table
     printed = json.loads(capsys.readouterr().out)
     assert "examples" not in printed and printed["n"] == 1
 

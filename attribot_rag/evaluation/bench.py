@@ -41,9 +41,7 @@ up where it stopped; cached timings are reported as measured when they were comp
 from __future__ import annotations
 
 import copy
-import functools
 import hashlib
-import json
 import math
 import resource
 import sys
@@ -55,14 +53,15 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..attributor import Attributor
 from ..errors import InputError
 from ..methods import available_methods
 from ..methods.spec import MethodSpec
-from ..models import LoadedModel, dtype_info, dtype_key, get_model, proxy_dtype_key
+from ..models import LoadedModel, dtype_info, dtype_key, proxy_dtype_key
 from ..scoring import response_from_ids
 from . import metrics
+from .cache import NotCached, ResultsCache, _data_signature, _file_sha256, _jsonable, _upgraded_desc  # noqa: F401 (re-exported)
 from .hotpotqa import load_slice
+from .setup import build_attributor, load_models
 
 NAIVE = "loo-naive"
 EXACT = "loo"
@@ -98,122 +97,8 @@ class _Rows:
     recall3: list[float] = field(default_factory=list)
 
 
-# ------------------------------------------------------------------ results cache
-def _upgraded_desc(desc: dict[str, Any]) -> dict[str, Any] | None:
-    """A description written when the shared key held ``[target, proxy]`` dtypes, rewritten
-    with the target's dtype shared and the proxy's only on results that used the proxy;
-    None for one that needs no rewrite. (Under the old keys a run without a proxy method
-    could not find the answers and exact LOO of a run with one.)"""
-    dtypes = desc.get("dtypes")
-    if not (isinstance(dtypes, list) and len(dtypes) == 2):
-        return None
-    target, proxy = dtypes
-    new = {k: v for k, v in desc.items() if k != "dtypes"}
-    if target not in (None, "float32"):
-        new["dtypes"] = [target]
-    options = new.get("options") if isinstance(new.get("options"), dict) else {}
-    if (new.get("proxy") or options.get("proxy")) and proxy not in (None, "float32"):
-        new["proxy_dtype"] = proxy
-    return new
-
-
-class NotCached(LookupError):
-    """A result a cached-only run needs is not in its caches."""
-
-
-class ResultsCache:
-    """JSON-lines store of finished work, keyed by a hash of what produced it.
-
-    ``read_also``: more cache folders whose results are read (those of runs over other
-    example ranges, in parallel processes); new results go to ``directory`` only.
-    ``cached_only``: a lookup that misses raises :class:`NotCached` instead of letting
-    the caller compute, so a report covers only the work already done."""
-
-    def __init__(
-        self, directory: str | Path | None, read_also: Sequence[str | Path] = (), cached_only: bool = False
-    ) -> None:
-        self.path = Path(directory) / "results.jsonl" if directory else None
-        self.cached_only = cached_only
-        self.data: dict[str, Any] = {}
-        if cached_only and self.path is None and not read_also:
-            raise InputError("a cached-only run needs a cache to read: pass --cache DIR")
-        # the run's own cache last: where two hold the same key, its result wins
-        for path in [*(Path(d) / "results.jsonl" for d in read_also), self.path]:
-            if path is not None and path.exists():
-                self._load(path)
-            elif path is not None and path != self.path:
-                raise InputError(f"no results cache at {path.parent} (no {path.name} there)")
-
-    def _load(self, path: Path) -> None:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-                current = _upgraded_desc(rec.get("desc") or {})
-                self.data[self.key(current) if current is not None else rec["key"]] = rec["value"]
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                continue  # a line cut by an interruption
-
-    @staticmethod
-    def key(desc: dict[str, Any]) -> str:
-        return hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()
-
-    def get(self, desc: dict[str, Any]) -> Any | None:
-        value = self.data.get(self.key(desc))
-        if value is None and self.cached_only:
-            raise NotCached(str(desc.get("kind", "result")))
-        return value
-
-    def put(self, desc: dict[str, Any], value: Any) -> Any:
-        k = self.key(desc)
-        self.data[k] = value
-        if self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"key": k, "desc": desc, "value": value}, default=str) + "\n")
-                fh.flush()
-        return value
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return None if math.isnan(float(obj)) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, LoadedModel):
-        return obj.name
-    return obj
-
-
 def _scores(values: list[Any]) -> np.ndarray:
     return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-
-def _data_signature(path: str) -> dict[str, Any]:
-    """What identifies a data file in cache keys: its name and a hash of its content.
-
-    Not its path or modification time: a copied or re-extracted file (same content, new
-    mtime, another folder) must still find the results computed from it.
-    """
-    p = Path(path).resolve()
-    st = p.stat()
-    return {"name": p.name, "sha256": _file_sha256(str(p), st.st_size, st.st_mtime_ns)}
-
-
-@functools.lru_cache(maxsize=16)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _example_seed(seed: int, example_id: str) -> int:
@@ -248,13 +133,8 @@ def run_bench(
     specs = _check_specs(methods, keep, keep_mass, lds_masks, proxy_model)
     cache = ResultsCache(cache_dir, read_caches, cached_only)
     examples = load_slice(data, n, offset)
-    # dtype applies to the models loaded here by name (target and proxy)
-    target = get_model(model, dtype=dtype) if isinstance(model, str) else model
-    proxy = None
-    if proxy_model is not None and any(s.needs_proxy for s in specs):
-        proxy = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
-    kwargs = {"batch_size": batch_size} if batch_size else {}
-    attributor = Attributor(target, level=level, max_new_tokens=max_new_tokens, **kwargs)
+    target, proxy = load_models(model, proxy_model, needs_proxy=any(s.needs_proxy for s in specs), dtype=dtype)
+    attributor = build_attributor(target, level=level, max_new_tokens=max_new_tokens, batch_size=batch_size or None)
     shared = {"proxy": proxy, "keep": keep, "keep_mass": keep_mass, "rescore": rescore}
     run = _BenchRun(attributor, proxy, cache, _data_signature(data), specs, shared, lds_masks, seed)
     steps = len(examples) * (3 + sum(1 for s in specs if not run.is_exact(s)))
@@ -393,7 +273,7 @@ class _BenchRun:
                 "scores": _jsonable(res.scores),
                 "seconds": res.timings["attribution_s"],
                 "cpu_seconds": cpu,
-                "tokens": res.forward_tokens + int(info.get("proxy_forward_tokens", 0) or 0),
+                "tokens": res.forward_tokens + _other_model_tokens(spec.method_class, info),
                 "info": _jsonable({k: info[k] for k in KEPT_INFO if k in info}),
             },
         )
@@ -437,6 +317,12 @@ class _BenchRun:
         }
         report["proxy_model"] = self.proxy.name if self.proxy is not None else None
         return report
+
+
+def _other_model_tokens(method_class: type, info: dict[str, Any]) -> int:
+    """Forward tokens the method ran on models other than the task's (a proxy's), from the
+    info keys its class declares (``other_model_tokens``)."""
+    return sum(int(info.get(key) or 0) for key in method_class.other_model_tokens)
 
 
 class _Quality:

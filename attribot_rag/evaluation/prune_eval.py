@@ -13,15 +13,18 @@ Rankers. Attribution methods (``at2``, ``loo``, ``attention``, ``contextcite``, 
 ...) attribute the *baseline answer* to the paragraphs (passage level). ``hierarchical``
 runs at sentence level (its passage pass, then sentences of the kept passages); a
 paragraph's score is the sum of its scored sentences, and paragraphs its rule dropped
-rank after the kept ones, by their first-pass score. Two rankers use no attribution:
-``random`` (a seeded permutation per example) and ``similarity`` (cosine similarity of
-all-MiniLM-L6-v2 embeddings between the *question* and each paragraph: what a retriever
-or reranker would keep).
+rank after the kept ones, by their first-pass score. Two registered methods read
+neither the model nor the answer (methods/baselines.py): ``random`` (a seeded
+permutation, its seed drawn per example) and ``question-similarity`` (cosine similarity
+of all-MiniLM-L6-v2 embeddings between the *question* and each paragraph: what a
+retriever or reranker would keep). Every ranking is a method: which option takes the
+per-example seed, and the name older caches hold its rankings under, are read from its
+class (``example_seed_option``, ``cache_name``).
 
 Answers are scored with the official HotpotQA exact match and F1. Means come with
 percentile bootstrap 95% intervals; each method's F1 minus the baseline's, random's and
-similarity's (same k) are paired: one set of resampled examples is used for every
-statistic of the run.
+question-similarity's (same k) are paired: one set of resampled examples is used for
+every statistic of the run.
 
 Everything expensive (answers, keyed by the exact set of kept paragraphs, and rankings)
 goes to a JSON-lines cache as soon as it is computed, so an interrupted run resumes, and
@@ -42,17 +45,21 @@ from tqdm.auto import tqdm
 from ..errors import InputError, MethodNotAvailableError
 from ..methods import METHODS, available_methods
 from ..methods.spec import MethodSpec
-from ..models import LoadedModel, dtype_info, dtype_key, get_model, proxy_dtype_key
+from ..models import LoadedModel, dtype_info, dtype_key, proxy_dtype_key
 from ..pruning import keep_indices
 from ..scoring import PromptKV, response_from_ids
 from . import qa_metrics
-from .bench import NotCached, ResultsCache, _data_signature, _jsonable
+from .cache import NotCached, ResultsCache, data_signature, jsonable
 from .hotpotqa import HotpotExample, load_slice
+from .setup import build_attributor, load_models
 
-DEFAULT_METHODS = ("at2", "loo", "hierarchical", "proxy", "attention", "similarity", "random")
+DEFAULT_METHODS = ("at2", "loo", "hierarchical", "proxy", "attention", "question-similarity", "random")
 DEFAULT_KS = (1, 2, 3, 4, 5)
-RANKERS = ("random", "similarity")  # prune-eval's own rankers (not attribution methods)
-COMPARE_TO = ("baseline", "random", "similarity")
+# every ranking's F1 is compared with the baseline's and these rankings' (same k)
+REFERENCE_RANKINGS = ("random", "question-similarity")
+COMPARE_TO = ("baseline", *REFERENCE_RANKINGS)
+# 2: every ranking is a registered method, named as such (question-similarity was "similarity")
+REPORT_VERSION = 2
 ANSWER_KEYS = ("answer", "em", "f1", "seconds")  # what a record keeps of each answer
 CACHE_VERSION = 1
 DEFAULT_CACHE_DIR = ".prune-eval-cache"
@@ -80,7 +87,6 @@ class _Setup:
     cache: ResultsCache
     base: dict[str, Any]
     proxy: LoadedModel | None
-    embedder: Any = None
 
 
 def _ranker_seed(seed: int, example_id: str) -> int:
@@ -132,72 +138,54 @@ def _answer(
 
 def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, Any], seed: int) -> dict[str, Any]:
     """Scores of the paragraphs (higher = keep first) and the time the ranking took."""
-    desc = {**setup.base, "example": ex.id, "kind": "ranking", "method": method, "seed": seed}
     spec = MethodSpec.parse(method)
-    if method not in RANKERS and spec.name in METHODS:
-        desc.update(spec.cache_identity)
-    if _needs_proxy(method):
+    cls = spec.method_class
+    desc = {**setup.base, "example": ex.id, "kind": "ranking", "method": cls.cached_as(method), "seed": seed}
+    desc.update(spec.cache_identity)
+    if spec.needs_proxy:
         desc["proxy"] = setup.proxy.name if setup.proxy is not None else None
         desc.update(proxy_dtype_key(setup.proxy))
     hit = setup.cache.get(desc)
     if hit is not None:
         return hit
     t0 = time.perf_counter()
-    info: dict[str, Any] = {}
-    if method == "random":
-        rng = np.random.default_rng(_ranker_seed(seed, ex.id))
-        scores = -rng.permutation(len(ex.passages)).astype(np.float64)
-    elif method == "similarity":
-        scores = _question_similarity(setup, ex)
-    else:
-        scores, info = _attribution_ranking(setup, ex, method, baseline["response"])
+    shared: dict[str, Any] = {"proxy": setup.proxy}
+    if cls.example_seed_option:
+        shared[cls.example_seed_option] = _ranker_seed(seed, ex.id)
+    scores, info = _attribution_ranking(setup, ex, spec, shared, baseline["response"])
     seconds = time.perf_counter() - t0
-    return setup.cache.put(desc, {"scores": _jsonable(scores), "seconds": seconds, "info": info})
+    return setup.cache.put(desc, {"scores": jsonable(scores), "seconds": seconds, "info": info})
 
 
-def _question_similarity(setup: _Setup, ex: HotpotExample) -> np.ndarray:
-    if setup.embedder is None:
-        from ..embeddings import load_embedder
-
-        setup.embedder = load_embedder()
-    texts = [ex.question] + [f"{p.title}\n{p.text}" if p.title else p.text for p in ex.passages]
-    emb = np.asarray(setup.embedder.encode(texts), dtype=np.float64)
-    emb /= np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    return emb[1:] @ emb[0]
-
-
-def _attribution_ranking(setup: _Setup, ex: HotpotExample, method: str, response: Any) -> tuple[np.ndarray, dict]:
+def _attribution_ranking(setup: _Setup, ex: HotpotExample, spec: MethodSpec, shared: dict[str, Any],
+                         response: Any) -> tuple[np.ndarray, dict]:
     """The method's paragraph scores for the baseline answer, at the level it ranks at.
-    ``method`` is a name or a spec with options (``proxy-rescore:first_stage=at2:rescore=3``)."""
-    spec = MethodSpec.parse(method)
+    ``spec``: a name or a name with options (``proxy-rescore:first_stage=at2:rescore=3``);
+    ``shared``: the options the run gives every method that takes them."""
     cls = spec.method_class
     task = setup.attributor.task(ex.question, ex.passages, response, level=cls.ranking_level)
-    out = setup.attributor.run(task, method=spec.create({"proxy": setup.proxy}))
+    out = setup.attributor.run(task, method=spec.create(shared))
     scores = cls.passage_scores(task, np.asarray(out.scores, dtype=np.float64), out.info or {})
     info: dict[str, Any] = {"forward_tokens": int(out.forward_tokens)}
     for key in ("kept_passages", "from_generation"):
         if key in (out.info or {}):
-            info[key] = _jsonable(out.info[key])
+            info[key] = jsonable(out.info[key])
     return scores, info
-
-
-def _needs_proxy(method: str) -> bool:
-    if method in RANKERS:
-        return False
-    spec = MethodSpec.parse(method)
-    return spec.name in METHODS and spec.needs_proxy
 
 
 def _method_availability(method: str, proxy: LoadedModel | None) -> str | None:
     """None if the method can run here, else why not."""
-    if method in RANKERS:
-        return None
-    name = MethodSpec.parse(method).name
-    if name not in available_methods():
-        return f"no attribution method named {name!r} in this version (available: {', '.join(available_methods())})"
-    if _needs_proxy(method) and proxy is None:
+    spec = MethodSpec.parse(method)
+    if spec.name not in available_methods():
+        return f"no attribution method named {spec.name!r} in this version (available: {', '.join(available_methods())})"
+    if spec.needs_proxy and proxy is None:
         return f"{method!r} needs a proxy model: pass --proxy-model NAME"
     return None
+
+
+def _needs_proxy(method: str) -> bool:
+    spec = MethodSpec.parse(method)
+    return spec.name in available_methods() and spec.needs_proxy
 
 
 def run_prune_eval(
@@ -223,10 +211,8 @@ def run_prune_eval(
     cached_only: bool = False,
 ) -> dict[str, Any]:
     """Run (or resume) the pruning experiment; returns the report (see the module doc).
-    ``read_caches`` and ``cached_only`` as in :class:`~.bench.ResultsCache`: a report of
+    ``read_caches`` and ``cached_only`` as in :class:`~.cache.ResultsCache`: a report of
     the examples parallel runs have finished."""
-    from ..attributor import Attributor
-
     methods = list(dict.fromkeys(m.strip() for m in methods if m and m.strip()))
     ks = sorted(dict.fromkeys(int(k) for k in ks))
     if not ks or any(k < 1 for k in ks):
@@ -235,16 +221,12 @@ def run_prune_eval(
         raise InputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     cache = ResultsCache(cache_dir, read_caches, cached_only)
     examples = load_slice(data, n, offset)
-    # dtype applies to the models loaded here by name (target and proxy)
-    target = get_model(model, dtype=dtype) if isinstance(model, str) else model
-    proxy = None
-    if proxy_model is not None and any(_needs_proxy(m) for m in methods):
-        proxy = get_model(proxy_model, dtype=dtype) if isinstance(proxy_model, str) else proxy_model
+    target, proxy = load_models(model, proxy_model, needs_proxy=any(_needs_proxy(m) for m in methods), dtype=dtype)
     unavailable = {m: why for m in methods if (why := _method_availability(m, proxy)) is not None}
-    attributor = Attributor(target, instruction=instruction, max_new_tokens=max_new_tokens)
+    attributor = build_attributor(target, instruction=instruction, max_new_tokens=max_new_tokens)
     base = {
         "v": CACHE_VERSION,
-        "data": _data_signature(data),
+        "data": data_signature(data),
         "model": attributor.model_name,
         "instruction": instruction,
         "system_prompt": attributor.layout.system_prompt,
@@ -270,6 +252,7 @@ def run_prune_eval(
     report = summarize(per_example, methods, ks, unavailable, n_boot=n_boot, seed=seed)
     report["by_type"] = summarize_by_type(per_example, methods, ks, unavailable, n_boot=n_boot, seed=seed)
     report.update({
+        "version": REPORT_VERSION,
         "model": attributor.model_name,
         **dtype_info(target),
         "proxy_model": proxy.name if proxy is not None else None,
@@ -400,7 +383,7 @@ def summarize(
         for k in ks:
             f1 = column(m, k, "f1")
             entry: dict[str, Any] = {"f1": stat(f1), "em": stat(column(m, k, "em"))}
-            refs = {"baseline": base_f1, "random": column("random", k, "f1"), "similarity": column("similarity", k, "f1")}
+            refs = {"baseline": base_f1, **{r: column(r, k, "f1") for r in REFERENCE_RANKINGS}}
             for name in COMPARE_TO:
                 ref = refs[name]
                 entry[f"f1_minus_{name}"] = None if ref is None or (name == m) else stat(f1 - ref)
@@ -430,6 +413,16 @@ def summarize_by_type(
             for t in types}
 
 
+def current_examples(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """A report's per-example records with every ranking under its method's current name:
+    reports older than :data:`REPORT_VERSION` 2 name a ranking by the name its class
+    declares it was cached under (``question-similarity`` was ``similarity``)."""
+    if report.get("version", 1) >= REPORT_VERSION:
+        return report["examples"]
+    renamed = {cls.cache_name: cls.name for cls in METHODS.values() if cls.cache_name}
+    return [{**rec, "methods": {renamed.get(m, m): v for m, v in rec["methods"].items()}} for rec in report["examples"]]
+
+
 # ------------------------------------------------------------------ markdown
 def _f(x: Any, d: int = 3) -> str:
     return "-" if x is None else f"{x:.{d}f}"
@@ -448,21 +441,23 @@ def markdown_table(report: dict[str, Any], command: str | None = None) -> str:
         lines += ["```", command, "```", ""]
     lines.append(f"n = {report['n']} examples, model `{report['model']}`.")
     lines.append("")
-    lines.append("| ranking | k | F1 [95% CI] | EM | F1 - baseline | F1 - random | F1 - similarity | gold recall | ranking s/ex |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    diffs = " | ".join(f"F1 - {name}" for name in COMPARE_TO)
+    blank = " |" * len(COMPARE_TO)
+    lines.append(f"| ranking | k | F1 [95% CI] | EM | {diffs} | gold recall | ranking s/ex |")
+    lines.append("|---|---|---|---|" + "---|" * len(COMPARE_TO) + "---|---|")
     b = report["baseline"]
-    lines.append(f"| baseline (all paragraphs) | all | {_ms(b['f1'])} | {_f(b['em']['mean'])} | | | | | |")
+    lines.append(f"| baseline (all paragraphs) | all | {_ms(b['f1'])} | {_f(b['em']['mean'])} |{blank} | |")
     o = report.get("oracle")
     if o:
-        lines.append(f"| oracle (gold paragraphs) | 2 | {_ms(o['f1'])} | {_f(o['em']['mean'])} | | | | 1.000 | |")
+        lines.append(f"| oracle (gold paragraphs) | 2 | {_ms(o['f1'])} | {_f(o['em']['mean'])} |{blank} 1.000 | |")
     for m, per_k in report["methods"].items():
         if "unavailable" in per_k:
-            lines.append(f"| {m} | - | unavailable: {per_k['unavailable']} | | | | | | |")
+            lines.append(f"| {m} | - | unavailable: {per_k['unavailable']} | |{blank} | |")
             continue
         for k, e in per_k.items():
+            cells = " | ".join(_ms(e.get(f"f1_minus_{name}")) for name in COMPARE_TO)
             lines.append(
-                f"| {m} | {k} | {_ms(e['f1'])} | {_f(e['em']['mean'])} | {_ms(e['f1_minus_baseline'])} | "
-                f"{_ms(e['f1_minus_random'])} | {_ms(e['f1_minus_similarity'])} | {_f(e['gold_recall'])} | "
+                f"| {m} | {k} | {_ms(e['f1'])} | {_f(e['em']['mean'])} | {cells} | {_f(e['gold_recall'])} | "
                 f"{_f(e['seconds_per_example'], 2)} |"
             )
     for qtype, sub in report.get("by_type", {}).items():
@@ -477,4 +472,7 @@ def markdown_table(report: dict[str, Any], command: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["DEFAULT_KS", "DEFAULT_METHODS", "PRUNE_INSTRUCTION", "clean_answer", "markdown_table", "run_prune_eval", "summarize", "summarize_by_type"]
+__all__ = [
+    "DEFAULT_KS", "DEFAULT_METHODS", "PRUNE_INSTRUCTION", "clean_answer", "current_examples", "markdown_table",
+    "run_prune_eval", "summarize", "summarize_by_type",
+]

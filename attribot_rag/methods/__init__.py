@@ -19,6 +19,7 @@ from . import proxy  # noqa: F401  (registers proxy, proxy-rescore)
 from . import at2  # noqa: F401  (registers at2, attention)
 from . import contextcite  # noqa: F401  (registers contextcite)
 from . import similarity  # noqa: F401  (registers similarity)
+from . import baselines  # noqa: F401  (registers question-similarity, random)
 
 __all__ = [
     "METHODS",

@@ -229,6 +229,20 @@ class AttributionMethod(ABC):
     # Which calibrated null floor applies to its scores (a key of a model's
     # citations.policy.Calibration ``floors``); None: no floor is known for it.
     null_floor_key: ClassVar[str | None] = None
+    # The name its results were cached under before it had this one (read back by the
+    # runs that cache them); None: its name.
+    cache_name: ClassVar[str | None] = None
+    # The constructor option that runs over many examples set to a seed drawn per example
+    # (prune-eval's random order); None: they leave its options alone.
+    example_seed_option: ClassVar[str | None] = None
+    # Info keys (a method's own) whose values count forward tokens run on other models
+    # than the task's (a proxy's): totals add them to the task's own forward tokens.
+    other_model_tokens: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def cached_as(cls, label: str) -> str:
+        """``label`` (its name, maybe with options) as its cached results name it."""
+        return (cls.cache_name or cls.name) + label[len(cls.name):] if label.startswith(cls.name) else label
 
     @classmethod
     def per_token_scores(cls) -> bool:

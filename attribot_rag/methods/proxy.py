@@ -143,6 +143,7 @@ class Proxy(AttributionMethod):
     name = "proxy"
     score_unit = "nats"  # log-probability changes summed over the span
     null_floor_key = "nats_per_token"
+    other_model_tokens = ("proxy_forward_tokens",)  # run on the proxy, not the task's model
 
     def __init__(
         self,
@@ -226,6 +227,7 @@ class ProxyRescore(AttributionMethod):
     name = "proxy-rescore"
     score_unit = "nats"  # log-probability changes summed over the span
     null_floor_key = "nats_per_token"
+    other_model_tokens = ("proxy_forward_tokens",)  # its proxy first stage's, when it has one
 
     def __init__(
         self,

@@ -1,11 +1,12 @@
 """Embedding similarity: cosine similarity between the answer (the target span's text)
 and each source's text, with a sentence-transformers model (all-MiniLM-L6-v2 offline by
 default); the sources are embedded once per task, each span asked for is one more text. Cheap; it measures relevance, not use. Option ``embedder``: any object with
-sentence-transformers' ``encode(list_of_texts)``."""
+sentence-transformers' ``encode(list_of_texts)``. ``question-similarity``
+(methods/baselines.py) compares the question instead."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -27,6 +28,12 @@ class EmbeddingSimilarity(AttributionMethod):
 
     def __init__(self, embedder: Any = None) -> None:
         self.embedder = embedder
+
+    @classmethod
+    def cache_identity(cls, options: Mapping[str, Any]) -> Mapping[str, Any]:
+        # prune-eval cached its question ranking (now question-similarity) as "similarity":
+        # this method, which reads the answer, never reads those results
+        return {"compares": "answer"}
 
     def _embedder(self) -> Any:
         if self.embedder is None:
