@@ -364,10 +364,12 @@ def _add_service_commands(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--proxy-model", help="proxy model for the proxy and proxy-rescore methods")
-    p.add_argument("--method", default="loo", choices=available_methods(), help="default attribution method")
+    p.add_argument("--method", default="auto", choices=["auto", *available_methods()],
+                   help="default attribution method (auto: at2 where weights ship for the model, else loo)")
     p.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="answer length")
     p.add_argument("--max-waiting", type=int, default=8, help="requests that may wait for the model (then 503)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds of model time per request (then 504)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds of model time per request (then 504; a stream ends with what it has)")
     p.add_argument("--max-wait", type=float, default=60.0, help="refuse (503) when the expected wait is longer")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch threads for the model (default: torch's, i.e. $OMP_NUM_THREADS or every core)")
@@ -379,7 +381,7 @@ def _add_service_commands(sub) -> None:
     p = sub.add_parser("batch", help="attribute a JSONL log of {id, question, passages, answer?} (Ray)")
     p.add_argument("--input", required=True, help="JSONL input, one record a line")
     p.add_argument("--output", required=True, help="JSONL output; ids already there are skipped (resume)")
-    p.add_argument("--method", default="at2", choices=available_methods())
+    p.add_argument("--method", default="auto", choices=["auto", *available_methods()])
     p.add_argument("--level", default="passage", choices=["passage", "sentence"])
     p.add_argument("--workers", type=int, default=1, help="model workers (one model each)")
     p.add_argument("--ray-address", help="a running Ray cluster (default: start a local one)")
@@ -407,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--question", "-q", help="the question (default: the HotpotQA example's)")
     p.add_argument("--passages", "-p", required=True, help="JSON list of {id, text, title?} or one HotpotQA example")
     p.add_argument("--answer", "-a", help="the answer to explain (default: generate it with the model)")
-    p.add_argument("--method", default="loo", choices=available_methods())
+    p.add_argument("--method", default="auto", choices=["auto", *available_methods()])
     p.add_argument("--level", default="passage", choices=["passage", "sentence"])
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--top", type=int, default=None, help="show only the top N sources")

@@ -65,7 +65,7 @@ def test_attribute_returns_attribution_to_dict(client, handbook_passages):
     r = client.post("/v1/attribute", json=body)
     assert r.status_code == 200, r.text
     out = r.json()
-    assert out["method"] == "loo" and out["level"] == "passage"
+    assert out["method"] == "at2" and out["level"] == "passage"  # "auto": AT2 weights ship for smollm2
     ranked = sorted(out["sources"], key=lambda s: s["rank"])
     assert ranked[0]["id"] == "travel"
     assert out["answer"] == TRAVEL_ANSWER
@@ -384,7 +384,7 @@ def test_cite_stream_full_queue_is_503_before_the_stream(service_attributor, han
     assert r.status_code == 503 and int(r.headers["Retry-After"]) >= 1
 
 
-def test_cite_stream_timeout_after_the_start_is_an_error_event(lm, handbook_passages):
+def test_cite_stream_timeout_after_the_start_ends_with_what_was_computed(lm, handbook_passages):
     from attribot_rag.service.limits import RequestTimeoutError
 
     queue = ModelQueue([lm.model])
@@ -401,8 +401,11 @@ def test_cite_stream_timeout_after_the_start_is_an_error_event(lm, handbook_pass
         with c.stream("POST", "/v1/cite/stream", json=body) as r:
             assert r.status_code == 200
             events = _read_sse(r.iter_lines())
-    assert [k for k, _ in events] == ["text", "error"]
-    assert events[-1][1]["status"] == 504 and "cancelled" in events[-1][1]["detail"]
+    # the reader already has the first token: the stream ends with it and the reason it
+    # stops there (what the page keeps on screen), not with a bare error
+    assert [k for k, _ in events] == ["text", "incomplete"]
+    last = events[-1][1]
+    assert "cancelled" in last["detail"] and last["answer"] == events[0][1]["text"] and last["sentences"] == []
     assert queue.admitted == 0
 
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..attributor import AUTO_METHOD, resolve_method
 from .. import Attributor, LoadedModel, available_methods, cite, make_sources, prune, stream_cite
 from ..documents import passage_origin
 from ..errors import InputError, MethodNotAvailableError
@@ -54,7 +55,7 @@ class AttributionService:
         *,
         index: Any = None,
         proxy: LoadedModel | None = None,
-        method: str = "loo",
+        method: str = AUTO_METHOD,
         limits: Limits | None = None,
         queue: ModelQueue | None = None,
         keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
@@ -69,7 +70,8 @@ class AttributionService:
         self.queue = queue or ModelQueue(models)
 
     def method_options(self, method: str | None) -> tuple[str, dict[str, Any]]:
-        name = method or self.method
+        """The method a request runs ("auto" resolved for the model) and its options."""
+        name = resolve_method(self.attributor.model_name, method or self.method)
         if name not in METHODS:  # the attributor reports unknown methods
             return name, {}
         return name, MethodSpec(name, name).resolve({"proxy": self.proxy})
@@ -127,6 +129,8 @@ def cite_response(cited: Any) -> dict[str, Any]:
         "cited_answer": cited.text,
         "method": cited.method,
         "model": cited.model,
+        "evidence": cited.evidence,
+        "calibration": cited.settings.get("calibration"),
         # Each citation names its document's file (and page) when the passage came from one.
         "citations": [{**c.to_dict(), **passage_origin(cited.passages[c.passage_index])} for c in cited.citations],
         "unsupported": [s for s in sentences if not s["markers"]],
@@ -330,7 +334,7 @@ def create_app(
     *,
     index: Any = None,
     proxy: LoadedModel | None = None,
-    method: str = "loo",
+    method: str = AUTO_METHOD,
     limits: Limits | None = None,
     queue: ModelQueue | None = None,
     keepalive_s: float | None = DEFAULT_KEEPALIVE_S,

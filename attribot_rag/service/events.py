@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Callable, Iterator
 from starlette.responses import StreamingResponse
 
 from .errors import error_status
-from .limits import Admission, ModelQueue
+from .limits import Admission, ModelQueue, RequestTimeoutError
 
 log = logging.getLogger("attribot_rag.service")
 _END = object()  # the model loop finished (normally or not)
@@ -90,17 +90,26 @@ def pump(
 ) -> None:
     """Model thread: forward the stream_cite events until the last, the client leaving, or
     the timeout; ``finish`` shapes the whole CitedAnswer as the ``done`` body."""
+    shown: dict[str, Any] = {"answer": "", "sentences": []}
     try:
         for event in stream:
             if channel.stopped.is_set():
                 return  # the client went away: the finally below stops the generation
             queue.checkpoint()  # the timeout, between tokens (the generation thread has no hooks)
             if event.text:
+                shown["answer"] += event.text
                 channel.emit("text", {"text": event.text})
             if event.sentence is not None:
-                channel.emit("sentence", sentence_event(event.sentence))
+                shown["sentences"].append(sentence_event(event.sentence))
+                channel.emit("sentence", shown["sentences"][-1])
             if event.answer is not None:
                 channel.emit("done", finish(event.answer))
+    except RequestTimeoutError as exc:
+        if not shown["answer"]:
+            raise  # nothing shown yet: an ordinary timeout error
+        # The reader already has part of the answer: end with what was computed and why
+        # it stops there, never a bare error after the text.
+        channel.emit("incomplete", {"detail": str(exc), **shown})
     finally:
         stream.close()  # stops stream_cite's generation thread and releases the model
         channel.end()

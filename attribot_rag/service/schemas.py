@@ -155,6 +155,12 @@ class CiteResponse(BaseModel):
     cited_answer: str = Field(description="the answer with [n] markers")
     method: str
     model: str
+    evidence: str | None = Field(
+        None, description='what a citation means: "supports" (the source says it) or "used" (the model relied on it)'
+    )
+    calibration: dict[str, Any] | None = Field(
+        None, description="the model's citation calibration that set the thresholds; null: generic values"
+    )
     citations: list[CitationOut]
     unsupported: list[SentenceOut] = Field(description="answer sentences no source supports")
     sentences: list[SentenceOut]

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..attributor import DEFAULT_MAX_NEW_TOKENS, Attributor
 from ..index import PassageIndex, read_corpus
-from ..models import get_model
+from ..models import DEFAULT_MODEL, get_model
 from ..precision import set_threads
 from .app import create_app
 from .events import DEFAULT_KEEPALIVE_S
@@ -23,22 +23,28 @@ def load_index(folder: str | None) -> PassageIndex:
     return PassageIndex.build(read_corpus())
 
 
+# Seconds of model time a request may take: generation on the 1.5B over a few retrieved
+# chunks takes 15-60 s on a 2-core CPU; a stream that runs past it ends with what it has.
+DEFAULT_TIMEOUT_S = 120.0
+
+
 def build_app(
     *,
     index: str | None = None,
-    model: str = "smollm2-135m",
+    model: str | None = DEFAULT_MODEL,
     proxy_model: str | None = None,
-    method: str = "loo",
+    method: str = "auto",
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     max_waiting: int = 8,
-    timeout_s: float = 60.0,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     max_wait_s: float = 60.0,
     limits: Limits | None = None,
     dtype: Any = None,
     threads: int | None = None,
     keepalive_s: float | None = DEFAULT_KEEPALIVE_S,
 ) -> Any:
-    """The app with its models loaded: ``model`` (and ``proxy_model``) in ``dtype``
+    """The app with its models loaded: ``model`` (None: the library's default model, the
+    1.5B where installed) and ``proxy_model`` in ``dtype``
     (``"auto"``, ``"float32"``, ``"bfloat16"``; None: ``$ATTRIBOT_RAG_DTYPE`` or auto),
     torch running ``threads`` intra-op threads in this process (None: as it is), and the
     streaming endpoints sending an SSE comment every ``keepalive_s`` seconds while an

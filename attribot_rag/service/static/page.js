@@ -52,7 +52,8 @@ async function askStream(question, pruneFirst, onEvent) {
       buffer = buffer.slice(cut + 2);
       if (!event) continue;
       if (event.kind === "error") throw new Error(event.data.detail);
-      if (event.kind === "done") done = event.data;
+      if (event.kind === "incomplete") done = { incomplete: event.data };
+      else if (event.kind === "done") done = event.data;
       else onEvent(event.kind, event.data);
     }
   }
@@ -234,8 +235,16 @@ $("ask-form").addEventListener("submit", async (event) => {
   setStatus(pruneFirst ? "Drafting and pruning the context\u2026" : "Answering and attributing\u2026");
   const t0 = performance.now();
   try {
-    render(await askStream(question, pruneFirst, startLiveAnswer()));
-    setStatus(`Answered in ${((performance.now() - t0) / 1000).toFixed(1)} s with ${current.cite.model} (${current.cite.method}).`);
+    const result = await askStream(question, pruneFirst, startLiveAnswer());
+    const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+    if (result.incomplete) {
+      // the answer so far stays on screen with the markers of the sentences cited in time
+      const cited = result.incomplete.sentences.length;
+      setStatus(`Stopped after ${seconds} s: ${result.incomplete.detail}. The answer so far is shown; ${cited} sentence(s) were cited before the limit.`, true);
+    } else {
+      render(result);
+      setStatus(`Answered in ${seconds} s with ${current.cite.model} (${current.cite.method}, ${current.cite.evidence === "used" ? "sources the model relied on" : "sources that support each sentence"}).`);
+    }
   } catch (error) {
     setStatus(error.message, true);
   } finally {
