@@ -155,7 +155,7 @@ class RecordAttributor:
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
-        method: str = "at2",
+        method: str = "auto",
         level: str = "passage",
         max_new_tokens: int | None = None,
         dtype: Any = None,
@@ -254,7 +254,7 @@ def run_batch(
     input: str | Path,
     output: str | Path,
     *,
-    method: str = "at2",
+    method: str = "auto",
     model: str = DEFAULT_MODEL,
     level: str = "passage",
     workers: int = 1,

@@ -28,7 +28,7 @@ def assert_self_contained(page: str) -> None:
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model(), max_new_tokens=24)
+    return Attributor(get_model("smollm2-135m"), max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from travel_fixture import PASSAGES, QUESTION  # noqa: E402
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model(), max_new_tokens=24)
+    return Attributor(get_model("smollm2-135m"), max_new_tokens=24)
 
 
 # --------------------------------------------------------------------------- real model

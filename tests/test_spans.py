@@ -20,7 +20,7 @@ TWO_SENTENCES = ANSWER + " Meals are covered up to $95 a day."
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model(), max_new_tokens=24)
+    return Attributor(get_model("smollm2-135m"), max_new_tokens=24)
 
 
 @pytest.fixture(scope="module")

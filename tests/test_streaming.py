@@ -20,7 +20,7 @@ QUESTION = "Summarize the travel, vacation and Lisbon office rules in three sent
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model(), max_new_tokens=48)
+    return Attributor(get_model("smollm2-135m"), max_new_tokens=48)
 
 
 def _collect(events):

@@ -69,7 +69,7 @@ class ListRetriever(BaseRetriever):
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model(), max_new_tokens=24)
+    return Attributor(get_model("smollm2-135m"), max_new_tokens=24)
 
 
 # --------------------------------------------------------------------------- no model
@@ -138,7 +138,7 @@ def test_helpers():
     assert [p.id for p in passages] == ["x", "2", "x#3"] and positions == [0, 2, 3]
     assert message_text(AIMessage(content=[{"type": "text", "text": "Hi "}, {"type": "text", "text": "there"}])) == "Hi there"
     assert message_text("plain") == "plain"
-    lm = get_model()
+    lm = get_model("smollm2-135m")
 
     class FakePipelineLLM:  # langchain_huggingface.HuggingFacePipeline keeps a transformers pipeline
         class pipeline:

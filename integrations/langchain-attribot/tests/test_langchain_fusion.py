@@ -24,7 +24,7 @@ TEXTS = {
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model())
+    return Attributor(get_model("smollm2-135m"))
 
 
 def test_defaults_are_the_librarys():

@@ -74,7 +74,7 @@ def snapshot(nodes):
 
 @pytest.fixture(scope="module")
 def attributor():
-    return Attributor(get_model(), max_new_tokens=24)
+    return Attributor(get_model("smollm2-135m"), max_new_tokens=24)
 
 
 class FixedAnswerEngine(CustomQueryEngine):
@@ -138,7 +138,7 @@ def test_empty_retrieval_and_missing_query_need_no_model():
 
 @pytest.mark.slow  # loads smollm2-135m
 def test_model_objects_of_an_existing_llm_are_reused():
-    lm = get_model()
+    lm = get_model("smollm2-135m")
 
     class FakeHuggingFaceLLM:  # the attributes HuggingFaceLLM keeps its objects in
         model_name = "local-smollm"
