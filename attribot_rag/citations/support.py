@@ -32,6 +32,9 @@ from ..methods.base import AttributionTask
 from ..sources import Passage
 
 
+NO_PASSAGE = -1  # the key of the prompt with no passage among the prompts to score
+
+
 @dataclass
 class SupportCache:
     """Per answer token: log-probs with no passage, and with each checked source alone."""
@@ -56,19 +59,29 @@ def _alone(task: AttributionTask, index: int) -> list[Passage]:
     return [Passage(id=p.id, text=src.text, title=p.title)]
 
 
-def check_sources(task: AttributionTask, indices: Sequence[int]) -> SupportCache:
-    """Score the answer with each listed source alone (and with none), once per task."""
+def check_sources(task: AttributionTask, indices: Sequence[int], no_context: bool = False) -> SupportCache:
+    """Score the answer with each listed source alone (and, with ``no_context``, after no
+    passage), once per task. The first new prompt runs in full and keeps its KV cache; the
+    others reuse it for the prefix they share (system prompt and header) and run batched."""
     cache = _cache(task)
     answer = task.response.token_ids
-    missing = [i for i in dict.fromkeys(int(i) for i in indices) if i not in cache.alone]
-    if cache.no_context is None or missing:
-        empty = task.layout.render(task.question, []).input_ids
-        base = task.scorer.full_pass(empty, answer)
-        cache.no_context = base.logprobs
-        prompts = [task.layout.render(task.question, _alone(task, i)).input_ids for i in missing]
-        if prompts:
-            for i, lp in zip(missing, task.scorer.ablation_logprobs(base, prompts)):
-                cache.alone[i] = lp
+    prompts = {
+        int(i): task.layout.render(task.question, _alone(task, int(i))).input_ids
+        for i in dict.fromkeys(int(i) for i in indices)
+        if int(i) not in cache.alone
+    }
+    if no_context and cache.no_context is None:
+        prompts[NO_PASSAGE] = task.layout.render(task.question, []).input_ids
+    if not prompts:
+        return cache
+    keys = list(prompts)
+    base = task.scorer.full_pass(prompts[keys[0]], answer)
+    rest = task.scorer.ablation_logprobs(base, [prompts[k] for k in keys[1:]]) if len(keys) > 1 else []
+    for key, lp in zip(keys, [base.logprobs, *rest]):
+        if key == NO_PASSAGE:
+            cache.no_context = lp
+        else:
+            cache.alone[key] = lp
     return cache
 
 
@@ -78,7 +91,7 @@ def support(
     """Each listed source's support for the answer tokens [a, b), in nats per token,
     against the mean of the ``reference`` sources alone (none: against no passage)."""
     reference = [int(i) for i in reference if int(i) not in {int(j) for j in indices}]
-    cache = check_sources(task, [*indices, *reference])
+    cache = check_sources(task, [*indices, *reference], no_context=not reference)
     return contrast(cache, indices, target, reference)
 
 

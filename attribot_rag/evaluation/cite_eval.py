@@ -106,7 +106,7 @@ class CiteRun:
         cands = {i for s in ranker_scores if s is not None for i in _top(s, SUPPORT_CANDIDATES)}
         lowest = _top([None if v is None else -v for v in whole], REFERENCE_CANDIDATES)
         t0, tok0 = time.perf_counter(), task.scorer.forward_tokens
-        cache = check_sources(task, sorted(cands | set(lowest)))
+        cache = check_sources(task, sorted(cands | set(lowest)), no_context=True)  # kept for comparison
         return {
             "support_lp": {
                 "none": _finite(cache.no_context),
