@@ -116,15 +116,15 @@ def attributor(lm):
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    """The default model's tokenizer without its weights (for layout tests of the fast tier):
+    """smollm2-135m's tokenizer without its weights (for layout tests of the fast tier):
     the loaded model's when this session has one, else from the converted checkpoint, else
     read from the GGUF file (a few seconds; no model is loaded)."""
     from transformers import AutoTokenizer
 
     for (name, *_), loaded in _models._LOADED.items():
-        if name == _models.DEFAULT_MODEL:
+        if name == "smollm2-135m":
             return loaded.tokenizer
-    alias = _models.ALIASES[_models.DEFAULT_MODEL]
+    alias = _models.ALIASES["smollm2-135m"]
     for folder in sorted((_models.cache_root() / "models").glob(f"{alias.name}-{alias.sha256[:12]}-*")):
         if (folder / "tokenizer.json").exists():
             return AutoTokenizer.from_pretrained(str(folder))
