@@ -17,12 +17,12 @@ from __future__ import annotations
 import contextvars
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence
 
-from .attributor import Attributor
+from .attributor import DEFAULT_MAX_NEW_TOKENS, Attributor
 from .citations import DEFAULT_POLICY, CitationPolicy, CitedAnswer, CitedSentence, cite
 from .errors import AttribotError, InputError
-from .models import DEFAULT_MODEL, get_model
+from .models import DEFAULT_MODEL, default_model, get_model
 from .pruning import DEFAULT_FILTER_METHOD, DEFAULT_FUSION, FUSIONS, PruneResult, filter_passages
 from .sources import Passage
 from .streaming import TextCitationStream, stream_cite
@@ -56,6 +56,71 @@ def citation_settings_mixin() -> type:
     return CitationSettings
 
 
+# Where the pruning components put what a call found, on each returned copy's metadata.
+SCORE_KEY = "attribution_score"
+RANK_KEY = "attribution_rank"
+DRAFT_KEY = "attribution_draft"
+
+
+def prune_settings_mixin() -> type:
+    """The pruning components' settings (LangChain's ``AttribotCompressor``, LlamaIndex's
+    ``AttribotPostprocessor``), declared once: a pydantic mixin both inherit (pydantic
+    comes with either framework, not with the core). :func:`prune_with` reads them."""
+    from pydantic import BaseModel, Field, field_validator
+
+    class PruneSettings(BaseModel):
+        model: str = Field(
+            default=DEFAULT_MODEL,
+            description="Attributing model: an attribot-rag alias, Hugging Face id or local path "
+            "(informational when model objects or an attributor are given).",
+        )
+        method: str = Field(
+            default=DEFAULT_FILTER_METHOD,
+            description='Attribution method (attribot_rag.available_methods()); "auto": at2 where '
+            "weights ship for the model (its features come with the draft), else loo.",
+        )
+        fusion: str = Field(
+            default=DEFAULT_FUSION,
+            description="How the ranking combines attribution with the retriever's order (the items' order, "
+            "or the retriever's score when every item has one): \"guarded\" (the retriever's top item stays "
+            "first unless its attribution is confidently negative, the rest by reciprocal-rank fusion), "
+            '"rrf", "attribution" (attribution alone) or "retrieval" (attribot_rag.pruning.fused_order).',
+        )
+        top_n: Optional[int] = Field(default=None, ge=1, description="Keep only the n highest-scoring items (None: keep all).")
+        keep_mass: Optional[float] = Field(
+            default=None,
+            gt=0,
+            le=1,
+            description="Keep the fewest best items holding this fraction of the positive score (None: off).",
+        )
+        max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Length limit of the draft answer.")
+        batch_size: int = Field(default=4, description="Ablations per forward pass.")
+        score_key: str = Field(default=SCORE_KEY, description="Metadata key of the attribution score.")
+        rank_key: str = Field(default=RANK_KEY, description="Metadata key of the attribution rank.")
+        draft_key: Optional[str] = Field(
+            default=DRAFT_KEY,
+            description="Metadata key of the call's draft answer on each returned item (None: not added).",
+        )
+        fail_open: bool = Field(
+            default=False,
+            description="On an attribution error (e.g. the context does not fit the model), log it and "
+            "return the items unchanged instead of raising.",
+        )
+        dtype: Optional[str] = Field(
+            default=None,
+            description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it '
+            'fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.',
+        )
+
+        @field_validator("fusion")
+        @classmethod
+        def _known_fusion(cls, value: str) -> str:
+            check_keep(None, None, value)
+            return value
+
+    return PruneSettings
+
+
 # --------------------------------------------------------------------------- the model
 
 
@@ -73,10 +138,15 @@ def resolve_attributor(
     ``model`` and ``tokenizer`` are reused). ``options`` go to :class:`Attributor`."""
     if attributor is not None:
         return attributor
-    if isinstance(model, str):
+    if _named(model):
         return Attributor(get_model(model, dtype=dtype), **options)
     model, tokenizer = _model_objects(model, tokenizer)
     return Attributor(model, tokenizer, dtype=dtype, **options)
+
+
+def _named(model: Any) -> bool:
+    """Whether ``model`` is a name (None: the default model's, :func:`~attribot_rag.models.default_model`)."""
+    return model is None or isinstance(model, str)
 
 
 def _model_objects(model: Any, tokenizer: Any) -> tuple[Any, Any]:
@@ -91,6 +161,8 @@ def model_label(model: Any, attributor: Attributor | None = None) -> str:
     """A name for the attributing model, without loading it."""
     if attributor is not None:
         return attributor.model_name
+    if model is None:
+        return default_model()
     if isinstance(model, str):
         return model
     name = getattr(getattr(model, "config", None), "name_or_path", None)
@@ -103,7 +175,7 @@ class AttributorSource:
     A model object without its tokenizer is refused at once (``ValueError``)."""
 
     def __init__(self, model: Any = DEFAULT_MODEL, tokenizer: Any = None, *, attributor: Attributor | None = None) -> None:
-        if attributor is None and not isinstance(model, str):
+        if attributor is None and not _named(model):
             _model_objects(model, tokenizer)
         self.model, self.tokenizer = model, tokenizer
         self.label = model_label(model, attributor)
@@ -445,6 +517,9 @@ __all__ = [
     "DEFAULT_FILTER_METHOD",
     "DEFAULT_METHOD",
     "DEFAULT_FUSION",
+    "DRAFT_KEY",
+    "RANK_KEY",
+    "SCORE_KEY",
     "AttributorSource",
     "LastResult",
     "Record",
@@ -453,10 +528,12 @@ __all__ = [
     "RecordScore",
     "RecordStream",
     "check_keep",
+    "citation_settings_mixin",
     "cite_records",
     "generate_records",
     "model_label",
     "prune_records",
+    "prune_settings_mixin",
     "prune_with",
     "records_to_passages",
     "require_query",

@@ -14,29 +14,23 @@ from langchain_core.callbacks.manager import (
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr
 
-from attribot_rag import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Attributor, PruneResult
-from attribot_rag.integration import (
-    DEFAULT_FILTER_METHOD,
-    DEFAULT_FUSION,
-    AttributorSource,
-    LastResult,
-    check_keep,
-    prune_with,
-    require_query,
-)
+from attribot_rag import Attributor, PruneResult
+from attribot_rag.integration import AttributorSource, LastResult, prune_settings_mixin, prune_with, require_query
 
 from ._common import WithAttributor, copy_document, documents_to_records
 
 logger = logging.getLogger(__name__)
+
+PruneSettings = prune_settings_mixin()
 
 # The custom callback event of each compression (``on_custom_event``): the call's
 # PruneResult.to_dict() (draft, kept and dropped documents with their scores).
 PRUNE_EVENT = "attribot_prune"
 
 
-class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
+class AttribotCompressor(WithAttributor, PruneSettings, BaseDocumentCompressor):
     """Drafts an answer with the attributing model, attributes it to the documents, and
     returns copies of them with ``metadata["attribution_score"]`` / ``["attribution_rank"]``;
     with ``top_n`` or ``keep_mass``, only the kept documents, in their original order
@@ -59,41 +53,11 @@ class AttribotCompressor(WithAttributor, BaseDocumentCompressor):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    model: str = Field(default=DEFAULT_MODEL, description="attribot-rag alias, Hugging Face id or path")
-    method: str = Field(
-        default=DEFAULT_FILTER_METHOD,
-        description='attribution method; "auto": at2 where weights ship for the model, else loo',
-    )
-    fusion: str = Field(
-        default=DEFAULT_FUSION,
-        description="how the ranking combines attribution with the retriever's order (document order, "
-        'or metadata "relevance_score"/"score" when every document has one): "guarded", "rrf", '
-        '"attribution" or "retrieval" (attribot_rag.pruning.fused_order)',
-    )
-    top_n: Optional[int] = Field(default=None, ge=1, description="keep the n best documents (None: all)")
-    keep_mass: Optional[float] = Field(
-        default=None, gt=0, le=1, description="keep the fewest best documents holding this share of the positive score"
-    )
-    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="length limit of the draft answer")
-    batch_size: int = Field(default=4, description="ablations per forward pass")
-    score_key: str = "attribution_score"
-    rank_key: str = "attribution_rank"
-    draft_key: Optional[str] = Field(
-        default="attribution_draft", description="metadata key of the call's draft answer (None: not added)"
-    )
-    fail_open: bool = Field(
-        default=False, description="on an attribution error, log it and return the documents unchanged"
-    )
-    dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
+    # model, method, fusion, top_n, keep_mass, max_new_tokens, batch_size, score_key,
+    # rank_key, draft_key, fail_open, dtype: PruneSettings (attribot_rag.integration)
 
     _source: AttributorSource = PrivateAttr()
     _last_result: LastResult = PrivateAttr(default_factory=LastResult)
-
-    @field_validator("fusion")
-    @classmethod
-    def _known_fusion(cls, value: str) -> str:
-        check_keep(None, None, value)
-        return value
 
     @property
     def attributor(self) -> Attributor:

@@ -10,27 +10,23 @@ import asyncio
 import logging
 from typing import Any, List, Optional, Tuple
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from attribot_rag import DEFAULT_MAX_NEW_TOKENS, DEFAULT_MODEL, Attributor, PruneResult
+from attribot_rag import DEFAULT_MODEL, Attributor, PruneResult
 from attribot_rag.integration import (
-    DEFAULT_FILTER_METHOD,
-    DEFAULT_FUSION,
     AttributorSource,
     LastResult,
     check_keep,
+    prune_settings_mixin,
     prune_with,
     records_to_passages,
     require_query,
 )
 
 from llama_index.postprocessor.attribot._common import (
-    DRAFT_KEY,
-    RANK_KEY,
-    SCORE_KEY,
     _copy_with,
     _label,
     _source,
@@ -39,8 +35,10 @@ from llama_index.postprocessor.attribot._common import (
 
 logger = logging.getLogger(__name__)
 
+PruneSettings = prune_settings_mixin()
 
-class AttribotPostprocessor(BaseNodePostprocessor):
+
+class AttribotPostprocessor(PruneSettings, BaseNodePostprocessor):
     """Draft an answer, attribute it to the nodes, keep the nodes it used.
 
     >>> post = AttribotPostprocessor(model="smollm2-135m", top_n=2)
@@ -59,43 +57,8 @@ class AttribotPostprocessor(BaseNodePostprocessor):
     task that made the call.
     """
 
-    model: str = Field(
-        default=DEFAULT_MODEL,
-        description="Attributing model: an attribot-rag alias, Hugging Face id or local path "
-        "(informational when model objects or an attributor are given).",
-    )
-    method: str = Field(
-        default=DEFAULT_FILTER_METHOD,
-        description='Attribution method (attribot_rag.available_methods()); "auto": at2 where '
-        "weights ship for the model (its features come with the draft), else loo.",
-    )
-    fusion: str = Field(
-        default=DEFAULT_FUSION,
-        description="How the ranking combines attribution with the retriever's order (node order, "
-        'or NodeWithScore.score when every node has one): "guarded" (the retriever\'s top node stays '
-        'first unless its attribution is confidently negative, the rest by reciprocal-rank fusion), '
-        '"rrf", "attribution" (attribution alone) or "retrieval".',
-    )
-    top_n: Optional[int] = Field(
-        default=None, description="Keep only the n highest-scoring nodes (None: keep all)."
-    )
-    keep_mass: Optional[float] = Field(
-        default=None,
-        description="Keep the fewest best nodes holding this fraction of the positive score (None: off).",
-    )
-    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, description="Length limit of the draft answer.")
-    batch_size: int = Field(default=4, description="Ablations per forward pass.")
-    score_key: str = Field(default=SCORE_KEY, description="Metadata key of the attribution score.")
-    rank_key: str = Field(default=RANK_KEY, description="Metadata key of the attribution rank.")
-    draft_key: Optional[str] = Field(
-        default=DRAFT_KEY, description="Metadata key of the call's draft answer on each returned node (None: not added)."
-    )
-    fail_open: bool = Field(
-        default=False,
-        description="On an attribution error (e.g. the context does not fit the model), log it "
-        "and return the nodes unchanged instead of raising.",
-    )
-    dtype: Optional[str] = Field(default=None, description='Weights dtype of a model loaded by name: "auto" (bfloat16 where the hardware runs it fast, else float32), "float32" or "bfloat16"; None: $ATTRIBOT_RAG_DTYPE or auto.')
+    # model, method, fusion, top_n, keep_mass, max_new_tokens, batch_size, score_key,
+    # rank_key, draft_key, fail_open, dtype: PruneSettings (attribot_rag.integration)
 
     _source: AttributorSource = PrivateAttr()
     _last_result: LastResult = PrivateAttr(default_factory=LastResult)
@@ -110,8 +73,9 @@ class AttribotPostprocessor(BaseNodePostprocessor):
         **kwargs: Any,
     ) -> None:
         source = _source(model, tokenizer, attributor, llm)
+        # checked first: the errors name the rule ("top_n must be >= 1, got 0")
+        check_keep(kwargs.get("top_n"), kwargs.get("keep_mass"), kwargs.get("fusion"))
         super().__init__(model=_label(model, attributor, llm), **kwargs)
-        check_keep(self.top_n, self.keep_mass, self.fusion)
         self._source = source
 
     @classmethod
