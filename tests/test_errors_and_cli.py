@@ -288,6 +288,6 @@ def test_cli_defaults_of_attribute_and_bench():
 
     args = build_parser().parse_args(["attribute", "-p", "passages.json"])
     assert (args.command, args.passages, args.question, args.answer) == ("attribute", "passages.json", None, None)
-    assert (args.method, args.level, args.model, args.json, args.dtype) == ("loo", "passage", DEFAULT_MODEL, False, None)
+    assert (args.level, args.model, args.json, args.dtype) == ("passage", DEFAULT_MODEL, False, None)
     args = build_parser().parse_args(["bench", "--data", "d.json", "--methods", "loo,at2", "--keep", "2"])
     assert (args.data, args.methods, args.keep, args.keep_mass, args.level) == ("d.json", "loo,at2", 2, None, "sentence")
