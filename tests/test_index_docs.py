@@ -145,6 +145,7 @@ def test_every_file_type_is_read_and_chunks_keep_file_and_position(docs_folder, 
     assert html[0].metadata["html_title"] == "Parking at the office"
 
 
+@pytest.mark.slow  # the index command loads the MiniLM embedder
 def test_cli_writes_an_index_that_loads_with_the_metadata(docs_folder, tmp_path, capsys):
     out = tmp_path / "index"
     assert main(["index", "--docs", str(docs_folder), "--out", str(out), "--chunk-size", "60"]) == 0

@@ -190,6 +190,7 @@ EXAMPLE = {
 }
 
 
+@pytest.mark.slow  # cite-eval loads smollm2-135m and the MiniLM embedder
 def test_cite_eval_records_resume_and_report_against_gold(tmp_path, monkeypatch):
     from attribot_rag.cli import main
 
@@ -214,6 +215,7 @@ def test_cite_eval_records_resume_and_report_against_gold(tmp_path, monkeypatch)
     assert again["report"] == report["report"]
 
 
+@pytest.mark.slow  # load_examples loads the MiniLM embedder before the range check
 def test_cite_eval_refuses_nq_lines_it_must_never_read(tmp_path):
     from attribot_rag.evaluation.cite_eval import load_examples
 
