@@ -138,7 +138,9 @@ def report(python: str, files: list[Path], held_back_file: Path, jobs: int = 8) 
         print(f"\n{name}: {recorded_reason(reasons[name], installed)}")
     stale = sorted(set(reasons) - explained)
     if stale:
-        print(f"\nrecorded in {held_back_file.name} but not held back in this venv: {', '.join(stale)}")
+        notes = [name + (f" (recorded for venvs with {reasons[name]['only_with']})" if reasons[name].get("only_with") else "")
+                 for name in stale]
+        print(f"\nrecorded in {held_back_file.name} but not held back in this venv: {', '.join(notes)}")
     if unreachable:
         print(f"\nthe registry gave no versions for: {', '.join(unreachable)}", file=sys.stderr)
         return 2
