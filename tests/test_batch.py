@@ -56,7 +56,8 @@ def batch_files(tmp_path_factory):
 def test_batch_without_ray_via_the_cli(batch_files, handbook_passages, lm, capsys):
     inp, out = batch_files
     _write_input(inp, handbook_passages)
-    assert main(["batch", "--input", str(inp), "--output", str(out), "--no-ray", "--no-progress", "--method", "at2"]) == 0
+    args = ["batch", "--input", str(inp), "--output", str(out), "--no-ray", "--no-progress", "--method", "at2"]
+    assert main([*args, "--model", "smollm2-135m", "--dtype", "float32"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["written"] == 5 and summary["errors"] == 3 and summary["duplicate_lines"] == [7]
     records = _comparable(_read(out))
@@ -77,7 +78,7 @@ def test_batch_resumes_skipping_ids_already_in_the_output(batch_files, handbook_
     lines = out.read_text().splitlines()
     # Simulate an interrupted run: the last record is gone and a line is cut off.
     out.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:25])
-    summary = run_batch(inp, out, method="at2", use_ray=False, progress=False)
+    summary = run_batch(inp, out, method="at2", use_ray=False, progress=False, model="smollm2-135m", dtype="float32")
     # Skipped: a, b, no-passages, line 4, and line 7 (its id "a" is done); run again: id 7.
     assert summary.skipped == 5 and summary.written == 1
     assert json.loads(out.read_text().splitlines()[-1])["id"] == 7
@@ -110,7 +111,7 @@ def test_batch_on_ray_gives_the_same_output(batch_files, tmp_path):
     ray.init(num_cpus=1, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
     try:
         ray_out = tmp_path / "ray.jsonl"
-        summary = run_batch(inp, ray_out, method="at2", workers=1, progress=False)
+        summary = run_batch(inp, ray_out, method="at2", workers=1, progress=False, model="smollm2-135m", dtype="float32")
     finally:
         ray.shutdown()
     assert summary.ray and summary.written == 5

@@ -65,7 +65,7 @@ def test_registered_method_is_used_by_name(toy_method, attributor, handbook_pass
 def test_registered_method_in_the_cli(toy_method, tmp_path, capsys, handbook_passages):
     path = tmp_path / "passages.json"
     path.write_text(json.dumps([p.to_dict() for p in handbook_passages]))
-    code = main(["attribute", "-q", TRAVEL_QUESTION, "-p", str(path), "-a", ANSWER, "--method", NAME, "--json"])
+    code = main(["attribute", "-q", TRAVEL_QUESTION, "-p", str(path), "-a", ANSWER, "--method", NAME, "--json", "--model", "smollm2-135m"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert data["method"] == NAME

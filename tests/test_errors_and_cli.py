@@ -182,11 +182,11 @@ def test_cli_attribute_json_fields(tmp_path, capsys, handbook_passages):
     path = tmp_path / "passages.json"
     path.write_text(json.dumps([p.to_dict() for p in handbook_passages]))
     answer = "The limit is $260 per night."
-    code = main(["attribute", "-q", TRAVEL_QUESTION, "-p", str(path), "-a", answer, "--level", "sentence", "--json"])
+    code = main(["attribute", "-q", TRAVEL_QUESTION, "-p", str(path), "-a", answer, "--level", "sentence", "--json", "--model", "smollm2-135m"])
     assert code == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data) == JSON_KEYS
-    assert data["answer"] == answer and data["method"] == "loo" and data["level"] == "sentence"
+    assert data["answer"] == answer and data["method"] == "at2" and data["level"] == "sentence"  # "auto"
     assert data["model"] == "smollm2-135m"
     assert {"generation_s", "attribution_s"} <= set(data["timings"]) and data["forward_tokens"] > 0
     assert [p["id"] for p in data["passages"]] == [p.id for p in handbook_passages]

@@ -106,7 +106,7 @@ def test_cli_attribute_writes_html(tmp_path, capsys):
     passages = tmp_path / "passages.json"
     passages.write_text(json.dumps([p.to_dict() for p in PASSAGES]), encoding="utf-8")
     out = tmp_path / "report.html"
-    rc = main(["attribute", "-p", str(passages), "-q", QUESTION, "-a", ANSWER, "--html", str(out), "--json"])
+    rc = main(["attribute", "-p", str(passages), "-q", QUESTION, "-a", ANSWER, "--html", str(out), "--json", "--model", "smollm2-135m"])
     assert rc == 0
     captured = capsys.readouterr()
     json.loads(captured.out)  # stdout stays pure JSON

@@ -84,10 +84,34 @@ def _needs_the_llm_wrappers(*which):
         pytest.importorskip(module, reason=f"the README snippet needs {module}: pip install '{extra}'")
 
 
+def test_the_readme_opens_with_a_cited_answer_and_its_output():
+    """The first code a reader meets is a ``cite`` call on the default model, with the
+    output it printed right below it."""
+    blocks = fenced_blocks((ROOT / "README.md").read_text(encoding="utf-8"))
+    first = next(k for k, (_, lang, _) in enumerate(blocks) if lang == "python")
+    code = blocks[first][2]
+    assert "Attributor()" in code and ".cite(" in code and "print(cited)" in code
+    line, lang, output = blocks[first + 1]
+    assert lang == "" and "[1]" in output and "\n[1] " in output, "the printed output follows the first block"
+
+
+@pytest.fixture
+def default_is_the_small_model(monkeypatch):
+    """``Attributor()`` in the README means the default model: the small one here."""
+    from attribot_rag.models import MODEL_ENV, default_model
+
+    monkeypatch.setenv(MODEL_ENV, "smollm2-135m")
+    default_model.cache_clear()
+    yield
+    default_model.cache_clear()
+
+
 @pytest.mark.slow  # the snippets load models
-def test_main_readme_runs():
+def test_main_readme_runs(default_is_the_small_model):
     _needs_the_llm_wrappers("langchain", "llamaindex")
     ns = run_readme("README.md")
+    cited = ns["cited"]  # the first block: a cited answer (on the small model here)
+    assert cited.evidence == "supports" and cited.answer.strip() and str(cited).startswith(cited.text.strip()[:20])
     from attribot_rag import available_methods
 
     assert "my-method" in available_methods()  # the custom-method block registered its class
@@ -100,7 +124,7 @@ def test_main_readme_runs():
 
 
 @pytest.mark.slow  # the snippets load models
-def test_llamaindex_readme_runs():
+def test_llamaindex_readme_runs(default_is_the_small_model):
     _needs_the_llm_wrappers("llamaindex")
     ns = run_readme("integrations/llama-index-postprocessor-attribot/README.md")
     assert ns["llm"]._model is ns["pruner"].attributor.lm.model
@@ -109,7 +133,7 @@ def test_llamaindex_readme_runs():
 
 
 @pytest.mark.slow  # the snippets load models
-def test_langchain_readme_runs():
+def test_langchain_readme_runs(default_is_the_small_model):
     _needs_the_llm_wrappers("langchain")
     ns = run_readme("integrations/langchain-attribot/README.md")
     assert ns["chat_model"].llm.pipeline.model is ns["compressor"].attributor.lm.model
