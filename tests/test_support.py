@@ -44,6 +44,14 @@ def test_supports_cites_the_checked_candidates_with_enough_support_best_first():
     assert policy.choose_sentence(SentenceEvidence(None)) == []
 
 
+def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():
+    policy = CitationPolicy(min_support=0.05, answer_relative_threshold=0.1)
+    claim = SentenceEvidence([0.9, 0.1], 10, None, {0: 1.2, 1: 0.0})
+    filler = SentenceEvidence([0.2, 0.3], 10, None, {0: 0.09, 1: 0.06})  # above min_support alone
+    assert policy.choose([claim, filler]) == [[0], []]
+    assert policy.choose([filler]) == [[0]]  # on its own, nothing is stronger
+
+
 def test_the_used_rules_are_the_contributive_ones():
     used = CitationPolicy(evidence="used", null_floor=0.1, min_context_gain=0.25)
     sentences = [SentenceEvidence([3.0, 0.2], 10, 1.0), SentenceEvidence([0.9, 0.8], 10, 0.1)]

@@ -13,8 +13,9 @@ from one attribution method's scores per source (the ranker):
 * ``supports``: the ranker's top ``candidates`` sources are checked by the same model
   (:mod:`attribot_rag.citations.support`: the sentence after the candidate alone,
   against after the ranker's ``references`` lowest-scored sources); a candidate is cited
-  when its support is at least ``min_support`` nats per token and at least
-  ``support_relative`` x the best candidate's.
+  when its support is at least ``min_support`` nats per token, at least
+  ``support_relative`` x the best candidate's and at least ``answer_relative_threshold``
+  x the best support of any sentence of the answer.
 
 At most ``max_per_sentence`` are kept, best first. The values "auto" are read from the
 model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
@@ -198,8 +199,13 @@ class CitationPolicy:
 
     # ----------------------------------------------------------------- choosing
     def answer_floor(self, sentences: Sequence[SentenceEvidence]) -> float | None:
-        """``answer_relative_threshold`` x the best score of any sentence (``used``)."""
-        top = max((v for ev in sentences for v in _valid(ev.scores)), default=None)
+        """``answer_relative_threshold`` x the best score of any sentence (``used``), or x
+        the best support of any sentence (``supports``): a sentence whose best evidence is
+        far weaker than the rest of the answer's ("Thank you for asking.") cites nothing."""
+        if self.evidence == "supports":
+            top = max((v for ev in sentences for v in _valid(list((ev.support or {}).values()))), default=None)
+        else:
+            top = max((v for ev in sentences for v in _valid(ev.scores)), default=None)
         if self.answer_relative_threshold is None or top is None or top <= 0:
             return None
         return self.answer_relative_threshold * top
@@ -216,7 +222,7 @@ class CitationPolicy:
         far (a streamed sentence)."""
         if ev.scores is None:
             return []
-        chosen = self._supported(ev) if self.evidence == "supports" else self._used(ev, answer_floor, per_token)
+        chosen = self._supported(ev, answer_floor) if self.evidence == "supports" else self._used(ev, answer_floor, per_token)
         return chosen[: self.max_per_sentence] if self.max_per_sentence is not None else chosen
 
     def _used(self, ev: SentenceEvidence, answer_floor: float | None, per_token: bool) -> list[int]:
@@ -242,7 +248,7 @@ class CitationPolicy:
             out.append(i)
         return out
 
-    def _supported(self, ev: SentenceEvidence) -> list[int]:
+    def _supported(self, ev: SentenceEvidence, answer_floor: float | None) -> list[int]:
         checked = {int(i): float(v) for i, v in (ev.support or {}).items() if v is not None and not math.isnan(float(v))}
         cands = [i for i in self.to_check(ev.scores) if i in checked]
         if not cands:
@@ -250,6 +256,8 @@ class CitationPolicy:
         best = max(checked[i] for i in cands)
         least = 0.0 if self.min_support is None else float(self.min_support)  # type: ignore[arg-type]
         keep = [i for i in cands if checked[i] >= least and checked[i] > 0]
+        if answer_floor is not None:
+            keep = [i for i in keep if checked[i] >= answer_floor]
         if self.support_relative is not None:
             keep = [i for i in keep if checked[i] >= self.support_relative * best]
         return sorted(keep, key=lambda i: (-checked[i], i))
