@@ -117,3 +117,13 @@ def test_no_import_cycle():
         if state.get(m) is None:
             cycle = visit(m)
             assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_function_is_longer_than_80_lines_outside_the_cli_parser():
+    """A function does one step; only the command line's parser lists every option."""
+    long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(f"{_module(path)}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert [f for f in long if not f.startswith("cli.build_parser:")] == []
