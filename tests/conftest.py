@@ -10,6 +10,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # attention) compare float32 runs: every model the tests load by name, without a dtype,
 # is float32 whatever this CPU could do in bf16 (tests of dtype="auto" pass it explicitly).
 os.environ["ATTRIBOT_RAG_DTYPE"] = "float32"
+# The tests name smollm2-135m wherever they load a model; a call that names none (a
+# default under test, a forgotten --model) gets it too instead of the 1.5B the library
+# defaults to where installed, which would take minutes. Tests of the default itself
+# set and clear this themselves.
+os.environ["ATTRIBOT_RAG_MODEL"] = "smollm2-135m"
 
 from pathlib import Path  # noqa: E402
 

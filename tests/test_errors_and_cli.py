@@ -226,8 +226,8 @@ _CLI_ERRORS_AFTER_LOADING = {"empty answer", "prompt too long"}
 )
 def test_cli_exit_status_2_for_each_bad_input(case, tmp_path, capsys):
     passages, extra, message = CLI_ERRORS[case]
-    args = ["attribute", "-q", "Q?", "-p", _passages_file(tmp_path, passages)]
-    args += extra if "-a" in extra else ["-a", "A."] + extra
+    args = ["attribute", "-q", "Q?", "-p", _passages_file(tmp_path, passages), "--model", "smollm2-135m"]
+    args += extra if "-a" in extra else ["-a", "A."] + extra  # a later --model wins
     assert main(args) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and err[0].startswith("attribot-rag: error: "), err

@@ -24,6 +24,7 @@ from attribot_rag.citations import (  # noqa: E402
 )
 from attribot_rag.citations.support import SupportCache, contrast  # noqa: E402
 
+from test_prune_eval import EXAMPLES as PRUNE_EXAMPLES  # noqa: E402
 from travel_fixture import ANSWER, PASSAGES, QUESTION  # noqa: E402
 
 FILLER = "Thank you for asking, I hope you have a lovely day."
@@ -183,22 +184,10 @@ def test_a_streamed_external_answer_ends_with_what_cite_gives(attributor):
 
 
 # --------------------------------------------------------------------------- cite-eval
-EXAMPLE = {
-    "_id": "ce-ada",
-    "type": "bridge",
-    "question": "In which city was the author of the first computer program born?",
-    "answer": "London",
-    "supporting_facts": [["Ada Lovelace", 0], ["First program", 0]],
-    "context": [
-        ["Lyon", ["Lyon is a city in France. ", "It lies where the Rhone meets the Saone."]],
-        ["First program", ["The first computer program was written by Ada Lovelace in 1843."]],
-        ["Tea", ["Green tea comes from China. ", "It is not oxidised."]],
-        ["Ada Lovelace", ["Ada Lovelace was born in London in 1815. ", "She died in 1852."]],
-    ],
-}
+# one HotpotQA-format example with sentence-level supporting facts (the prune-eval fixture)
+EXAMPLE = PRUNE_EXAMPLES[0]
 
 
-@pytest.mark.slow  # cite-eval loads smollm2-135m and the MiniLM embedder
 def test_cite_eval_records_resume_and_report_against_gold(tmp_path, monkeypatch):
     from attribot_rag.cli import main
 
@@ -229,3 +218,24 @@ def test_cite_eval_refuses_nq_lines_it_must_never_read(tmp_path):
 
     with pytest.raises(InputError, match="never used"):
         load_examples("nq", str(tmp_path / "x.jsonl"), n=10, offset=995)
+
+
+def test_the_default_model_is_the_1_5b_where_installed_else_smollm2(monkeypatch, caplog):
+    from attribot_rag import models
+
+    monkeypatch.delenv(models.MODEL_ENV, raising=False)
+    models.default_model.cache_clear()
+    try:
+        monkeypatch.setattr(models, "installed", lambda name: name == models.QUALITY_MODEL)
+        assert models.default_model() == "qwen2.5-coder-1.5b"
+        models.default_model.cache_clear()
+        monkeypatch.setattr(models, "installed", lambda name: False)
+        with caplog.at_level("WARNING", logger="attribot_rag.models"):
+            assert models.default_model() == "smollm2-135m"
+            assert models.default_model() == "smollm2-135m"  # decided once, said once
+        assert len([r for r in caplog.records if "is not installed" in r.getMessage()]) == 1
+        models.default_model.cache_clear()
+        monkeypatch.setenv(models.MODEL_ENV, "gemma3-270m")
+        assert models.default_model() == "gemma3-270m"
+    finally:
+        models.default_model.cache_clear()
