@@ -237,6 +237,11 @@ def cmd_cite_eval(args: argparse.Namespace) -> int:
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        from .evaluation.cite_report import markdown_table
+
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write(markdown_table(report["report"], report["command"]))
     print(json.dumps({k: v for k, v in report.items() if k != "per_example"}, indent=2))
     return 0
 
@@ -512,6 +517,7 @@ def _add_citation_commands(sub: Any) -> None:
     p.add_argument("--methods", default="at2,attention,similarity", help="rankers whose scores are recorded")
     p.add_argument("--modes", default="own,external,external2", help="answer modes: own, external, external2")
     p.add_argument("--json", metavar="OUT", help="write the report and the per-example answers here")
+    p.add_argument("--markdown", metavar="OUT", help="also write the report as a Markdown table")
     p.add_argument("--cache", default=".cite-eval-cache", metavar="DIR", help="evidence records (resumable runs)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
     _add_cache_reading_args(p)

@@ -215,4 +215,37 @@ def default_citers() -> list[Citer]:
     ]
 
 
-__all__ = ["Citer", "FIRST_RETRIEVED", "answer_metrics", "choose", "correct", "default_citers", "evidence", "report"]
+def _cell(stat: dict[str, Any] | None) -> str:
+    if not stat or stat.get("value") is None:
+        return "-"
+    lo, hi = stat["ci"]
+    return f"{stat['value']:.2f}" + ("" if lo is None else f" [{lo:.2f}, {hi:.2f}]")
+
+
+COLUMNS = (
+    ("precision_sentence", "sentence precision"),
+    ("recall_sentence", "fact recall"),
+    ("precision_passage", "passage precision"),
+    ("recall_passage", "passage recall"),
+    ("uncited_with_gold", "uncited (gold in context)"),
+)
+
+
+def markdown_table(result: dict[str, Any], command: str | None = None) -> str:
+    """The report as a Markdown table: a row per citer and answer mode (question types
+    left to the JSON), each statistic with its 95% interval."""
+    head = "| citer | answers | " + " | ".join(label for _, label in COLUMNS) + " | cost (median) |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 3)]
+    for name, groups in result.items():
+        for group, stats in groups.items():
+            if "/" in group:
+                continue
+            cost = stats.get("cost_median")
+            cells = " | ".join(_cell(stats.get(key)) for key, _ in COLUMNS)
+            lines.append(f"| {name} ({group}) | {stats['answers']} | {cells} | {'-' if cost is None else f'{cost:.2f}x'} |")
+    if command:
+        lines += ["", f"`{command}`"]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["Citer", "FIRST_RETRIEVED", "answer_metrics", "choose", "correct", "default_citers", "evidence", "markdown_table", "report"]
