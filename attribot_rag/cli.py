@@ -325,11 +325,24 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .service.server import serve
 
-    serve(host=args.host, port=args.port, index=args.index, model=args.model, proxy_model=args.proxy_model,
-          method=args.method, max_new_tokens=args.max_new_tokens, max_waiting=args.max_waiting,
-          timeout_s=args.timeout, max_wait_s=args.max_wait, dtype=args.dtype, threads=args.threads,
-          keepalive_s=args.keep_alive or None)
+    options = dict(host=args.host, port=args.port, index=args.index, model=args.model, proxy_model=args.proxy_model,
+                   method=args.method, max_new_tokens=args.max_new_tokens, max_waiting=args.max_waiting,
+                   timeout_s=args.timeout, max_wait_s=args.max_wait, dtype=args.dtype, threads=args.threads,
+                   keepalive_s=args.keep_alive or None)
+    if args.replicas is None:
+        serve(**options)
+        return 0
+    from .service.ray_serve import serve_replicas  # Ray Serve: imported only with --replicas
+
+    serve_replicas(replicas=args.replicas, address=args.address, min_replicas=args.min_replicas,
+                   max_replicas=args.max_replicas, target_ongoing_requests=args.target_ongoing_requests, **options)
     return 0
+
+
+def _replicas(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return _positive_int(text)
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -380,6 +393,17 @@ def _add_service_commands(sub) -> None:
                    help="torch threads for the model (default: torch's, i.e. $OMP_NUM_THREADS or every core)")
     p.add_argument("--keep-alive", type=float, default=15.0, metavar="SECONDS",
                    help="streaming endpoints: an SSE comment after this many seconds without an event (0: never)")
+    ray = p.add_argument_group("Ray Serve (the same app on several replicas, each with its own model; "
+                               "needs ray[serve]: pip install 'attribot-rag[serve-ray]')")
+    ray.add_argument("--replicas", type=_replicas, default=None, metavar="N|auto",
+                     help="serve with Ray Serve: N replicas, or auto (autoscaling between --min-replicas and "
+                     "--max-replicas); --threads is per replica (default 1)")
+    ray.add_argument("--address", default=None, help="Ray cluster to join (default: start a local Ray)")
+    ray.add_argument("--min-replicas", type=_positive_int, default=1, help="--replicas auto: the fewest replicas")
+    ray.add_argument("--max-replicas", type=_positive_int, default=None,
+                     help="--replicas auto: the most replicas (default: the cluster's cores / --threads)")
+    ray.add_argument("--target-ongoing-requests", type=float, default=2.0,
+                     help="--replicas auto: requests per replica (running + waiting) the autoscaler aims at")
     _add_model_args(p)
     p.set_defaults(func=cmd_serve)
 
