@@ -8,7 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
-from attribot_rag import Attributor, Passage, cite  # noqa: E402
+from attribot_rag import Attributor, CitationPolicy, Passage, cite  # noqa: E402
 from attribot_rag.citations import Citation, CitedAnswer, CitedSentence, Reference  # noqa: E402
 from attribot_rag.models import get_model  # noqa: E402
 from attribot_rag.report.html import render_html, write_html  # noqa: E402
@@ -33,7 +33,9 @@ def attributor():
 
 @pytest.fixture(scope="module")
 def cited(attributor):
-    return cite(attributor, QUESTION, PASSAGES, ANSWER + " Thank you for asking, I hope you have a lovely day.")
+    # exact LOO, contributive evidence: the report's shading is asserted in nats below
+    answer = ANSWER + " Thank you for asking, I hope you have a lovely day."
+    return cite(attributor, QUESTION, PASSAGES, answer, method="loo", policy=CitationPolicy(evidence="used"))
 
 
 def test_page_from_real_citations(cited, attributor):
