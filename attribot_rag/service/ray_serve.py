@@ -207,7 +207,28 @@ def start(
     cluster_cpus = int(ray.cluster_resources().get("CPU", cpus))
     serve.start(http_options={"host": host, "port": port})
     serve.run(build_deployment(plan, app_options, cluster_cpus), name=APP_NAME, route_prefix="/")
-    return f"http://{host}:{port}"
+    url = f"http://{host}:{port}"
+    wait_ready(url.replace("://0.0.0.0:", "://127.0.0.1:"))
+    return url
+
+
+def wait_ready(url: str, timeout_s: float = 60.0) -> None:
+    """Wait until the proxy routes ``/readyz`` to a replica with its model loaded
+    (``serve.run`` returns when the replicas are up; the proxy learns the route soon after)."""
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=10) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url}/readyz did not answer 200 within {timeout_s:g} s")
+        time.sleep(0.5)
 
 
 def stop(*, joined: bool = False) -> None:
