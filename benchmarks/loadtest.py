@@ -38,10 +38,12 @@ def cite_payload(with_answer: bool) -> dict:
     return payload
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, replicas: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     cli = Path(sys.executable).with_name("attribot-rag")
-    return subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env)
+    # --replicas N|auto: `serve --replicas` (Ray Serve, one thread per replica) instead of uvicorn
+    more = ["--replicas", replicas] if replicas else []
+    return subprocess.Popen([str(cli), "serve", "--host", "127.0.0.1", "--port", str(port), *more], env=env)
 
 
 def wait_until_up(url: str, timeout_s: float = 300) -> None:
@@ -134,6 +136,7 @@ def summarise(log: list, wall_s: float, peak_rss: int, args: argparse.Namespace)
         "p50_503_latency_s": round(percentile(busy, 0.5), 3) if busy else None,
         "server_peak_rss_mib": round(peak_rss / 2**20, 1),
         "payload": "answer given" if not args.generate else "the model answers",
+        "replicas": args.replicas or "one process",
     }
 
 
@@ -145,6 +148,7 @@ def main() -> int:
     parser.add_argument("--url", help="a running server on loopback (default: start one)")
     parser.add_argument("--generate", action="store_true", help="let the model answer (default: answer given)")
     parser.add_argument("--json", metavar="OUT", help="also write the report here")
+    parser.add_argument("--replicas", metavar="N|auto", help="start `serve --replicas N` (Ray Serve) instead")
     args = parser.parse_args()
     server = None
     if args.url:
@@ -155,7 +159,7 @@ def main() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        server = start_server(port)
+        server = start_server(port, args.replicas)
         url = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(url)

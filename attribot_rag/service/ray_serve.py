@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -267,6 +269,8 @@ def serve_replicas(
     print(f"attribot-rag: starting {what} with Ray Serve, {plan.threads} thread(s) each ...", flush=True)
     url = start(plan, host=host, port=port, address=address, **app_options)
     print(f"attribot-rag: serving on {url}/ (API docs at /docs, readiness at /readyz)", flush=True)
+    # SIGTERM (a service manager, the load test) takes the deployment down too, as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)
