@@ -64,7 +64,10 @@ class ResolvedPolicy:
         attribution, whose task's caches every sentence shares)."""
         if att is None or att.task is None:
             return SentenceEvidence(None)
-        task = whole.task if whole is not None and whole.task is not None and whole.task.response is att.task.response else att.task
+        shared = whole is not None and whole.task is not None and whole.task.response is att.task.response
+        task = whole.task if shared else att.task
+        if not shared:
+            reference = None  # a sentence cited while streaming keeps the evidence it had then
         scores = [s.score for s in att.sources]
         gain = None
         if self.policy.evidence == "used" and self.policy.min_context_gain is not None:
@@ -80,7 +83,9 @@ class ResolvedPolicy:
     def check_all(self, whole: Attribution, sentences: Sequence[tuple[Any, Attribution | None]]) -> list[int]:
         """Run every sentence's support check in one batch (the answer's task keeps them);
         the reference sources, chosen on the whole answer's scores."""
-        wanted = {i for _, att in sentences if att is not None for i in self.policy.to_check([s.score for s in att.sources])}
+        own = [att for _, att in sentences if att is not None and att.task is not None and whole.task is not None
+               and att.task.response is whole.task.response]
+        wanted = {i for att in own for i in self.policy.to_check([s.score for s in att.sources])}
         reference = self.policy.reference_sources([s.score for s in whole.sources]) if wanted else []
         if wanted and whole.task is not None:
             check_sources(whole.task, sorted(wanted | set(reference)))
