@@ -92,6 +92,17 @@ function startLiveAnswer() {
   };
 }
 
+// The quotes behind the markers cited before a stream stopped (no done event to render).
+function partialReferences(sentences) {
+  const seen = new Map();
+  for (const sentence of sentences) {
+    for (const c of sentence.citations) {
+      if (!seen.has(c.number)) seen.set(c.number, `[${c.number}] ${c.title || c.passage_id}: \u201c${c.quote}\u201d`);
+    }
+  }
+  return seen.size ? `Cited so far: ${[...seen.values()].join("  ")}` : "";
+}
+
 function renderLiveAnswer(container, live) {
   container.textContent = "";
   let pos = 0;
@@ -241,6 +252,7 @@ $("ask-form").addEventListener("submit", async (event) => {
       // the answer so far stays on screen with the markers of the sentences cited in time
       const cited = result.incomplete.sentences.length;
       setStatus(`Stopped after ${seconds} s: ${result.incomplete.detail}. The answer so far is shown; ${cited} sentence(s) were cited before the limit.`, true);
+      $("unsupported").textContent = partialReferences(result.incomplete.sentences);
     } else {
       render(result);
       setStatus(`Answered in ${seconds} s with ${current.cite.model} (${current.cite.method}, ${current.cite.evidence === "used" ? "sources the model relied on" : "sources that support each sentence"}).`);
