@@ -227,6 +227,8 @@ class CitedAnswer:
             lines.append(f"(unsupported: \"{_clip(s.text, width - 20)}\")")
         if self.truncated:
             lines.append("(the answer was cut at the length limit: its last sentence is not cited)")
+        if self.settings and not self.calibrated:
+            lines.append(f"(no citation calibration for {self.model}: generic thresholds; see attribot-rag calibrate)")
         return "\n".join(lines)
 
     def __str__(self) -> str:
