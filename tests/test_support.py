@@ -188,6 +188,7 @@ def test_a_streamed_external_answer_ends_with_what_cite_gives(attributor):
 EXAMPLE = PRUNE_EXAMPLES[0]
 
 
+@pytest.mark.slow  # cite-eval loads smollm2-135m and the MiniLM embedder
 def test_cite_eval_records_resume_and_report_against_gold(tmp_path, monkeypatch):
     from attribot_rag.cli import main
 
