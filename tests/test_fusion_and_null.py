@@ -247,6 +247,6 @@ def test_generation_keeps_each_tokens_logprob_so_the_gate_costs_one_short_pass(a
     np.testing.assert_allclose(recorded, full, atol=1e-4)  # fp32: generation's steps vs one pass
     assert response.logprobs.for_prompt(task.prompt.input_ids[1:], len(response.token_ids)) is None
     # AT2 reads the generation capture; the gate adds only the passage-free prompt's pass
-    cited = cite(attributor, QUESTION, PASSAGES, method="at2")
+    cited = cite(attributor, QUESTION, PASSAGES, method="at2", policy=USED)
     assert cited.forward_passes == 1
     assert all(s.context_gain is not None for s in cited.sentences)

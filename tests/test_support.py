@@ -33,7 +33,7 @@ FRANCE = Passage("geo", "Paris is the capital and largest city of France.", "Fra
 
 # --------------------------------------------------------------------------- no model
 def test_supports_cites_the_checked_candidates_with_enough_support_best_first():
-    policy = CitationPolicy(min_support=0.1, support_relative=0.5, candidates=3, max_per_sentence=2)
+    policy = CitationPolicy(min_support=0.1, support_relative=0.5, candidates=3, max_per_sentence=2, fallback=False)
     scores = [0.9, 0.1, 0.5, 0.4, 0.8]  # candidates: sources 0, 4, 2
     ev = SentenceEvidence(scores, 10, None, {0: 0.2, 4: 0.6, 2: 0.35})
     assert policy.choose_sentence(ev) == [4, 2]  # 0.2 < 0.5 x 0.6; best support first
@@ -45,8 +45,20 @@ def test_supports_cites_the_checked_candidates_with_enough_support_best_first():
     assert policy.choose_sentence(SentenceEvidence(None)) == []
 
 
+def test_a_sentence_no_single_source_states_falls_back_to_what_the_model_used():
+    # "The answer is no." after two compared facts: neither fact alone makes it likelier
+    policy = CitationPolicy(min_support=0.05, null_floor=0.01, min_context_gain=0.05)
+    comparison = SentenceEvidence([0.30, 0.02, 0.25], 5, 0.4, {0: -0.02, 2: -0.1})
+    assert policy.explain(comparison) == ([0, 2], "used")
+    # ... unless the passages do not make the sentence likelier at all (the gate)
+    assert policy.explain(SentenceEvidence([0.30, 0.02, 0.25], 5, 0.01, {0: -0.02, 2: -0.1})) == ([], None)
+    assert policy.with_options(fallback=False).explain(comparison) == ([], None)
+    stated = SentenceEvidence([0.30, 0.02, 0.25], 5, 0.4, {0: 0.8, 2: -0.1})
+    assert policy.explain(stated) == ([0], "supports")
+
+
 def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():
-    policy = CitationPolicy(min_support=0.05, answer_relative_threshold=0.1)
+    policy = CitationPolicy(min_support=0.05, answer_relative_threshold=0.1, fallback=False)
     claim = SentenceEvidence([0.9, 0.1], 10, None, {0: 1.2, 1: 0.0})
     filler = SentenceEvidence([0.2, 0.3], 10, None, {0: 0.09, 1: 0.06})  # above min_support alone
     assert policy.choose([claim, filler]) == [[0], []]

@@ -18,6 +18,7 @@ sentence (before its final punctuation); a sentence nothing supports is flagged.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
@@ -64,9 +65,8 @@ class ResolvedPolicy:
         attribution, whose task's caches every sentence shares)."""
         if att is None or att.task is None:
             return SentenceEvidence(None)
-        shared = whole is not None and whole.task is not None and whole.task.response is att.task.response
-        task = whole.task if shared else att.task
-        if not shared:
+        task = _task_of(att, whole)
+        if task is att.task:
             reference = None  # a sentence cited while streaming keeps the evidence it had then
         scores = [s.score for s in att.sources]
         gain = None
@@ -80,6 +80,22 @@ class ResolvedPolicy:
         a, b = att.task.target
         return SentenceEvidence(scores, b - a, gain, checked)
 
+    def explain_answer(
+        self, evidence: list[SentenceEvidence], atts: Sequence[Attribution | None], whole: Attribution | None = None
+    ) -> list[tuple[list[int], str | None]]:
+        """The policy's choice for every sentence. A sentence that falls back to what the
+        model used (no single source states it) must clear the context-gain gate: its gain
+        is measured then, only for such sentences (for a text answer, one full pass)."""
+        chosen = self.policy.explain_answer(evidence, per_token=self.per_token)
+        gate = self.policy.min_context_gain
+        lazy = [k for k, (_, kind) in enumerate(chosen) if kind == "used" and evidence[k].gain is None]
+        if self.policy.evidence != "supports" or gate is None or not lazy:
+            return chosen
+        for k in lazy:
+            task = _task_of(atts[k], whole)
+            evidence[k] = dataclasses.replace(evidence[k], gain=span_gain(task, atts[k].task.target))  # type: ignore[union-attr]
+        return self.policy.explain_answer(evidence, per_token=self.per_token)
+
     def check_all(self, whole: Attribution, sentences: Sequence[tuple[Any, Attribution | None]]) -> list[int]:
         """Run every sentence's support check in one batch (the answer's task keeps them);
         the reference sources, chosen on the whole answer's scores."""
@@ -90,6 +106,13 @@ class ResolvedPolicy:
         if wanted and whole.task is not None:
             check_sources(whole.task, sorted(wanted | set(reference)))
         return reference
+
+
+def _task_of(att: Attribution, whole: Attribution | None) -> Any:
+    """The task whose caches a sentence's evidence lives in: the whole answer's when the
+    sentence is a query of it, else its own (a sentence attributed while streaming)."""
+    shared = whole is not None and whole.task is not None and whole.task.response is att.task.response  # type: ignore[union-attr]
+    return whole.task if shared else att.task  # type: ignore[union-attr]
 
 
 def cite(
@@ -175,12 +198,13 @@ def cite_sentences(
     rp = ResolvedPolicy.of(policy, whole.method, whole.model, calibration)
     reference = rp.check_all(whole, sentences)
     evidence = [rp.evidence(att, whole, reference) for _, att in sentences]
-    chosen = rp.policy.choose(evidence, per_token=rp.per_token)
+    chosen = rp.explain_answer(evidence, [att for _, att in sentences], whole)
     numbers: dict[int, int] = {}  # passage index -> reference number
     cited: list[CitedSentence] = []
     for k, (span, att) in enumerate(sentences):
         cut = truncated and k == len(sentences) - 1
-        cited.append(cited_sentence(k, span, whole, att, [] if cut else chosen[k], numbers, evidence[k], cut))
+        sources, kind = ([], None) if cut else chosen[k]
+        cited.append(cited_sentence(k, span, whole, att, sources, numbers, evidence[k], cut, kind))
     ps = whole.passages
     references = [
         Reference(num, ps[pi].id, pi, ps[pi].title, ps[pi].text)
@@ -210,6 +234,7 @@ def cited_sentence(
     numbers: dict[int, int],
     evidence: SentenceEvidence,
     truncated: bool = False,
+    kind: str | None = None,
 ) -> CitedSentence:
     """Sentence ``k`` with its chosen sources as citations (``numbers``: passage index ->
     reference number, extended by first appearance)."""
@@ -236,6 +261,7 @@ def cited_sentence(
                 quote=src.text,
                 quote_span=(src.start, src.end),
                 support=checked.get(i),
+                evidence=kind,
             )
         )
     return CitedSentence(

@@ -15,7 +15,9 @@ from one attribution method's scores per source (the ranker):
   against after the ranker's ``references`` lowest-scored sources); a candidate is cited
   when its support is at least ``min_support`` nats per token, at least
   ``support_relative`` x the best candidate's and at least ``answer_relative_threshold``
-  x the best support of any sentence of the answer.
+  x the best support of any sentence of the answer. A sentence no single candidate
+  supports (a comparison's "yes", a conclusion drawn from two facts) falls back to the
+  contributive rules below (``fallback``); each citation says which evidence it rests on.
 
 At most ``max_per_sentence`` are kept, best first. The values "auto" are read from the
 model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
@@ -139,6 +141,9 @@ class CitationPolicy:
     min_support: float | str | None = AUTO
     support_relative: float | None = 0.3
     references: int = 2
+    # supports: a sentence no single source states (a comparison's "yes", a conclusion
+    # drawn from two facts) cites what the model relied on, by the contributive rules
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_KINDS:
@@ -201,32 +206,53 @@ class CitationPolicy:
         return _ranked(scores)[::-1][: self.references]
 
     # ----------------------------------------------------------------- choosing
-    def answer_floor(self, sentences: Sequence[SentenceEvidence]) -> float | None:
-        """``answer_relative_threshold`` x the best score of any sentence (``used``), or x
-        the best support of any sentence (``supports``): a sentence whose best evidence is
-        far weaker than the rest of the answer's ("Thank you for asking.") cites nothing."""
-        if self.evidence == "supports":
-            top = max((v for ev in sentences for v in _valid(list((ev.support or {}).values()))), default=None)
-        else:
-            top = max((v for ev in sentences for v in _valid(ev.scores)), default=None)
-        if self.answer_relative_threshold is None or top is None or top <= 0:
-            return None
-        return self.answer_relative_threshold * top
+    def answer_floor(self, sentences: Sequence[SentenceEvidence]) -> "AnswerFloors":
+        """``answer_relative_threshold`` x the best score of any sentence, and x the best
+        support of any sentence: a sentence whose best evidence is far weaker than the rest
+        of the answer's ("Thank you for asking.") cites nothing."""
+        rel = self.answer_relative_threshold
+        tops = (
+            max((v for ev in sentences for v in _valid(ev.scores)), default=None),
+            max((v for ev in sentences for v in _valid(list((ev.support or {}).values()))), default=None),
+        )
+        score, support = (None if rel is None or t is None or t <= 0 else rel * t for t in tops)
+        return AnswerFloors(score, support)
 
     def choose(self, sentences: Sequence[SentenceEvidence], *, per_token: bool = False) -> list[list[int]]:
         """Per sentence, the indices of the sources to cite, best first (a resolved policy)."""
+        return [chosen for chosen, _ in self.explain_answer(sentences, per_token=per_token)]
+
+    def explain_answer(
+        self, sentences: Sequence[SentenceEvidence], *, per_token: bool = False
+    ) -> list[tuple[list[int], str | None]]:
+        """:meth:`explain` for every sentence of an answer (its floors from all of them)."""
         floor = self.answer_floor(sentences)
-        return [self.choose_sentence(ev, answer_floor=floor, per_token=per_token) for ev in sentences]
+        return [self.explain(ev, answer_floor=floor, per_token=per_token) for ev in sentences]
 
     def choose_sentence(
-        self, ev: SentenceEvidence, *, answer_floor: float | None = None, per_token: bool = False
+        self, ev: SentenceEvidence, *, answer_floor: "AnswerFloors | float | None" = None, per_token: bool = False
     ) -> list[int]:
-        """One sentence's citations: the whole answer's rule, with the answer floor known so
-        far (a streamed sentence)."""
+        """One sentence's citations: the whole answer's rule, with the answer floors known so
+        far (a streamed sentence). A number as ``answer_floor`` is the floor of the policy's
+        own evidence."""
+        return self.explain(ev, answer_floor=answer_floor, per_token=per_token)[0]
+
+    def explain(
+        self, ev: SentenceEvidence, *, answer_floor: "AnswerFloors | float | None" = None, per_token: bool = False
+    ) -> tuple[list[int], str | None]:
+        """The sentence's citations and the evidence they rest on: "supports" (a source says
+        it), "used" (the model relied on it: the contributive rules, or the ``fallback`` of
+        ``supports`` when no single source states the sentence), None when nothing is cited."""
         if ev.scores is None:
-            return []
-        chosen = self._supported(ev, answer_floor) if self.evidence == "supports" else self._used(ev, answer_floor, per_token)
-        return chosen[: self.max_per_sentence] if self.max_per_sentence is not None else chosen
+            return [], None
+        floors = _floors(answer_floor, self.evidence)
+        chosen, kind = [], None
+        if self.evidence == "supports":
+            chosen, kind = self._supported(ev, floors.support), "supports"
+        if not chosen and (self.evidence == "used" or self.fallback):
+            chosen, kind = self._used(ev, floors.score, per_token), "used"
+        chosen = chosen[: self.max_per_sentence] if self.max_per_sentence is not None else chosen
+        return chosen, kind if chosen else None
 
     def _used(self, ev: SentenceEvidence, answer_floor: float | None, per_token: bool) -> list[int]:
         gate = self.min_context_gain
@@ -276,10 +302,25 @@ def _ranked(scores: Sequence[float | None]) -> list[int]:
     return [i for _, i in sorted(valid, key=lambda t: (-t[0], t[1]))]
 
 
+@dataclass(frozen=True)
+class AnswerFloors:
+    """The answer-relative floors: on the ranker's scores, and on the checked support."""
+
+    score: float | None = None
+    support: float | None = None
+
+
+def _floors(value: "AnswerFloors | float | None", evidence: str) -> AnswerFloors:
+    if value is None or isinstance(value, AnswerFloors):
+        return value or AnswerFloors()
+    return AnswerFloors(support=float(value)) if evidence == "supports" else AnswerFloors(score=float(value))
+
+
 DEFAULT_POLICY = CitationPolicy()
 
 __all__ = [
     "AUTO",
+    "AnswerFloors",
     "Calibration",
     "CitationPolicy",
     "DEFAULT_POLICY",

@@ -29,6 +29,9 @@ class Citation:
     quote_span: tuple[int, int]  # its character span in the passage text
     # nats per token the source alone adds to the sentence (evidence="supports"; else None)
     support: float | None = None
+    # what the citation rests on: "supports" (the source says it) or "used" (the model
+    # relied on it: contributive evidence, or the fallback when no single source says it)
+    evidence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +47,7 @@ class Citation:
             "quote": self.quote,
             "quote_span": list(self.quote_span),
             "support": self.support,
+            "evidence": self.evidence,
         }
 
 

@@ -44,15 +44,26 @@ class CiteRun:
     base: dict[str, Any]  # what every cache key shares (model, dtype, data, version)
     methods: Sequence[str] = DEFAULT_METHODS
     ranker: str = SUPPORT_RANKER
-    gain_modes: Sequence[str] = ("own",)  # a text answer's gain costs one more full pass
+    gain_modes: Sequence[str] = MODES  # a text answer's gain costs one more full pass
     prefill_every: int = 4  # time one plain forward pass over prompt + answer every k examples
 
     def record(self, ex: CiteExample, mode: str, position: int) -> dict[str, Any]:
         desc = {**self.base, "example": ex.id, "mode": mode, "methods": list(self.methods)}
-        hit = self.cache.get(desc)
-        if hit is not None:
-            return hit
-        return self.cache.put(desc, self._compute(ex, mode, position))
+        rec = self.cache.get(desc)
+        if rec is None:
+            rec = self.cache.put(desc, self._compute(ex, mode, position))
+        if rec.get("gain") is None and mode in self.gain_modes:
+            gain = self.cache.get(gain_desc(desc)) or self.cache.put(gain_desc(desc), self._gain(ex, rec))
+            rec = with_gain(rec, gain)
+        return rec
+
+    def _gain(self, ex: CiteExample, rec: dict[str, Any]) -> dict[str, Any]:
+        """The context gain of each sentence of a recorded answer (one full pass for a
+        text answer), kept beside its record: what a policy's fallback is gated by."""
+        task = self.attributor.task(ex.question, ex.passages, rec["answer"], level="sentence")
+        t0 = time.perf_counter()
+        gains = [None if t is None else span_gain(task, tuple(t)) for t in rec["targets"]]
+        return {"gain": gains, "seconds": time.perf_counter() - t0}
 
     def _answer(self, ex: CiteExample, mode: str) -> tuple[Any, float]:
         if mode == "own":
@@ -142,7 +153,7 @@ def collect(
     cache: ResultsCache,
     modes: Sequence[str] = MODES,
     methods: Sequence[str] = DEFAULT_METHODS,
-    gain_modes: Sequence[str] = ("own",),
+    gain_modes: Sequence[str] = MODES,
 ) -> list[dict[str, Any]]:
     """Evidence records for every example and mode (cached ones are read back)."""
     for m in modes:
@@ -179,12 +190,23 @@ def cached_items(
     """The (example, mode, record) triples already in the cache, and the ids missing one."""
     items, missing = [], []
     for ex in examples:
-        recs = [cache.data.get(cache.key({**base, "example": ex.id, "mode": m, "methods": list(methods)})) for m in modes]
+        descs = [{**base, "example": ex.id, "mode": m, "methods": list(methods)} for m in modes]
+        recs = [cache.data.get(cache.key(d)) for d in descs]
         if any(r is None for r in recs):
             missing.append(ex.id)
             continue
-        items += [(ex, m, r) for m, r in zip(modes, recs)]
+        gains = [cache.data.get(cache.key(gain_desc(d))) for d in descs]
+        items += [(ex, m, r if g is None else with_gain(r, g)) for m, r, g in zip(modes, recs, gains)]
     return items, missing
+
+
+def gain_desc(desc: dict[str, Any]) -> dict[str, Any]:
+    """The cache key of a record's context gains, computed after it (text answers)."""
+    return {**desc, "kind": "gain"}
+
+
+def with_gain(rec: dict[str, Any], gain: dict[str, Any]) -> dict[str, Any]:
+    return {**rec, "gain": gain["gain"], "seconds": {**rec["seconds"], "gain": gain["seconds"]}}
 
 
 def run_cite_eval(

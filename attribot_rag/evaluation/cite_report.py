@@ -91,10 +91,20 @@ def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> li
     if citer.policy is None:
         return _first_retrieved(ex, rec)
     rp = ResolvedPolicy.of(citer.policy, citer.ranker, model)
-    chosen = rp.policy.choose(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
+    explained = rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
+    chosen = [c for c, _ in explained]
     if rec.get("truncated") and n:
         chosen[-1] = []  # a sentence the length limit cut is not cited (as cite does)
     return chosen
+
+
+def fell_back(citer: Citer, rec: dict[str, Any], model: str) -> bool:
+    """Whether a supports policy cited some sentence by its fallback (which reads the gain)."""
+    if citer.policy is None or citer.policy.evidence != "supports":
+        return False
+    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model)
+    explained = rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
+    return any(kind == "used" for _, kind in explained)
 
 
 def _first_retrieved(ex: CiteExample, rec: dict[str, Any]) -> list[list[int]]:
@@ -129,13 +139,14 @@ def answer_metrics(citer: Citer, ex: CiteExample, mode: str, rec: dict[str, Any]
         "passages_cited": len(ex.gold_passages & {s.passage_id for s in cited}),
         "uncited": not cited,
         "gold_in_context": ex.gold_in_context(),
-        "cost": _cost(citer, mode, rec),
+        "cost": _cost(citer, mode, rec, fell_back(citer, rec, model)),
         "type": ex.type,
     }
 
 
-def _cost(citer: Citer, mode: str, rec: dict[str, Any]) -> float | None:
-    """Seconds the citer's evidence cost over the answer's reference time."""
+def _cost(citer: Citer, mode: str, rec: dict[str, Any], fallback: bool = False) -> float | None:
+    """Seconds the citer's evidence cost over the answer's reference time (the gain only
+    where the policy reads it: contributive rules, or a supports policy's fallback)."""
     sec = rec["seconds"]
     if citer.policy is None:
         spent = sec.get("similarity", 0.0)
@@ -143,7 +154,7 @@ def _cost(citer: Citer, mode: str, rec: dict[str, Any]) -> float | None:
         spent = sec.get(citer.ranker, 0.0)
         if citer.policy.evidence == "supports":
             spent += rec.get("support_seconds", 0.0)
-        elif citer.policy.min_context_gain is not None:
+        if citer.policy.min_context_gain is not None and (citer.policy.evidence == "used" or fallback):
             spent += sec.get("gain", 0.0)
     ref = sec.get("generation") if mode == "own" else sec.get("prefill")
     return spent / ref if ref else None
