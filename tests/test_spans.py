@@ -66,7 +66,7 @@ def test_per_sentence_covers_the_answer(attributor):
 
 def test_contextcite_citations_run_the_ablations_once(attributor):
     options = {"ablations": 16}
-    cited = cite(attributor, QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", min_context_gain=None, **options)
+    cited = cite(attributor, QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", evidence="used", min_context_gain=None, **options)
     assert len(cited.sentences) == 2
     one_run = attributor.attribute(QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", level="sentence", **options)
     # the full pass plus one set of ablation batches, whatever the number of sentences
@@ -74,7 +74,7 @@ def test_contextcite_citations_run_the_ablations_once(attributor):
     assert cited.forward_tokens == one_run.forward_tokens
     # the context-gain gate adds its passes once per answer, not per sentence: the
     # passage-free prompt, and the full pass (ContextCite's stays with its own effects)
-    gated = cite(attributor, QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", **options)
+    gated = cite(attributor, QUESTION, PASSAGES, TWO_SENTENCES, method="contextcite", evidence="used", **options)
     assert gated.forward_passes == one_run.forward_passes + 2
 
 
