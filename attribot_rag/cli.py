@@ -256,7 +256,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     examples = load_examples(args.dataset, args.data, args.n, args.offset)
     att = Attributor(get_model(args.model, dtype=args.dtype), level="sentence")
     modes = ("own", "external")
-    rows = collect(att, examples, data=args.data, cache=ResultsCache(args.cache), modes=modes, methods=DEFAULT_METHODS)
+    # the fit reads scores and the support check, never a text answer's context gain
+    rows = collect(att, examples, data=args.data, cache=ResultsCache(args.cache), modes=modes, methods=DEFAULT_METHODS,
+                   gain_modes=("own",))
     where = f"{args.dataset} {args.data.rsplit('/', 1)[-1]} {args.offset}-{args.offset + args.n - 1}"
     cal = fit([(r["example"], r["mode"], r["record"]) for r in rows], att.model_name, where)
     cal.save(args.out)
