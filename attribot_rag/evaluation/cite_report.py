@@ -166,7 +166,9 @@ def _ratio(num: Sequence[float], den: Sequence[float]) -> float | None:
 
 
 STATS: dict[str, Callable[[list[dict[str, Any]]], float | None]] = {
-    "precision_sentence": lambda rows: _ratio([r["gold_sentence"] or 0 for r in rows], [r["citations"] for r in rows]),
+    "precision_sentence": lambda rows: _ratio(
+        [r["gold_sentence"] for r in rows if r["facts"]], [r["citations"] for r in rows if r["facts"]]
+    ),  # sentence-level gold exists for HotpotQA only
     "precision_passage": lambda rows: _ratio([r["gold_passage"] for r in rows], [r["citations"] for r in rows]),
     "recall_sentence": lambda rows: _ratio([r["facts_cited"] for r in rows], [r["facts"] for r in rows]),
     "recall_passage": lambda rows: _ratio([r["passages_cited"] for r in rows], [r["passages"] for r in rows]),
