@@ -78,7 +78,7 @@ def test_a_model_object_is_used_in_its_own_dtype_never_converted(lm):
 
 @pytest.fixture(scope="module")
 def bf16():
-    return Attributor(get_model("smollm2-135m", dtype="bfloat16"), max_new_tokens=24)
+    return Attributor(get_model("smollm2-135m", dtype="bfloat16"), max_new_tokens=24, method="loo")
 
 
 def test_bf16_smollm2_has_bf16_weights_and_says_so(bf16):
