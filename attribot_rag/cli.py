@@ -267,6 +267,28 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_EXCLUDE = "200-239,400-585"  # the HotpotQA dev slices held out for reporting
+
+
+def parse_index_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    """``"200-239,400-585"`` (inclusive ends) as [start, stop) pairs; ``"none"``: none."""
+    from .errors import InputError
+
+    if text.strip().lower() in {"", "none"}:
+        return ()
+    out = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise InputError(f"--exclude: {part.strip()!r} is not a range like 200-239") from None
+        if b < a:
+            raise InputError(f"--exclude: {part.strip()!r} ends before it starts")
+        out.append((a, b + 1))
+    return tuple(out)
+
+
 def cmd_train_at2(args: argparse.Namespace) -> int:
     import shlex
     import time
@@ -281,6 +303,10 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
         parts += ["--lr", str(args.lr)]
     if args.non_negative:
         parts += ["--non-negative"]
+    if (args.sources, args.keep_prob) != ("tokens", 0.5):
+        parts += ["--sources", args.sources, "--keep-prob", str(args.keep_prob)]
+    if args.exclude != DEFAULT_EXCLUDE:
+        parts += ["--exclude", args.exclude]
     if args.dtype:
         parts += ["--dtype", args.dtype]
     command = " ".join(shlex.quote(str(a)) for a in parts)
@@ -299,6 +325,9 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or 8,
         lr=args.lr,
         non_negative=args.non_negative,
+        sources=args.sources,
+        keep_prob=args.keep_prob,
+        exclude=parse_index_ranges(args.exclude),
         cache_dir=args.cache,
         command=command,
         progress=not args.no_progress,
@@ -517,7 +546,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HotpotQA-format and/or SQuAD v1.1 JSON files (never hotpotqa/test.json)")
     p.add_argument("--out", required=True, help="weights file to write (.safetensors)")
     p.add_argument("--examples", type=int, default=150, help="training examples (across files)")
-    p.add_argument("--masks", type=int, default=32, help="random token masks per example")
+    p.add_argument("--masks", type=int, default=32, help="random keep-masks over the sources per example")
+    p.add_argument("--sources", choices=["tokens", "sentences"], default="tokens",
+                   help="what a mask keeps or drops: context tokens (AT2's recipe) or the passages' sentences")
+    p.add_argument("--keep-prob", type=float, default=0.5, help="probability that a mask keeps a source")
+    p.add_argument("--exclude", default=DEFAULT_EXCLUDE, metavar="RANGES",
+                   help="HotpotQA example indices never trained on (inclusive ranges; default: the held-out "
+                        "dev slices; 'none' for none)")
     p.add_argument("--steps", type=int, default=1000, help="Adam steps of the fit")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", type=int, default=100,

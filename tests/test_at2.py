@@ -307,6 +307,39 @@ def test_training_refuses_the_held_out_test_split(tmp_path):
         read_examples(bad)
 
 
+def _hotpot_example(i: int) -> dict:
+    return {"_id": f"h{i}", "question": f"Question {i}?", "answer": "x", "type": "bridge",
+            "supporting_facts": [], "context": [["A", ["The hotel limit is $260.", " Meals are $95."]],
+                                                 ["B", ["Bikes go in the basement."]]]}
+
+
+def test_training_never_reads_the_held_out_dev_slices(tmp_path):
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps([_hotpot_example(i) for i in range(600)]))
+    ids = {int(e.id[1:]) for e in read_examples(data)}
+    assert min(ids) == 100  # the first 100 are held for checking
+    assert not ids & (set(range(200, 240)) | set(range(400, 586)))
+    assert {199, 240, 399, 586, 599} <= ids
+    # a user's own HotpotQA-format file can turn the exclusion off
+    assert len(read_examples(data, skip=0, exclude=())) == 600
+
+
+def test_train_at2_on_sentence_sources(tmp_path, lm):
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps([_hotpot_example(i) for i in range(2)]))
+    tiny = _tiny_lm(lm)
+    out = tmp_path / "w.safetensors"
+    _, summary = train_at2(tiny, [str(data)], out, examples=2, masks=6, steps=5, max_new_tokens=6, skip=0,
+                           sources="sentences", keep_prob=0.8, cache_dir=tmp_path / "cache", progress=False)
+    assert summary["computed_now"] == 2
+    recs = [np.load(f) for f in sorted((tmp_path / "cache").glob("*.npz"))]
+    used = [r for r in recs if "G" in r.files]
+    assert used and all(int(r["sources"]) == 3 for r in used)  # three sentences, not their tokens
+    assert "sentences, keep probability 0.8" in AT2Weights.load(out).metadata["training_data"]["sources"]
+    with pytest.raises(InputError, match="--sources"):
+        train_at2(tiny, [str(data)], out, examples=2, sources="words", progress=False)
+
+
 def test_train_at2_cli_parser():
     from attribot_rag.cli import build_parser
 
@@ -315,6 +348,13 @@ def test_train_at2_cli_parser():
     )
     assert args.data == ["a.json", "b.json"] and args.masks == 32 and args.steps == 1000
     assert args.examples == 150 and args.skip == 100 and args.seed == 0
+    assert args.sources == "tokens" and args.keep_prob == 0.5
+    from attribot_rag.cli import parse_index_ranges
+
+    assert parse_index_ranges(args.exclude) == ((200, 240), (400, 586))
+    assert parse_index_ranges("none") == ()
+    with pytest.raises(InputError, match="not a range"):
+        parse_index_ranges("2x0-239")
 
 
 def test_features_from_generation_equal_a_fresh_forward_pass(attributor, handbook_passages):

@@ -4,9 +4,11 @@ Per training example (a question over one or more passages, rendered with the sa
 layout as attribution):
 
 1. generate the answer (greedy, short) and split it into sentences: each is a target;
-2. sources are the context tokens (the tokens of the passages); draw ``masks`` seeded
-   random keep-masks over them (keep probability 1/2) and apply each as attention-mask
-   zeros (the tokens stay, positions do not move);
+2. sources are the context tokens (``sources="tokens"``, AT2's general recipe) or the
+   passages' sentences (``sources="sentences"``, the unit citations and sentence-level
+   LOO explain); draw ``masks`` seeded random keep-masks over them (keep probability
+   ``keep_prob``, 1/2 by default) and apply each as attention-mask zeros over the dropped
+   sources' tokens (the tokens stay, positions do not move);
 3. y[target, mask] = logit of the target's joint probability under the mask,
    log p - log(1 - p) with log p the sum of the target's token log-probs;
 4. features from the unmasked run (one forward pass, attention rows recomputed per layer),
@@ -46,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 DEFAULT_SKIP = 100  # the first 100 HotpotQA dev examples are held for checking
+# HotpotQA dev examples held out for reporting (the data's rules): never trained on
+HELD_OUT_HOTPOTQA_DEV = ((200, 240), (400, 586))
+SOURCE_KINDS = ("tokens", "sentences")
 
 
 # ---------------------------------------------------------------------------- data
@@ -62,9 +67,15 @@ def _is_forbidden(path: Path) -> bool:
     return len(parts) >= 2 and parts[-1] == "test.json" and parts[-2] == "hotpotqa"
 
 
-def read_examples(path: str | Path, skip: int = DEFAULT_SKIP, seed: int = 0) -> list[TrainExample]:
-    """Examples of one file: HotpotQA format (a JSON list; the first ``skip`` are left out)
-    or SQuAD v1.1 (one question per paragraph, paragraphs in a seeded random order)."""
+def read_examples(
+    path: str | Path,
+    skip: int = DEFAULT_SKIP,
+    seed: int = 0,
+    exclude: Sequence[tuple[int, int]] = HELD_OUT_HOTPOTQA_DEV,
+) -> list[TrainExample]:
+    """Examples of one file: HotpotQA format (a JSON list; the first ``skip`` and the index
+    ranges ``exclude`` [start, stop) are left out) or SQuAD v1.1 (one question per
+    paragraph, paragraphs in a seeded random order)."""
     from ..sources import hotpotqa_passages
 
     path = Path(path)
@@ -100,7 +111,9 @@ def read_examples(path: str | Path, skip: int = DEFAULT_SKIP, seed: int = 0) -> 
         order = np.random.default_rng(seed).permutation(len(paras))
         out = [paras[i] for i in order]
     elif isinstance(data, list):  # HotpotQA
-        for obj in data[skip:]:
+        for i, obj in enumerate(data):
+            if i < skip or any(a <= i < b for a, b in exclude):
+                continue
             try:
                 out.append(
                     TrainExample(
@@ -118,10 +131,14 @@ def read_examples(path: str | Path, skip: int = DEFAULT_SKIP, seed: int = 0) -> 
 
 
 def load_examples(
-    paths: Sequence[str | Path], n: int | None = None, skip: int = DEFAULT_SKIP, seed: int = 0
+    paths: Sequence[str | Path],
+    n: int | None = None,
+    skip: int = DEFAULT_SKIP,
+    seed: int = 0,
+    exclude: Sequence[tuple[int, int]] = HELD_OUT_HOTPOTQA_DEV,
 ) -> list[TrainExample]:
     """Examples from several files, interleaved (one from each file in turn), first ``n``."""
-    per_file = [read_examples(p, skip=skip, seed=seed) for p in paths]
+    per_file = [read_examples(p, skip=skip, seed=seed, exclude=exclude) for p in paths]
     out: list[TrainExample] = []
     i = 0
     while any(i < len(f) for f in per_file):
@@ -190,6 +207,14 @@ def target_slices(response: Any) -> list[tuple[int, int]]:
     return out
 
 
+def source_token_spans(prompt: Any, sources: Sequence[Any], kind: str) -> list[tuple[int, int]]:
+    """Token spans of the training sources: one per context token, or one per sentence."""
+    if kind == "tokens":
+        return [(t, t + 1) for t in sorted({t for s in sources for t in range(*prompt.token_span(s.index))})]
+    spans = [prompt.token_span(s.index) for s in sources]
+    return [(a, b) for a, b in spans if b > a]
+
+
 def process_example(
     lm: LoadedModel,
     layout: PromptLayout,
@@ -199,11 +224,13 @@ def process_example(
     seed: int = 0,
     max_new_tokens: int = 32,
     batch_size: int = 8,
+    sources: str = "tokens",
+    keep_prob: float = 0.5,
 ) -> dict[str, np.ndarray] | None:
     """G [targets, masks, L*H] and y [targets, masks] for one example (None: nothing to learn)."""
     passages = list(example.passages)
-    sources = make_sources(passages, "passage")
-    prompt = layout.render(example.question, passages, sources)
+    units = make_sources(passages, "passage" if sources == "tokens" else "sentence")
+    prompt = layout.render(example.question, passages, units)
     if len(prompt) + max_new_tokens > lm.context_window:
         return None
     try:
@@ -215,17 +242,17 @@ def process_example(
         return None
     p, r = len(prompt.input_ids), len(response.token_ids)
     ids = list(prompt.input_ids) + list(response.token_ids)
-    ctx = sorted({t for s in sources for t in range(*prompt.token_span(s.index))})
-    if len(ctx) < 2:
+    spans = source_token_spans(prompt, units, sources)
+    if len(spans) < 2:
         return None
     rng = np.random.default_rng(_example_seed(seed, example.id))
-    keep = rng.random((masks, len(ctx))) < 0.5  # [M, S]
+    keep = rng.random((masks, len(spans))) < keep_prob  # [M, S]
     drop = np.zeros((masks, len(ids)), dtype=bool)
-    drop[:, ctx] = ~keep
+    for j, (a, b) in enumerate(spans):
+        drop[:, a:b] = ~keep[:, j : j + 1]
     lp = masked_logprobs(lm, ids, r, drop, batch_size=batch_size)  # [M, r]
     rows = response_rows(p, (0, r))
-    k_len = rows[-1] + 1
-    smat = span_matrix([(t, t + 1) for t in ctx], k_len)
+    smat = span_matrix(spans, rows[-1] + 1)
     feats = source_features(lm.model, ids, rows, smat)  # [S, r, LH]
     keep_t = torch.as_tensor(keep, dtype=torch.float32)
     G, Y = [], []
@@ -238,7 +265,8 @@ def process_example(
         "y": np.stack(Y).astype(np.float64),
         "targets": np.array(targets, dtype=np.int64),
         "answer": np.array(response.text),
-        "context_tokens": np.array(len(ctx)),
+        "context_tokens": np.array(sum(b - a for a, b in spans)),
+        "sources": np.array(len(spans)),
         "prompt_tokens": np.array(p),
     }
 
@@ -349,6 +377,7 @@ def _training_data(lm: LoadedModel, layout: PromptLayout, exs: list[TrainExample
     from tqdm.auto import tqdm
 
     masks, seed, max_new_tokens = opts["masks"], opts["seed"], opts["max_new_tokens"]
+    unit = {"sources": opts.get("sources", "tokens"), "keep_prob": opts.get("keep_prob", 0.5)}
     G, Y = [], []
     seconds, computed, skipped = [], 0, 0
     bar = tqdm(exs, desc="examples", unit="ex", disable=not progress)
@@ -361,7 +390,7 @@ def _training_data(lm: LoadedModel, layout: PromptLayout, exs: list[TrainExample
         else:
             t0 = time.perf_counter()
             rec = process_example(lm, layout, ex, masks=masks, seed=seed,
-                                  max_new_tokens=max_new_tokens, batch_size=batch_size)
+                                  max_new_tokens=max_new_tokens, batch_size=batch_size, **unit)
             dt = time.perf_counter() - t0
             seconds.append(dt)
             computed += 1
@@ -395,6 +424,9 @@ def train_at2(
     batch_size: int = 8,
     lr: float = 1e-3,
     non_negative: bool = False,
+    sources: str = "tokens",
+    keep_prob: float = 0.5,
+    exclude: Sequence[tuple[int, int]] = HELD_OUT_HOTPOTQA_DEV,
     cache_dir: str | Path | None = None,
     layout: PromptLayout | None = None,
     command: str = "",
@@ -405,12 +437,18 @@ def train_at2(
         raise InputError(f"--masks must be at least 4, got {masks}")
     if steps < 1:
         raise InputError(f"--steps must be at least 1, got {steps}")
+    if sources not in SOURCE_KINDS:
+        raise InputError(f"--sources must be one of {', '.join(SOURCE_KINDS)}, got {sources!r}")
+    if not 0.0 < keep_prob < 1.0:
+        raise InputError(f"--keep-prob must be in (0, 1), got {keep_prob}")
     layout = layout or PromptLayout(lm.tokenizer)
-    exs = load_examples(data, n=examples, skip=skip, seed=seed)
+    exs = load_examples(data, n=examples, skip=skip, seed=seed, exclude=exclude)
     cache = Path(cache_dir) if cache_dir else Path(str(out) + ".cache")
     cache.mkdir(parents=True, exist_ok=True)
     opts = {"masks": masks, "seed": seed, "max_new_tokens": max_new_tokens,
             "system": layout.system_prompt, "instruction": layout.instruction}
+    if (sources, keep_prob) != ("tokens", 0.5):  # AT2's recipe keeps the cache keys it always had
+        opts.update(sources=sources, keep_prob=keep_prob)
     G, Y, seconds, computed, skipped = _training_data(
         lm, layout, exs, cache, opts, batch_size=batch_size, progress=progress)
     if not G:
@@ -424,12 +462,13 @@ def train_at2(
         "training_data": {
             "files": [str(p) for p in data],
             "skip_hotpotqa": skip,
+            "excluded_hotpotqa": [list(r) for r in exclude],
             "examples": len(exs),
             "examples_used": len(exs) - skipped,
             "targets": fit.targets,
             "masks": masks,
             "max_new_tokens": max_new_tokens,
-            "sources": "context tokens, keep probability 1/2, attention-mask zeros",
+            "sources": f"context {sources}, keep probability {keep_prob}, attention-mask zeros",
         },
         "fit": {
             "steps": steps, "lr": lr, "seed": seed, "non_negative": non_negative,
@@ -462,5 +501,6 @@ __all__ = [
     "pearson",
     "process_example",
     "read_examples",
+    "source_token_spans",
     "train_at2",
 ]
