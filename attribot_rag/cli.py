@@ -307,6 +307,8 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
         parts += ["--sources", args.sources, "--keep-prob", str(args.keep_prob)]
     if args.exclude != DEFAULT_EXCLUDE:
         parts += ["--exclude", args.exclude]
+    if args.max_passages is not None:
+        parts += ["--max-passages", str(args.max_passages)]
     if args.dtype:
         parts += ["--dtype", args.dtype]
     command = " ".join(shlex.quote(str(a)) for a in parts)
@@ -328,6 +330,7 @@ def cmd_train_at2(args: argparse.Namespace) -> int:
         sources=args.sources,
         keep_prob=args.keep_prob,
         exclude=parse_index_ranges(args.exclude),
+        max_passages=args.max_passages,
         cache_dir=args.cache,
         command=command,
         progress=not args.no_progress,
@@ -553,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude", default=DEFAULT_EXCLUDE, metavar="RANGES",
                    help="HotpotQA example indices never trained on (inclusive ranges; default: the held-out "
                         "dev slices; 'none' for none)")
+    p.add_argument("--max-passages", type=int, default=None, metavar="K",
+                   help="HotpotQA: at most K paragraphs per example, the gold ones first (cheaper masked passes)")
     p.add_argument("--steps", type=int, default=1000, help="Adam steps of the fit")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", type=int, default=100,

@@ -324,6 +324,18 @@ def test_training_never_reads_the_held_out_dev_slices(tmp_path):
     assert len(read_examples(data, skip=0, exclude=())) == 600
 
 
+def test_training_on_fewer_paragraphs_keeps_the_gold_ones(tmp_path):
+    ex = _hotpot_example(100)
+    ex["context"] = [[t, [f"About {t}."]] for t in "ABCDEF"]
+    ex["supporting_facts"] = [["E", 0], ["C", 0]]
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps([ex]))
+    (one,) = read_examples(data, skip=0, max_passages=3)
+    assert [p.title for p in one.passages] == ["A", "C", "E"]  # gold C and E, then the first other, in order
+    (full,) = read_examples(data, skip=0)
+    assert len(full.passages) == 6
+
+
 def test_train_at2_on_sentence_sources(tmp_path, lm):
     data = tmp_path / "dev.json"
     data.write_text(json.dumps([_hotpot_example(i) for i in range(2)]))

@@ -67,15 +67,30 @@ def _is_forbidden(path: Path) -> bool:
     return len(parts) >= 2 and parts[-1] == "test.json" and parts[-2] == "hotpotqa"
 
 
+def _fewer_paragraphs(example: dict[str, Any], max_passages: int | None) -> dict[str, Any]:
+    """The example with its gold paragraphs and the first distractors, at most
+    ``max_passages`` in their original order: multi-passage training data at a fraction of
+    the cost (a masked pass costs in proportion to the context's length)."""
+    context = example.get("context") or []
+    if max_passages is None or len(context) <= max_passages:
+        return example
+    gold = {str(t) for t, _ in example.get("supporting_facts") or []}
+    keep = [i for i, (title, _) in enumerate(context) if str(title) in gold][:max_passages]
+    keep += [i for i in range(len(context)) if i not in keep][: max_passages - len(keep)]
+    return {**example, "context": [context[i] for i in sorted(keep)]}
+
+
 def read_examples(
     path: str | Path,
     skip: int = DEFAULT_SKIP,
     seed: int = 0,
     exclude: Sequence[tuple[int, int]] = HELD_OUT_HOTPOTQA_DEV,
+    max_passages: int | None = None,
 ) -> list[TrainExample]:
     """Examples of one file: HotpotQA format (a JSON list; the first ``skip`` and the index
-    ranges ``exclude`` [start, stop) are left out) or SQuAD v1.1 (one question per
-    paragraph, paragraphs in a seeded random order)."""
+    ranges ``exclude`` [start, stop) are left out; at most ``max_passages`` paragraphs, the
+    gold ones first) or SQuAD v1.1 (one question per paragraph, paragraphs in a seeded
+    random order)."""
     from ..sources import hotpotqa_passages
 
     path = Path(path)
@@ -119,7 +134,7 @@ def read_examples(
                     TrainExample(
                         id=str(obj.get("_id", obj.get("id", ""))),
                         question=str(obj["question"]),
-                        passages=tuple(hotpotqa_passages(obj)),
+                        passages=tuple(hotpotqa_passages(_fewer_paragraphs(obj, max_passages))),
                         source=str(path),
                     )
                 )
@@ -136,9 +151,10 @@ def load_examples(
     skip: int = DEFAULT_SKIP,
     seed: int = 0,
     exclude: Sequence[tuple[int, int]] = HELD_OUT_HOTPOTQA_DEV,
+    max_passages: int | None = None,
 ) -> list[TrainExample]:
     """Examples from several files, interleaved (one from each file in turn), first ``n``."""
-    per_file = [read_examples(p, skip=skip, seed=seed, exclude=exclude) for p in paths]
+    per_file = [read_examples(p, skip=skip, seed=seed, exclude=exclude, max_passages=max_passages) for p in paths]
     out: list[TrainExample] = []
     i = 0
     while any(i < len(f) for f in per_file):
@@ -427,6 +443,7 @@ def train_at2(
     sources: str = "tokens",
     keep_prob: float = 0.5,
     exclude: Sequence[tuple[int, int]] = HELD_OUT_HOTPOTQA_DEV,
+    max_passages: int | None = None,
     cache_dir: str | Path | None = None,
     layout: PromptLayout | None = None,
     command: str = "",
@@ -442,13 +459,17 @@ def train_at2(
     if not 0.0 < keep_prob < 1.0:
         raise InputError(f"--keep-prob must be in (0, 1), got {keep_prob}")
     layout = layout or PromptLayout(lm.tokenizer)
-    exs = load_examples(data, n=examples, skip=skip, seed=seed, exclude=exclude)
+    if max_passages is not None and max_passages < 1:
+        raise InputError(f"--max-passages must be at least 1, got {max_passages}")
+    exs = load_examples(data, n=examples, skip=skip, seed=seed, exclude=exclude, max_passages=max_passages)
     cache = Path(cache_dir) if cache_dir else Path(str(out) + ".cache")
     cache.mkdir(parents=True, exist_ok=True)
     opts = {"masks": masks, "seed": seed, "max_new_tokens": max_new_tokens,
             "system": layout.system_prompt, "instruction": layout.instruction}
     if (sources, keep_prob) != ("tokens", 0.5):  # AT2's recipe keeps the cache keys it always had
         opts.update(sources=sources, keep_prob=keep_prob)
+    if max_passages is not None:  # other passages, other results
+        opts["max_passages"] = max_passages
     G, Y, seconds, computed, skipped = _training_data(
         lm, layout, exs, cache, opts, batch_size=batch_size, progress=progress)
     if not G:
@@ -463,6 +484,7 @@ def train_at2(
             "files": [str(p) for p in data],
             "skip_hotpotqa": skip,
             "excluded_hotpotqa": [list(r) for r in exclude],
+            "max_passages_hotpotqa": max_passages,
             "examples": len(exs),
             "examples_used": len(exs) - skipped,
             "targets": fit.targets,
