@@ -98,9 +98,11 @@ def _bench_command(args: argparse.Namespace) -> str:
     """The bench command line that reproduces this run (for the Markdown table)."""
     import shlex
 
-    parts = ["attribot-rag", "bench", "--data", args.data, "--n", str(args.n)]
-    if args.offset:
-        parts += ["--offset", str(args.offset)]
+    parts = ["attribot-rag", "bench", "--data", args.data]
+    if args.examples:
+        parts += ["--examples", args.examples]
+    else:
+        parts += ["--n", str(args.n)] + (["--offset", str(args.offset)] if args.offset else [])
     parts += ["--level", args.level, "--methods", args.methods, "--model", args.model]
     for flag, value in (
         ("--proxy-model", args.proxy_model),
@@ -109,6 +111,9 @@ def _bench_command(args: argparse.Namespace) -> str:
         ("--rescore", args.rescore),
         ("--batch-size", args.batch_size),
         ("--dtype", args.dtype),
+        ("--plot", args.plot),
+        ("--naive-over-exact", args.naive_over_exact),
+        ("--goal", args.goal),
     ):
         if value is not None:
             parts += [flag, str(value)]
@@ -123,6 +128,7 @@ def _bench_command(args: argparse.Namespace) -> str:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .evaluation.bench import run_bench
+    from .evaluation.hotpotqa import parse_index_ranges
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     command = _bench_command(args)
@@ -146,11 +152,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         offset=args.offset,
         progress=not args.no_progress,
         dtype=args.dtype,
+        example_ranges=parse_index_ranges(args.examples) if args.examples else None,
     )
     text = json.dumps(report, indent=2)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
+    if args.plot:
+        from .evaluation.plot import plot_frontier
+
+        goal = tuple(float(v) for v in args.goal.split(",")) if args.goal else None
+        plot_frontier(report, args.plot, naive_over_exact=args.naive_over_exact, goal=goal)
     print(text)
     return 0
 
@@ -270,29 +282,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 DEFAULT_EXCLUDE = "200-239,400-585"  # the HotpotQA dev slices held out for reporting
 
 
-def parse_index_ranges(text: str) -> tuple[tuple[int, int], ...]:
-    """``"200-239,400-585"`` (inclusive ends) as [start, stop) pairs; ``"none"``: none."""
-    from .errors import InputError
-
-    if text.strip().lower() in {"", "none"}:
-        return ()
-    out = []
-    for part in text.split(","):
-        lo, sep, hi = part.strip().partition("-")
-        try:
-            a, b = int(lo), int(hi) if sep else int(lo)
-        except ValueError:
-            raise InputError(f"--exclude: {part.strip()!r} is not a range like 200-239") from None
-        if b < a:
-            raise InputError(f"--exclude: {part.strip()!r} ends before it starts")
-        out.append((a, b + 1))
-    return tuple(out)
-
-
 def cmd_train_at2(args: argparse.Namespace) -> int:
     import shlex
     import time
 
+    from .evaluation.hotpotqa import parse_index_ranges
     from .training.at2 import train_at2
     from .models import load_model
 
@@ -497,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="HotpotQA-format JSON file")
     p.add_argument("--n", type=int, default=10, help="first N examples")
     p.add_argument("--offset", type=int, default=0, help="skip this many examples first")
+    p.add_argument("--examples", metavar="RANGES", help="example indices instead of --offset/--n, e.g. 200-215,220-223")
     p.add_argument("--level", default="sentence", choices=["passage", "sentence"])
     p.add_argument(
         "--methods",
@@ -506,6 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--json", metavar="OUT", help="also write the report to this file")
     p.add_argument("--markdown", metavar="OUT", help="also write the report as a Markdown table")
+    p.add_argument("--plot", metavar="PNG", help="also draw speed against faithfulness (needs the plots extra)")
+    p.add_argument("--naive-over-exact", type=float, metavar="R",
+                   help="--plot without a loo-naive row: naive LOO's time over exact LOO's, measured elsewhere")
+    p.add_argument("--goal", metavar="SPEEDUP,MAP", help="--plot: mark a target, e.g. 50,0.9")
     _add_model_args(p)
     p.add_argument(
         "--target-model", dest="model", default=argparse.SUPPRESS, help="the target model (same as --model)"

@@ -21,28 +21,13 @@ from .methods.base import AttributionTask
 
 def context_gain(task: AttributionTask) -> np.ndarray:
     """Per response token, the passages' effect on its log-probability (computed once per task)."""
-    if task.cache.context_gain is None:
-        full = _full_logprobs(task)
-        empty = task.render([s.index for s in task.sources]).input_ids
-        task.cache.context_gain = full - task.scorer.logprobs(empty, task.response.token_ids)
-    return task.cache.context_gain
+    return task.context_gain()
 
 
 def span_gain(task: AttributionTask, target: tuple[int, int]) -> float:
     """The mean context gain of the response tokens [a, b), in nats per token."""
     a, b = target
     return float(np.mean(context_gain(task)[a:b]))
-
-
-def _full_logprobs(task: AttributionTask) -> np.ndarray:
-    if task.cache.full_pass is not None:
-        return task.cache.full_pass.logprobs
-    generated = task.response.logprobs
-    if generated is not None:
-        values = generated.for_prompt(task.prompt.input_ids, len(task.response.token_ids))
-        if values is not None:  # generated after this very prompt
-            return values
-    return task.full_pass().logprobs
 
 
 __all__ = ["context_gain", "span_gain"]

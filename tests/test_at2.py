@@ -361,11 +361,11 @@ def test_train_at2_cli_parser():
     assert args.data == ["a.json", "b.json"] and args.masks == 32 and args.steps == 1000
     assert args.examples == 150 and args.skip == 100 and args.seed == 0
     assert args.sources == "tokens" and args.keep_prob == 0.5
-    from attribot_rag.cli import parse_index_ranges
+    from attribot_rag.evaluation.hotpotqa import parse_index_ranges
 
     assert parse_index_ranges(args.exclude) == ((200, 240), (400, 586))
     assert parse_index_ranges("none") == ()
-    with pytest.raises(InputError, match="not a range"):
+    with pytest.raises(InputError, match="not an example range"):
         parse_index_ranges("2x0-239")
 
 

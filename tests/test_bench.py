@@ -316,6 +316,40 @@ def test_cached_only_reports_what_parallel_runs_finished(first_run, data_file, m
     assert "cannot go with --read-cache or --cached-only" in capsys.readouterr().err
 
 
+def test_example_ranges_and_the_frontier_plot_from_the_cache(first_run, data_file, monkeypatch, tmp_path):
+    report, cache, _ = first_run
+    for name in ("logprobs", "full_pass", "ablation_logprobs", "generate"):
+        monkeypatch.setattr(Scorer, name, lambda *x, **k: pytest.fail("a cached-only run computed something"))
+    opts = dict(level="sentence", methods=METHODS, model=get_model("smollm2-135m"), proxy_model=_tiny_model(),
+                rescore=2, max_new_tokens=6, progress=False, cached_only=True, cache_dir=cache)
+    second = run_bench(str(data_file), example_ranges=((1, 2),), **opts)
+    assert second["examples"] == "1-1" and second["n"] == 1
+    assert second["methods"] == run_bench(str(data_file), n=1, offset=1, **opts)["methods"]
+    # every row carries its per-example APs and their bootstrap interval
+    for row in report["methods"].values():
+        aps = [v for v in row["ap_per_example"] if v is not None]
+        assert row["map_vs_exact"] == pytest.approx(np.mean(aps))
+        lo, hi = row["map_vs_exact_ci95"] or (row["map_vs_exact"], row["map_vs_exact"])
+        assert lo <= row["map_vs_exact"] <= hi
+    from attribot_rag.evaluation.plot import frontier_points, plot_frontier
+
+    points, axis = frontier_points(report)
+    assert "naive LOO (measured in this run)" in axis
+    by_label = {p.label: p for p in points}
+    assert by_label["loo-naive"].speedup == pytest.approx(1.0)
+    assert by_label["loo"].speedup == pytest.approx(report["methods"]["loo"]["speedup_vs_naive"])
+    without = {**report, "methods": {k: dict(v, speedup_vs_naive=None)
+                                     for k, v in report["methods"].items() if k != "loo-naive"}}
+    pts, axis = frontier_points(without, naive_over_exact=1.7)
+    assert "1.70 x exact" in axis and {p.label: p for p in pts}["loo"].speedup == pytest.approx(
+        1.7 * report["methods"]["loo"]["speedup_vs_exact"])
+    assert "over exact LOO" in frontier_points(without)[1]  # no ratio: the axis says what it is
+    out = plot_frontier(report, tmp_path / "frontier.png", goal=(50, 0.9))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InputError, match="no method rows"):
+        plot_frontier({"methods": {}}, tmp_path / "none.png")
+
+
 @pytest.mark.slow  # loads smollm2-135m
 def test_a_run_without_a_proxy_finds_the_answers_of_a_run_with_one(data_file, monkeypatch, tmp_path):
     # the shared key names the target's dtype only; the proxy's goes on the proxy's results

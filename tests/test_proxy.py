@@ -222,3 +222,50 @@ def test_proxy_needs_a_model(attributor):
         attributor.attribute(QUESTION, PASSAGES, ANSWER, method="proxy", proxy="no-such-proxy-model")
     with pytest.raises(InputError, match="rescore must be a positive integer, got 0"):
         ProxyRescore(rescore=0, proxy=None)
+
+
+def test_adaptive_rescoring_stops_by_its_rule(attributor):
+    exact = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence"), method="loo").scores
+    order = np.argsort(-exact, kind="stable").tolist()
+    # stop_ratio: the first-stage candidates within r of the best (here the first stage is exact LOO)
+    res = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence"),
+                         method=ProxyRescore(first_stage="loo", rescore=4, stop_ratio=0.5))
+    expected = [i for i in order[:4] if exact[i] >= 0.5 * exact[order[0]]]
+    assert res.info["rescored"] == sorted(expected) and 1 <= len(expected) < 4
+    # stop_coverage: the shortest prefix whose positive effects reach f x the context gain
+    task = attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence")
+    gain = task.target_ll(task.context_gain())
+    assert gain > 0
+    f = 0.9 * float(np.clip(exact, 0, None).max()) / gain  # the best source alone covers it
+    res = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence"),
+                         method=ProxyRescore(first_stage="loo", rescore=5, stop_coverage=f))
+    assert res.info["rescored"] == [order[0]]
+    assert res.info["context_gain"] == pytest.approx(gain, abs=1e-4)
+    assert res.info["coverage"] >= f
+    res = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence"),
+                         method=ProxyRescore(first_stage="loo", rescore=3, stop_coverage=100.0))
+    assert res.info["rescored"] == sorted(order[:3])  # never covered: the cap stops it
+    np.testing.assert_allclose(res.scores[order[:3]], exact[order[:3]], atol=2e-4, rtol=0)
+
+
+def test_rescoring_can_rank_the_tail_by_the_first_stage(attributor, tiny):
+    res = attributor.run(attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence"),
+                         method=ProxyRescore(proxy=tiny, rescore=2, tail="first_stage"))
+    first = np.asarray(res.info["first_stage_scores"])
+    rescored = res.info["rescored"]
+    rest = [i for i in np.argsort(-first, kind="stable") if i not in rescored]
+    assert np.all(np.isfinite(res.scores)) and len(rescored) == 2
+    assert res.scores[rest].max() < min(0.0, res.scores[rescored].min())  # ranks, never evidence
+    assert list(np.argsort(-res.scores[rest], kind="stable")) == list(range(len(rest)))  # first-stage order
+    assert res.info["tail"] == "first_stage"
+
+
+def test_adaptive_rescoring_options_are_checked():
+    with pytest.raises(InputError, match="stop_ratio or stop_coverage, not both"):
+        ProxyRescore(first_stage="at2", stop_ratio=0.5, stop_coverage=0.5)
+    with pytest.raises(InputError, match="stop_ratio must be in"):
+        ProxyRescore(first_stage="at2", stop_ratio=1.5)
+    with pytest.raises(InputError, match="stop_coverage must be positive"):
+        ProxyRescore(first_stage="at2", stop_coverage=0)
+    with pytest.raises(InputError, match="tail must be one of"):
+        ProxyRescore(first_stage="at2", tail="proxy")

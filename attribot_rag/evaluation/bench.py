@@ -60,7 +60,7 @@ from ..models import LoadedModel, dtype_info, dtype_key, proxy_dtype_key
 from ..scoring import response_from_ids
 from . import metrics
 from .cache import NotCached, ResultsCache, _data_signature, _file_sha256, _jsonable, _upgraded_desc  # noqa: F401 (re-exported)
-from .hotpotqa import load_slice
+from .hotpotqa import load_ranges, load_slice
 from .setup import build_attributor, load_models
 
 NAIVE = "loo-naive"
@@ -129,10 +129,12 @@ def run_bench(
     dtype: Any = None,
     read_caches: Sequence[str | Path] = (),
     cached_only: bool = False,
+    example_ranges: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
+    """``example_ranges`` ([start, stop) index pairs) replaces ``n`` and ``offset``."""
     specs = _check_specs(methods, keep, keep_mass, lds_masks, proxy_model)
     cache = ResultsCache(cache_dir, read_caches, cached_only)
-    examples = load_slice(data, n, offset)
+    examples = load_ranges(data, example_ranges) if example_ranges else load_slice(data, n, offset)
     target, proxy = load_models(model, proxy_model, needs_proxy=any(s.needs_proxy for s in specs), dtype=dtype)
     attributor = build_attributor(target, level=level, max_new_tokens=max_new_tokens, batch_size=batch_size or None)
     shared = {"proxy": proxy, "keep": keep, "keep_mass": keep_mass, "rescore": rescore}
@@ -144,6 +146,9 @@ def run_bench(
     if not done:
         raise InputError(f"none of the {len(examples)} examples has all its results in the cache")
     report = run.report(done, offset)
+    if example_ranges:
+        report["offset"] = None
+        report["examples"] = ",".join(f"{a}-{b - 1}" for a, b in example_ranges)
     if cached_only:
         report["not_cached"] = not_cached  # left out: some result of theirs is not computed yet
     report["options"] = {
@@ -383,9 +388,21 @@ def _ratio(num: float | None, den: float) -> float | None:
     return num / den
 
 
+def _map_interval(ap: list[float], n_boot: int = 2000, seed: int = 0) -> list[float] | None:
+    """Percentile bootstrap 95% interval of the mAP over the examples with positives."""
+    from .qa_metrics import bootstrap_indices, mean_ci
+
+    values = [v for v in ap if v is not None and not math.isnan(v)]
+    if len(values) < 2:
+        return None
+    return mean_ci(values, bootstrap_indices(len(values), n_boot, seed))["ci95"]
+
+
 def _quality_keys(r: _Rows) -> dict[str, Any]:
     return {
         "map_vs_exact": _mean(r.ap),
+        "map_vs_exact_ci95": _map_interval(r.ap),
+        "ap_per_example": [None if math.isnan(v) else v for v in r.ap],
         "spearman_vs_exact": _mean(r.rho_exact),
         "topk_drop": {k: _mean(v) for k, v in r.topk.items()},
         "lds": _mean(r.lds),

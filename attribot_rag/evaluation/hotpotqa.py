@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ..errors import InputError
 from ..sources import Passage, hotpotqa_passages
@@ -68,3 +68,32 @@ def load_slice(path: str | Path, n: int, offset: int = 0) -> list[HotpotExample]
     if not examples:
         raise InputError(f"no examples left after skipping the first {offset}")
     return examples
+
+
+def parse_index_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    """``"200-239,400-585"`` (inclusive ends) as [start, stop) pairs; ``"none"``: none."""
+    if text.strip().lower() in {"", "none"}:
+        return ()
+    out = []
+    for part in text.split(","):
+        lo, sep, hi = part.strip().partition("-")
+        try:
+            a, b = int(lo), int(hi) if sep else int(lo)
+        except ValueError:
+            raise InputError(f"{part.strip()!r} is not an example range like 200-239") from None
+        if a < 0 or b < a:
+            raise InputError(f"example range {part.strip()!r} is empty or negative")
+        out.append((a, b + 1))
+    return tuple(out)
+
+
+def load_ranges(path: str | Path, ranges: Sequence[tuple[int, int]]) -> list[HotpotExample]:
+    """The examples at the index ranges [start, stop) of a HotpotQA-format file, in order."""
+    if not ranges:
+        raise InputError("no example ranges given")
+    stop = max(b for _, b in ranges)
+    examples = load_hotpotqa(path, stop)
+    wanted = sorted({i for a, b in ranges for i in range(a, b)})
+    if wanted[-1] >= len(examples):
+        raise InputError(f"example {wanted[-1]} is past the end of {str(path)!r} ({len(examples)} examples)")
+    return [examples[i] for i in wanted]

@@ -97,6 +97,25 @@ class AttributionTask:
                 self.cache.full_pass_note = f"prompt run again: {why_not}"
         return self.cache.full_pass
 
+    def full_logprobs(self) -> np.ndarray:
+        """Per answer token, log p(r_t | full prompt): from generation when this model wrote
+        the answer after this very prompt, else from the full pass."""
+        generated = self.response.logprobs
+        if self.cache.full_pass is None and generated is not None:
+            values = generated.for_prompt(self.prompt.input_ids, len(self.response.token_ids))
+            if values is not None:
+                return values
+        return self.full_pass().logprobs
+
+    def context_gain(self) -> np.ndarray:
+        """Per answer token, log p(r_t | prompt) - log p(r_t | prompt with every source
+        removed): what the passages add (one pass of the short passage-free prompt, once
+        per task; docs/architecture.md, Citations)."""
+        if self.cache.context_gain is None:
+            empty = self.render([s.index for s in self.sources]).input_ids
+            self.cache.context_gain = self.full_logprobs() - self.scorer.logprobs(empty, self.response.token_ids)
+        return self.cache.context_gain
+
     def target_ll(self, per_token: np.ndarray, target: tuple[int, int] | None = None) -> float:
         a, b = target or self.target
         return float(np.sum(per_token[a:b]))

@@ -33,6 +33,21 @@ the first-stage scores are in ``info["first_stage_scores"]``. Sources the first 
 left unscored are never rescored, so ``proxy_method="hierarchical"`` with a large
 ``rescore`` is AttriBoT's combination: the proxy's hierarchical LOO, then exact target
 LOO of every sentence it kept.
+
+How many are rescored can adapt to the answer (``rescore`` is then the cap):
+
+* ``stop_ratio=r``: the candidates whose first-stage score is at least ``r`` times the
+  best one's (at least one): a flat first stage gets more rescoring than a peaked one.
+* ``stop_coverage=f``: rescore down the first stage's ranking, one source at a time,
+  until the rescored sources' positive effects add up to ``f`` times the answer's context
+  gain LL(C) - LL(no passages) (one extra pass of the short passage-free prompt): the
+  answer's evidence is then found. An answer the passages do not help stops at one.
+
+``tail="first_stage"`` ranks the sources that were not rescored after every rescored
+one, in the first stage's order, instead of leaving them unscored: their scores are then
+ranks (each below every rescored score and below zero, so never read as evidence), and
+``info["rescored"]`` says which scores are exact effects. Rules chosen on dev data:
+docs/methods.md.
 """
 
 from __future__ import annotations
@@ -51,6 +66,7 @@ from ..scoring import DEFAULT_MAX_SPREAD, Scorer, response_from_text
 from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
 
 DEFAULT_RESCORE = 5  # sources rescored on the target by proxy-rescore
+TAILS = ("none", "first_stage")
 
 
 def target_char_span(task: AttributionTask, target: tuple[int, int] | None = None) -> tuple[int, int] | None:
@@ -238,10 +254,24 @@ class ProxyRescore(AttributionMethod):
         batch_size: int | None = None,
         max_spread: int | str | None = DEFAULT_MAX_SPREAD,
         proxy_method: str = "loo",
+        stop_ratio: float | None = None,
+        stop_coverage: float | None = None,
+        tail: str = "none",
     ) -> None:
         if not isinstance(rescore, (int, np.integer)) or rescore < 1:
             raise InputError(f"proxy-rescore: rescore must be a positive integer, got {rescore!r}")
+        if stop_ratio is not None and stop_coverage is not None:
+            raise InputError("proxy-rescore: give stop_ratio or stop_coverage, not both")
+        if stop_ratio is not None and not (0.0 < float(stop_ratio) <= 1.0):
+            raise InputError(f"proxy-rescore: stop_ratio must be in (0, 1], got {stop_ratio!r}")
+        if stop_coverage is not None and not float(stop_coverage) > 0.0:
+            raise InputError(f"proxy-rescore: stop_coverage must be positive, got {stop_coverage!r}")
+        if tail not in TAILS:
+            raise InputError(f"proxy-rescore: tail must be one of {', '.join(TAILS)}, got {tail!r}")
         self.rescore = int(rescore)
+        self.stop_ratio = float(stop_ratio) if stop_ratio is not None else None
+        self.stop_coverage = float(stop_coverage) if stop_coverage is not None else None
+        self.tail = tail
         self.batch_size = batch_size
         self.max_spread = max_spread
         opts = dict(first_stage_options or {})
@@ -261,7 +291,10 @@ class ProxyRescore(AttributionMethod):
         return options.get("first_stage") in (None, "proxy")
 
     def __repr__(self) -> str:
-        return f"ProxyRescore(first_stage={self.first_stage!r}, rescore={self.rescore})"
+        rule = (f", stop_ratio={self.stop_ratio}" if self.stop_ratio is not None
+                else f", stop_coverage={self.stop_coverage}" if self.stop_coverage is not None else "")
+        tail = f", tail={self.tail!r}" if self.tail != "none" else ""
+        return f"ProxyRescore(first_stage={self.first_stage!r}, rescore={self.rescore}{rule}{tail})"
 
     def effects(self, task: AttributionTask) -> Effects:
         first = self.first_stage.effects(task)  # once; each span reads it
@@ -273,19 +306,48 @@ class ProxyRescore(AttributionMethod):
             raise RuntimeError(
                 f"first stage {self.first_stage.name!r} returned {len(stage1)} scores for {len(task.sources)} sources"
             )
-        chosen = ranking(stage1)[: self.rescore]
-        scores = np.full(len(task.sources), np.nan, dtype=np.float64)
+        order = ranking(stage1)
         full_ll = task.target_ll(task.full_pass().logprobs)
-        if chosen:
-            scores[chosen] = task.loo_scores(chosen, self.batch_size, self.max_spread)
-        info = {
-            "full_ll": full_ll,
+        info: dict[str, Any] = {"full_ll": full_ll}
+        chosen, exact = self._choose(task, stage1, order, info)
+        scores = np.full(len(task.sources), np.nan, dtype=np.float64)
+        scores[chosen] = exact
+        if self.tail == "first_stage":
+            rest = [i for i in order if i not in set(chosen)]
+            floor = min(0.0, float(np.min(exact))) if chosen else 0.0
+            scores[rest] = floor - 1.0 - np.arange(len(rest)) / max(1, len(rest))
+        info.update({
             "first_stage": self.first_stage.name,
             "first_stage_scores": stage1,
             "first_stage_info": first.info,
             "rescored": sorted(chosen),
-        }
+            "tail": self.tail,
+        })
         for key in ("proxy_forward_tokens", "proxy_forward_passes", "proxy_model"):
             if key in first.info:
                 info[key] = first.info[key]
         return MethodOutput(scores, info)
+
+    def _choose(
+        self, task: AttributionTask, stage1: np.ndarray, order: list[int], info: dict[str, Any]
+    ) -> tuple[list[int], np.ndarray]:
+        """The sources rescored (first-stage order) and their exact LOO scores, by the rule."""
+        cap = order[: self.rescore]
+        if not cap:
+            return [], np.zeros(0)
+        if self.stop_coverage is None:
+            if self.stop_ratio is not None:
+                best = stage1[cap[0]]
+                cap = [i for i in cap if best <= 0 or stage1[i] >= self.stop_ratio * best] or cap[:1]
+            return cap, task.loo_scores(cap, self.batch_size, self.max_spread)
+        gain = task.target_ll(task.context_gain())
+        info["context_gain"] = gain
+        chosen: list[int] = []
+        found = 0.0
+        for i in cap:  # one at a time: each source's row is computed once, whatever comes next
+            chosen.append(i)
+            found += max(0.0, float(task.loo_scores([i], self.batch_size, self.max_spread)[0]))
+            if gain <= 0 or found >= self.stop_coverage * gain:
+                break
+        info["coverage"] = found / gain if gain > 0 else None
+        return chosen, task.loo_scores(chosen, self.batch_size, self.max_spread)

@@ -1,0 +1,105 @@
+"""The speed-versus-faithfulness picture of a bench run (``attribot-rag bench --plot``).
+
+One point per method and setting: x is the speedup over naive LOO (log scale), y the
+mAP against exact LOO with its bootstrap 95% interval over the examples. A run without a
+``loo-naive`` row can still be drawn against naive LOO when the caller gives the ratio of
+naive to exact LOO's time measured elsewhere (``naive_over_exact``); the figure then says
+so, and without it the x axis is the speedup over exact LOO, and says that instead.
+Needs matplotlib (the ``plots`` extra).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    label: str
+    speedup: float
+    map: float
+    ci95: tuple[float, float] | None
+    seconds_per_example: float
+
+
+def frontier_points(report: Mapping[str, Any], naive_over_exact: float | None = None) -> tuple[list[FrontierPoint], str]:
+    """The points of a bench report and the x axis's label (what the speedup is over)."""
+    rows = dict(report.get("methods") or {})
+    if not rows:
+        raise InputError("the bench report has no method rows to plot")
+    measured = any(r.get("speedup_vs_naive") for r in rows.values())
+    if measured:
+        axis = "speedup over naive LOO (measured in this run)"
+    elif naive_over_exact:
+        axis = f"speedup over naive LOO (naive = {naive_over_exact:.2f} x exact LOO's time, measured separately)"
+    else:
+        axis = "speedup over exact LOO (no naive LOO timing in this run)"
+    points = []
+    for label, r in rows.items():
+        if measured:
+            speedup = r.get("speedup_vs_naive")
+        else:
+            speedup = r.get("speedup_vs_exact")
+            speedup = speedup * naive_over_exact if speedup and naive_over_exact else speedup
+        if not speedup or r.get("map_vs_exact") is None:
+            continue
+        ci = r.get("map_vs_exact_ci95")
+        points.append(FrontierPoint(label, float(speedup), float(r["map_vs_exact"]),
+                                    tuple(ci) if ci else None, float(r["seconds_per_example"])))
+    return points, axis
+
+
+def plot_frontier(
+    report: Mapping[str, Any],
+    out: str | Path,
+    *,
+    naive_over_exact: float | None = None,
+    title: str | None = None,
+    goal: tuple[float, float] | None = None,
+) -> Path:
+    """Draw the report's frontier to ``out`` (PNG); ``goal`` = (speedup, mAP) marks a target."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
+    except ImportError as exc:
+        raise InputError("plotting needs matplotlib: pip install 'attribot-rag[plots]'") from exc
+    points, axis = frontier_points(report, naive_over_exact)
+    fig, ax = plt.subplots(figsize=(8.5, 5.4), dpi=150)
+    for k, p in enumerate(points):
+        err = [[p.map - p.ci95[0]], [p.ci95[1] - p.map]] if p.ci95 else None
+        ax.errorbar([p.speedup], [p.map], yerr=err, fmt="o", color="#1f5fa8", ecolor="#9bb7d9", capsize=3, zorder=3)
+        ax.annotate(f"{p.label}\n{p.seconds_per_example:.3g} s/example", (p.speedup, p.map),
+                    xytext=(7, 10 if k % 2 else -12), textcoords="offset points", fontsize=7, va="center")
+    if goal:
+        ax.axvline(goal[0], color="#c0392b", ls="--", lw=0.8)
+        ax.axhline(goal[1], color="#c0392b", ls="--", lw=0.8)
+        ax.annotate(f"goal: {goal[0]:g}x, mAP {goal[1]:g}", (goal[0], goal[1]), xytext=(4, 4),
+                    textcoords="offset points", fontsize=7, color="#c0392b")
+    xs = [p.speedup for p in points]
+    ax.set_xscale("log")
+    ax.set_xlim(min(xs + [1.0]) / 1.6, max(xs + [goal[0] if goal else 1.0]) * 3)
+    ax.set_ylim(min([p.ci95[0] if p.ci95 else p.map for p in points] + [0.5]) - 0.03, 1.03)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.set_xlabel(axis + "; log scale")
+    ax.set_ylabel("mAP against exact LOO (bootstrap 95% interval)")
+    ax.set_title(title or "Speed against faithfulness", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    model = report.get("model", "?")
+    ax.text(0.01, 0.02, f"{model}, {report.get('level', '?')} level, n = {report.get('n', '?')} examples "
+            f"from offset {report.get('offset', '?')}", transform=ax.transAxes, fontsize=7, color="#555555")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+__all__ = ["FrontierPoint", "frontier_points", "plot_frontier"]
