@@ -90,12 +90,31 @@ def check_question(question: Any) -> str:
     return question
 
 
+class CheckedPassages(list):
+    """The list :func:`coerce_passages` returns: passages already checked at the public
+    edge, so the layers below (generate, task, cite, prune) take them as they are instead
+    of checking them again. The ids it was checked with are kept: a list changed since
+    is checked afresh."""
+
+    def __init__(self, passages: Iterable[Passage]) -> None:
+        super().__init__(passages)
+        self.checked_ids = tuple(p.id for p in self)
+
+    def still_checked(self) -> bool:
+        return tuple(getattr(p, "id", None) for p in self) == self.checked_ids and all(
+            isinstance(p, Passage) for p in self
+        )
+
+
 def coerce_passages(passages: Iterable[Any]) -> list[Passage]:
     """Accept Passage objects, dicts ({id, text, title?, metadata?}) or plain strings.
 
-    Checks there is at least one passage, that none is empty, and that ids are unique.
+    Checks there is at least one passage, that none is empty, and that ids are unique;
+    passages it already checked (:class:`CheckedPassages`) pass through unchanged.
     The caller's objects are never modified.
     """
+    if isinstance(passages, CheckedPassages) and passages.still_checked():
+        return passages
     if passages is None:
         raise InputError("no passages were given: attribution needs at least one passage of context")
     if isinstance(passages, (str, bytes)):
@@ -138,7 +157,7 @@ def coerce_passages(passages: Iterable[Any]) -> list[Passage]:
                 f"duplicate passage id {p.id!r} (positions {seen[p.id]} and {i}); ids must be unique"
             )
         seen[p.id] = i
-    return out
+    return CheckedPassages(out)
 
 
 def make_sources(passages: Sequence[Passage], level: str = "passage") -> list[Source]:

@@ -69,6 +69,7 @@ class RssSampler(threading.Thread):
 
         self.process = psutil.Process(pid)
         self.peak = 0
+        self.replica_peaks: dict[int, int] = {}  # Ray Serve replica process -> its peak RSS
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -77,13 +78,18 @@ class RssSampler(threading.Thread):
         while not self.stop.is_set():
             try:
                 procs = [self.process, *self.process.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in procs))
+                rss = {p.pid: p.memory_info().rss for p in procs}
+                self.peak = max(self.peak, sum(rss.values()))
+                for p in procs:
+                    if "ServeReplica" in " ".join(p.cmdline()):
+                        self.replica_peaks[p.pid] = max(self.replica_peaks.get(p.pid, 0), rss[p.pid])
             except psutil.Error:
                 pass
             self.stop.wait(0.2)
 
 
 async def client(http, url: str, payload: dict, end: float, budget: list[int], log: list) -> None:
+    """One client: requests until ``end``; logs (status, latency, finish time)."""
     import httpx
 
     while time.monotonic() < end and budget[0] > 0:
@@ -92,9 +98,9 @@ async def client(http, url: str, payload: dict, end: float, budget: list[int], l
         try:
             response = await http.post(url + "/v1/cite", json=payload)
         except httpx.TimeoutException:
-            log.append(("client timeout", time.monotonic() - t0))
+            log.append(("client timeout", time.monotonic() - t0, time.monotonic()))
             continue
-        log.append((response.status_code, time.monotonic() - t0))
+        log.append((response.status_code, time.monotonic() - t0, time.monotonic()))
         if response.status_code == 503:
             wait = float(response.headers.get("Retry-After", "1"))
             await asyncio.sleep(max(0.0, min(wait, end - time.monotonic())))
@@ -119,22 +125,39 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-def summarise(log: list, wall_s: float, peak_rss: int, args: argparse.Namespace) -> dict:
-    ok = [t for s, t in log if s == 200]
-    busy = [t for s, t in log if s == 503]
-    other = sorted({str(s) for s, _ in log if s not in (200, 503)})
+def steady_rate(finishes: list[float]) -> float | None:
+    """Answers per minute between the first and the last answer: the deployment's rate
+    once every replica is busy, free of the warm-up before the first answer and of the
+    queue still draining after the clients stop."""
+    if len(finishes) < 3:
+        return None
+    finishes = sorted(finishes)
+    return 60.0 * (len(finishes) - 1) / (finishes[-1] - finishes[0])
+
+
+def summarise(
+    log: list, wall_s: float, peak_rss: int, args: argparse.Namespace, t0: float, replica_peaks: list[int] = ()
+) -> dict:
+    ok = [t for s, t, _ in log if s == 200]
+    busy = [t for s, t, _ in log if s == 503]
+    other = sorted({str(s) for s, _, _ in log if s not in (200, 503)})
+    in_window = [f for s, _, f in log if s == 200 and f - t0 <= args.seconds]
     return {
         "clients": args.clients,
         "seconds": args.seconds,
         "wall_s": round(wall_s, 1),
         "requests": len(log),
         "served_200": len(ok),
+        "answers_per_minute_in_window": round(60.0 * len(in_window) / args.seconds, 2),
+        "steady_answers_per_minute": round(steady_rate([f for s, _, f in log if s == 200]) or 0.0, 2),
+        "max_latency_s": round(max(ok), 2) if ok else None,
         "rejected_503": len(busy),
         "other_statuses": other,
         "p50_latency_s": round(percentile(ok, 0.5), 2) if ok else None,
         "p95_latency_s": round(percentile(ok, 0.95), 2) if ok else None,
         "p50_503_latency_s": round(percentile(busy, 0.5), 3) if busy else None,
         "server_peak_rss_mib": round(peak_rss / 2**20, 1),
+        "replica_peak_rss_mib": [round(v / 2**20, 1) for v in replica_peaks],
         "payload": "answer given" if not args.generate else "the model answers",
         "replicas": args.replicas or "one process",
     }
@@ -172,7 +195,8 @@ def main() -> int:
         wall = time.monotonic() - t0
         if sampler:
             sampler.stop.set()
-        report = summarise(log, wall, sampler.peak if sampler else 0, args)
+        report = summarise(log, wall, sampler.peak if sampler else 0, args, t0,
+                           sorted(sampler.replica_peaks.values()) if sampler else [])
     finally:
         if server is not None:
             server.terminate()  # uvicorn finishes the requests in flight first

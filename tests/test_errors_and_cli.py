@@ -40,6 +40,18 @@ def test_duplicate_passage_ids():
         coerce_passages([{"id": "a", "text": "one"}, {"id": "a", "text": "two"}])
 
 
+def test_passages_are_checked_once_at_the_edge():
+    raw = [{"id": "a", "text": "one"}, "two"]
+    checked = coerce_passages(raw)
+    assert checked == coerce_passages(raw) and [p.id for p in checked] == ["a", "1"]
+    assert coerce_passages(checked) is checked  # the layers below take it as it is
+    assert raw == [{"id": "a", "text": "one"}, "two"]  # the caller's list untouched
+    # a checked list changed afterwards is checked again
+    checked.append(checked[0])
+    with pytest.raises(InputError, match="duplicate passage id 'a'"):
+        coerce_passages(checked)
+
+
 def test_empty_answer_and_question(attributor, handbook_passages):
     with pytest.raises(InputError, match="answer is empty"):
         attributor.attribute(TRAVEL_QUESTION, handbook_passages, "  ")

@@ -222,17 +222,4 @@ def find_capture(response: Any, model: Any, prompt_ids: Sequence[int]) -> tuple[
     return cap, ""
 
 
-def generation_prompt_kv(
-    response: Any, model: Any, prompt_ids: Sequence[int]
-) -> tuple[list[tuple[torch.Tensor, torch.Tensor]] | None, str]:
-    """The prompt's keys and values per layer, from the KV cache of this model's generation
-    of exactly this answer after exactly this prompt (views, never modified), or None and
-    the reason there are none."""
-    capture, reason = find_capture(response, model, prompt_ids)
-    if capture is None:
-        return None, reason
-    p = len(prompt_ids)
-    return [(layer.keys[:, :, :p], layer.values[:, :, :p]) for layer in capture.cache.layers], ""
-
-
-__all__ = ["CaptureObserver", "GenerationCapture", "find_capture", "generation_prompt_kv"]
+__all__ = ["CaptureObserver", "GenerationCapture", "find_capture"]

@@ -30,11 +30,10 @@ from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..at2.capture import generation_prompt_kv
 from ..errors import MethodNotAvailableError
 from ..layout import PromptLayout, RenderedPrompt, check_fits
 from ..models import LoadedModel
-from ..scoring import DEFAULT_MAX_SPREAD, FullPass, Response, Scorer
+from ..scoring import DEFAULT_MAX_SPREAD, FullPass, Response, Scorer, generated_prompt_kv
 from ..sources import Passage, Source
 
 # TaskCache.full_pass_note when generation's KV cache gave the prompt's keys and values.
@@ -88,7 +87,7 @@ class AttributionTask:
         prompt's keys and values, and only the answer's tokens run."""
         if self.cache.full_pass is None:
             ids, answer = self.prompt.input_ids, self.response.token_ids
-            kv, why_not = generation_prompt_kv(self.response, self.lm.model, ids)
+            kv, why_not = generated_prompt_kv(self.response, self.lm.model, ids)
             if kv is not None:
                 self.cache.full_pass = self.scorer.full_pass_on_prompt_kv(ids, answer, kv)
                 self.cache.full_pass_note = FROM_GENERATION
