@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=50)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--method", default="at2")
+    parser.add_argument("--model", default=None, help="default: the package's default model")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--out", default="benchmarks/batch-hotpotqa")
     args = parser.parse_args()
@@ -48,6 +49,7 @@ def main() -> None:
     import ray
 
     from attribot_rag.batch import run_batch
+    from attribot_rag.models import default_model
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,7 +60,7 @@ def main() -> None:
     for workers in counts:
         target = out / f"workers-{workers}.jsonl"
         target.unlink(missing_ok=True)
-        summary = run_batch(out / "input.jsonl", target, method=args.method, workers=workers,
+        summary = run_batch(out / "input.jsonl", target, method=args.method, workers=workers, model=args.model,
                             max_new_tokens=args.max_new_tokens, progress=False)
         results.append(summary.to_dict())
         print(json.dumps(results[-1]), flush=True)
@@ -67,6 +69,7 @@ def main() -> None:
     report = {
         "records": n,
         "method": args.method,
+        "model": args.model or default_model(),
         "runs": results,
         "ratio": {r["workers"]: round(r["records_per_minute"] / base, 3) for r in results},
         "date": time.strftime("%Y-%m-%d"),
