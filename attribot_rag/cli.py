@@ -514,7 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
     keep.add_argument("--keep", type=int, help="hierarchical: keep the top-K passages")
     keep.add_argument("--keep-mass", type=float, help="hierarchical: keep this fraction of positive passage score")
     p.add_argument("--rescore", type=int, help="proxy-rescore: sources rescored on the target")
-    p.add_argument("--lds-masks", type=int, default=16, help="random masks for LDS (at least 16)")
+    p.add_argument("--lds-masks", type=int, default=16,
+                   help="random masks for LDS (at least 16; 0: LDS only where a run cached it, none computed)")
     p.add_argument("--seed", type=int, default=0, help="seed of the LDS masks")
     p.add_argument("--cache", default=".bench-cache", metavar="DIR", help="results cache (resumable runs)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")

@@ -322,6 +322,11 @@ def test_example_ranges_and_the_frontier_plot_from_the_cache(first_run, data_fil
         monkeypatch.setattr(Scorer, name, lambda *x, **k: pytest.fail("a cached-only run computed something"))
     opts = dict(level="sentence", methods=METHODS, model=get_model("smollm2-135m"), proxy_model=_tiny_model(),
                 rescore=2, max_new_tokens=6, progress=False, cached_only=True, cache_dir=cache)
+    # --lds-masks 0: LDS read where a run cached it, never computed
+    reread = run_bench(str(data_file), n=2, **{**opts, "lds_masks": 0})
+    assert reread["methods"]["loo"]["lds"] == pytest.approx(report["methods"]["loo"]["lds"])
+    with pytest.raises(InputError, match="at least 16 masks"):
+        run_bench(str(data_file), n=2, **{**opts, "lds_masks": 5})
     second = run_bench(str(data_file), example_ranges=((1, 2),), **opts)
     assert second["examples"] == "1-1" and second["n"] == 1
     assert second["methods"] == run_bench(str(data_file), n=1, offset=1, **opts)["methods"]

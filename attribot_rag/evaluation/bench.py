@@ -172,8 +172,8 @@ def _check_specs(methods, keep, keep_mass, lds_masks, proxy_model) -> list[Metho
         )
     if keep is not None and keep_mass is not None:
         raise InputError("give --keep or --keep-mass, not both")
-    if lds_masks < MIN_LDS_MASKS:
-        raise InputError(f"LDS needs at least {MIN_LDS_MASKS} masks, got {lds_masks}")
+    if lds_masks and lds_masks < MIN_LDS_MASKS:
+        raise InputError(f"LDS needs at least {MIN_LDS_MASKS} masks (0: only where cached), got {lds_masks}")
     needs_proxy = [s.label for s in specs if s.needs_proxy]
     if needs_proxy and proxy_model is None:
         raise InputError(f"method(s) {', '.join(needs_proxy)} need a proxy model: pass --proxy-model NAME")
@@ -340,9 +340,17 @@ class _Quality:
         self.gold = ex.gold_passage_ids
         self.masks, self.mask_ll = self._lds_data(_example_seed(run.seed, ex.id))
 
-    def _lds_data(self, mseed: int) -> tuple[np.ndarray, np.ndarray]:
+    def _lds_data(self, mseed: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         n_src, cache = len(self.task.sources), self.run.cache
-        desc = {**self.key, "kind": "lds", "n_masks": self.run.lds_masks, "seed": mseed, "n_sources": n_src}
+        n_masks = self.run.lds_masks or MIN_LDS_MASKS
+        desc = {**self.key, "kind": "lds", "n_masks": n_masks, "seed": mseed, "n_sources": n_src}
+        if not self.run.lds_masks:  # LDS only where an earlier run computed it
+            try:
+                data = cache.get(desc)
+            except NotCached:
+                data = None
+            if data is None:
+                return None, None
         data = cache.get(desc)
         if data is None:
             masks = metrics.random_masks(self.run.lds_masks, n_src, 0.5, mseed)
@@ -371,7 +379,7 @@ class _Quality:
         r.rho_exact.append(metrics.spearman(scores, self.exact))
         for k, v in self.topk_drops(scores).items():
             r.topk[k].append(v)
-        r.lds.append(metrics.lds(scores, self.masks, self.mask_ll))
+        r.lds.append(metrics.lds(scores, self.masks, self.mask_ll) if self.masks is not None else float("nan"))
         r.recall2.append(metrics.gold_recall_at_k(scores, self.passage_ids, self.gold, 2))
         r.recall3.append(metrics.gold_recall_at_k(scores, self.passage_ids, self.gold, 3))
 
