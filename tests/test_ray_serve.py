@@ -118,6 +118,27 @@ def test_serve_replicas_goes_to_ray_serve_with_the_same_options(monkeypatch):
     assert kw["target_ongoing_requests"] == 1.5 and kw["threads"] == 2
 
 
+def test_a_proxy_killed_while_starting_is_started_again(monkeypatch):
+    import ray.exceptions
+    from ray import serve
+
+    calls = []
+
+    def flaky_start(**kwargs):
+        calls.append("start")
+        if calls.count("start") < 3:
+            raise ray.exceptions.ActorDiedError()
+
+    monkeypatch.setattr(serve, "start", flaky_start)
+    monkeypatch.setattr(serve, "shutdown", lambda: calls.append("shutdown"))
+    ray_serve.start_http_proxy("127.0.0.1", 8000)
+    assert calls == ["start", "shutdown", "start", "shutdown", "start"]
+    calls.clear()
+    with pytest.raises(ray.exceptions.ActorDiedError):  # still dead after the last try: the caller hears it
+        ray_serve.start_http_proxy("127.0.0.1", 8000, attempts=2)
+    assert calls == ["start", "shutdown", "start"]
+
+
 def test_serve_refuses_zero_replicas(capsys):
     with pytest.raises(SystemExit):
         main(["serve", "--replicas", "0"])

@@ -207,11 +207,30 @@ def start(
                             plan.most_replicas(cpus), plan.threads, needed, cpus)
             ray.init(num_cpus=max(cpus, needed), include_dashboard=False, logging_level="WARNING")
     cluster_cpus = int(ray.cluster_resources().get("CPU", cpus))
-    serve.start(http_options={"host": host, "port": port})
+    start_http_proxy(host, port)
     serve.run(build_deployment(plan, app_options, cluster_cpus), name=APP_NAME, route_prefix="/")
     url = f"http://{host}:{port}"
     wait_ready(url.replace("://0.0.0.0:", "://127.0.0.1:"))
     return url
+
+
+def start_http_proxy(host: str, port: int, attempts: int = 3) -> None:
+    """Ray Serve's controller and HTTP proxy. On a loaded machine the controller may kill a
+    proxy that has not come up in time (``ActorDiedError``); then Serve is shut down and
+    started again, a few times, before the error goes to the caller."""
+    import ray
+    from ray import serve
+
+    for attempt in range(1, attempts + 1):
+        try:
+            serve.start(http_options={"host": host, "port": port})
+            return
+        except ray.exceptions.ActorDiedError as exc:
+            if attempt == attempts:
+                raise
+            log.warning("Ray Serve's proxy did not start (%s); starting Serve again (%d of %d)",
+                        str(exc).splitlines()[0], attempt + 1, attempts)
+            serve.shutdown()
 
 
 def wait_ready(url: str, timeout_s: float = 60.0) -> None:

@@ -426,6 +426,19 @@ def _training_data(lm: LoadedModel, layout: PromptLayout, exs: list[TrainExample
     return G, Y, seconds, computed, skipped
 
 
+def _check_training_options(masks: int, steps: int, sources: str, keep_prob: float, max_passages: int | None) -> None:
+    if masks < 4:
+        raise InputError(f"--masks must be at least 4, got {masks}")
+    if steps < 1:
+        raise InputError(f"--steps must be at least 1, got {steps}")
+    if sources not in SOURCE_KINDS:
+        raise InputError(f"--sources must be one of {', '.join(SOURCE_KINDS)}, got {sources!r}")
+    if not 0.0 < keep_prob < 1.0:
+        raise InputError(f"--keep-prob must be in (0, 1), got {keep_prob}")
+    if max_passages is not None and max_passages < 1:
+        raise InputError(f"--max-passages must be at least 1, got {max_passages}")
+
+
 def train_at2(
     lm: LoadedModel,
     data: Sequence[str | Path],
@@ -450,17 +463,8 @@ def train_at2(
     progress: bool = True,
 ) -> tuple[AT2Weights, dict[str, Any]]:
     """Train AT2 weights for ``lm`` and write them to ``out``. Returns (weights, summary)."""
-    if masks < 4:
-        raise InputError(f"--masks must be at least 4, got {masks}")
-    if steps < 1:
-        raise InputError(f"--steps must be at least 1, got {steps}")
-    if sources not in SOURCE_KINDS:
-        raise InputError(f"--sources must be one of {', '.join(SOURCE_KINDS)}, got {sources!r}")
-    if not 0.0 < keep_prob < 1.0:
-        raise InputError(f"--keep-prob must be in (0, 1), got {keep_prob}")
+    _check_training_options(masks, steps, sources, keep_prob, max_passages)
     layout = layout or PromptLayout(lm.tokenizer)
-    if max_passages is not None and max_passages < 1:
-        raise InputError(f"--max-passages must be at least 1, got {max_passages}")
     exs = load_examples(data, n=examples, skip=skip, seed=seed, exclude=exclude, max_passages=max_passages)
     cache = Path(cache_dir) if cache_dir else Path(str(out) + ".cache")
     cache.mkdir(parents=True, exist_ok=True)
