@@ -114,6 +114,7 @@ def _bench_command(args: argparse.Namespace) -> str:
         ("--plot", args.plot),
         ("--naive-over-exact", args.naive_over_exact),
         ("--goal", args.goal),
+        ("--plot-cost", args.plot_cost if args.plot else None),
     ):
         if value is not None:
             parts += [flag, str(value)]
@@ -162,7 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .evaluation.plot import plot_frontier
 
         goal = tuple(float(v) for v in args.goal.split(",")) if args.goal else None
-        plot_frontier(report, args.plot, naive_over_exact=args.naive_over_exact, goal=goal)
+        plot_frontier(report, args.plot, naive_over_exact=args.naive_over_exact, goal=goal, cost=args.plot_cost)
     print(text)
     return 0
 
@@ -505,6 +506,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive-over-exact", type=float, metavar="R",
                    help="--plot without a loo-naive row: naive LOO's time over exact LOO's, measured elsewhere")
     p.add_argument("--goal", metavar="SPEEDUP,MAP", help="--plot: mark a target, e.g. 50,0.9")
+    p.add_argument("--plot-cost", choices=["cpu", "wall"], default="cpu",
+                   help="--plot: speedups in this process's CPU time (default; steadier on shared cores) or wall time")
     _add_model_args(p)
     p.add_argument(
         "--target-model", dest="model", default=argparse.SUPPRESS, help="the target model (same as --model)"

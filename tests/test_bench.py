@@ -338,17 +338,21 @@ def test_example_ranges_and_the_frontier_plot_from_the_cache(first_run, data_fil
         assert lo <= row["map_vs_exact"] <= hi
     from attribot_rag.evaluation.plot import frontier_points, plot_frontier
 
-    points, axis = frontier_points(report)
-    assert "naive LOO (measured in this run)" in axis
+    points, axis = frontier_points(report, cost="wall")
+    assert "naive LOO in wall time (measured in this run)" in axis
     by_label = {p.label: p for p in points}
     assert by_label["loo-naive"].speedup == pytest.approx(1.0)
     assert by_label["loo"].speedup == pytest.approx(report["methods"]["loo"]["speedup_vs_naive"])
-    without = {**report, "methods": {k: dict(v, speedup_vs_naive=None)
+    cpu = {p.label: p for p in frontier_points(report)[0]}  # CPU time by default
+    assert cpu["loo"].speedup == pytest.approx(report["methods"]["loo"]["cpu_speedup_vs_naive"])
+    without = {**report, "methods": {k: dict(v, speedup_vs_naive=None, cpu_speedup_vs_naive=None)
                                      for k, v in report["methods"].items() if k != "loo-naive"}}
     pts, axis = frontier_points(without, naive_over_exact=1.7)
     assert "1.70 x exact" in axis and {p.label: p for p in pts}["loo"].speedup == pytest.approx(
-        1.7 * report["methods"]["loo"]["speedup_vs_exact"])
+        1.7 * report["methods"]["loo"]["cpu_speedup_vs_exact"])
     assert "over exact LOO" in frontier_points(without)[1]  # no ratio: the axis says what it is
+    with pytest.raises(InputError, match="cost must be one of"):
+        frontier_points(report, cost="tokens")
     out = plot_frontier(report, tmp_path / "frontier.png", goal=(50, 0.9))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(InputError, match="no method rows"):

@@ -26,25 +26,33 @@ class FrontierPoint:
     seconds_per_example: float
 
 
-def frontier_points(report: Mapping[str, Any], naive_over_exact: float | None = None) -> tuple[list[FrontierPoint], str]:
-    """The points of a bench report and the x axis's label (what the speedup is over)."""
+COSTS = {"wall": ("speedup", "wall time"), "cpu": ("cpu_speedup", "CPU time")}
+
+
+def frontier_points(
+    report: Mapping[str, Any], naive_over_exact: float | None = None, cost: str = "cpu"
+) -> tuple[list[FrontierPoint], str]:
+    """The points of a bench report and the x axis's label (what the speedup is over, in
+    what time: ``cost="cpu"``, this process's CPU seconds, steadier than wall time when
+    other jobs share the cores, or ``"wall"``)."""
+    if cost not in COSTS:
+        raise InputError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
     rows = dict(report.get("methods") or {})
     if not rows:
         raise InputError("the bench report has no method rows to plot")
-    measured = any(r.get("speedup_vs_naive") for r in rows.values())
+    prefix, words = COSTS[cost]
+    measured = any(r.get(f"{prefix}_vs_naive") for r in rows.values())
     if measured:
-        axis = "speedup over naive LOO (measured in this run)"
+        axis = f"speedup over naive LOO in {words} (measured in this run)"
     elif naive_over_exact:
-        axis = f"speedup over naive LOO (naive = {naive_over_exact:.2f} x exact LOO's time, measured separately)"
+        axis = f"speedup over naive LOO in {words} (naive = {naive_over_exact:.2f} x exact LOO, measured separately)"
     else:
-        axis = "speedup over exact LOO (no naive LOO timing in this run)"
+        axis = f"speedup over exact LOO in {words} (no naive LOO timing in this run)"
     points = []
     for label, r in rows.items():
-        if measured:
-            speedup = r.get("speedup_vs_naive")
-        else:
-            speedup = r.get("speedup_vs_exact")
-            speedup = speedup * naive_over_exact if speedup and naive_over_exact else speedup
+        speedup = r.get(f"{prefix}_vs_naive") if measured else r.get(f"{prefix}_vs_exact")
+        if not measured and speedup and naive_over_exact:
+            speedup *= naive_over_exact
         if not speedup or r.get("map_vs_exact") is None:
             continue
         ci = r.get("map_vs_exact_ci95")
@@ -60,6 +68,7 @@ def plot_frontier(
     naive_over_exact: float | None = None,
     title: str | None = None,
     goal: tuple[float, float] | None = None,
+    cost: str = "cpu",
 ) -> Path:
     """Draw the report's frontier to ``out`` (PNG); ``goal`` = (speedup, mAP) marks a target."""
     try:
@@ -70,12 +79,12 @@ def plot_frontier(
         from matplotlib.ticker import FuncFormatter
     except ImportError as exc:
         raise InputError("plotting needs matplotlib: pip install 'attribot-rag[plots]'") from exc
-    points, axis = frontier_points(report, naive_over_exact)
+    points, axis = frontier_points(report, naive_over_exact, cost)
     fig, ax = plt.subplots(figsize=(8.5, 5.4), dpi=150)
     for k, p in enumerate(points):
         err = [[p.map - p.ci95[0]], [p.ci95[1] - p.map]] if p.ci95 else None
         ax.errorbar([p.speedup], [p.map], yerr=err, fmt="o", color="#1f5fa8", ecolor="#9bb7d9", capsize=3, zorder=3)
-        ax.annotate(f"{p.label}\n{p.seconds_per_example:.3g} s/example", (p.speedup, p.map),
+        ax.annotate(f"{p.label}\n{p.seconds_per_example:.3g} s/example (wall)", (p.speedup, p.map),
                     xytext=(7, 10 if k % 2 else -12), textcoords="offset points", fontsize=7, va="center")
     if goal:
         ax.axvline(goal[0], color="#c0392b", ls="--", lw=0.8)
@@ -92,8 +101,9 @@ def plot_frontier(
     ax.set_title(title or "Speed against faithfulness", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     model = report.get("model", "?")
-    ax.text(0.01, 0.02, f"{model}, {report.get('level', '?')} level, n = {report.get('n', '?')} examples "
-            f"from offset {report.get('offset', '?')}", transform=ax.transAxes, fontsize=7, color="#555555")
+    where = f"examples {report['examples']}" if report.get("examples") else f"from offset {report.get('offset', 0)}"
+    ax.text(0.01, 0.02, f"{model}, {report.get('level', '?')} level, n = {report.get('n', '?')} examples, {where}",
+            transform=ax.transAxes, fontsize=7, color="#555555")
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
