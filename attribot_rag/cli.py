@@ -506,8 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive-over-exact", type=float, metavar="R",
                    help="--plot without a loo-naive row: naive LOO's time over exact LOO's, measured elsewhere")
     p.add_argument("--goal", metavar="SPEEDUP,MAP", help="--plot: mark a target, e.g. 50,0.9")
-    p.add_argument("--plot-cost", choices=["cpu", "wall"], default="cpu",
-                   help="--plot: speedups in this process's CPU time (default; steadier on shared cores) or wall time")
+    p.add_argument("--plot-cost", choices=["cpu", "wall", "tokens"], default="cpu",
+                   help="--plot: speedups in this process's CPU time (default; steadier on shared cores), wall time, "
+                        "or forward tokens (what no other job changes)")
     _add_model_args(p)
     p.add_argument(
         "--target-model", dest="model", default=argparse.SUPPRESS, help="the target model (same as --model)"

@@ -351,8 +351,11 @@ def test_example_ranges_and_the_frontier_plot_from_the_cache(first_run, data_fil
     assert "1.70 x exact" in axis and {p.label: p for p in pts}["loo"].speedup == pytest.approx(
         1.7 * report["methods"]["loo"]["cpu_speedup_vs_exact"])
     assert "over exact LOO" in frontier_points(without)[1]  # no ratio: the axis says what it is
+    tok = {p.label: p for p in frontier_points(report, cost="tokens")[0]}
+    assert tok["loo"].speedup == pytest.approx(
+        report["methods"]["loo-naive"]["tokens_per_example"] / report["methods"]["loo"]["tokens_per_example"])
     with pytest.raises(InputError, match="cost must be one of"):
-        frontier_points(report, cost="tokens")
+        frontier_points(report, cost="flops")
     out = plot_frontier(report, tmp_path / "frontier.png", goal=(50, 0.9))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(InputError, match="no method rows"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import InputError
+from .bench import NAIVE
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,21 @@ class FrontierPoint:
     seconds_per_example: float
 
 
-COSTS = {"wall": ("speedup", "wall time"), "cpu": ("cpu_speedup", "CPU time")}
+COSTS = {"wall": ("speedup", "wall time"), "cpu": ("cpu_speedup", "CPU time"), "tokens": ("tokens", "forward tokens")}
+
+
+def _speedups(report: Mapping[str, Any], rows: Mapping[str, Any], cost: str) -> dict[str, tuple[float | None, float | None]]:
+    """Per row: (speedup over naive LOO, over exact LOO) in the chosen cost."""
+    if cost != "tokens":
+        prefix = COSTS[cost][0]
+        return {k: (r.get(f"{prefix}_vs_naive"), r.get(f"{prefix}_vs_exact")) for k, r in rows.items()}
+    naive = (rows.get(NAIVE) or {}).get("tokens_per_example")  # the run's naive LOO row, if it had one
+    exact = (report.get("exact") or {}).get("tokens_per_example")
+    out = {}
+    for k, r in rows.items():
+        t = r.get("tokens_per_example") or 0
+        out[k] = (naive / t if naive and t else None, exact / t if exact and t else None)
+    return out
 
 
 def frontier_points(
@@ -34,14 +49,16 @@ def frontier_points(
 ) -> tuple[list[FrontierPoint], str]:
     """The points of a bench report and the x axis's label (what the speedup is over, in
     what time: ``cost="cpu"``, this process's CPU seconds, steadier than wall time when
-    other jobs share the cores, or ``"wall"``)."""
+    other jobs share the cores, ``"wall"``, or ``"tokens"``: tokens through the model,
+    which no other job changes)."""
     if cost not in COSTS:
         raise InputError(f"cost must be one of {', '.join(COSTS)}, got {cost!r}")
     rows = dict(report.get("methods") or {})
     if not rows:
         raise InputError("the bench report has no method rows to plot")
-    prefix, words = COSTS[cost]
-    measured = any(r.get(f"{prefix}_vs_naive") for r in rows.values())
+    words = COSTS[cost][1]
+    speedups = _speedups(report, rows, cost)
+    measured = any(naive for naive, _ in speedups.values())
     if measured:
         axis = f"speedup over naive LOO in {words} (measured in this run)"
     elif naive_over_exact:
@@ -50,7 +67,7 @@ def frontier_points(
         axis = f"speedup over exact LOO in {words} (no naive LOO timing in this run)"
     points = []
     for label, r in rows.items():
-        speedup = r.get(f"{prefix}_vs_naive") if measured else r.get(f"{prefix}_vs_exact")
+        speedup = speedups[label][0] if measured else speedups[label][1]
         if not measured and speedup and naive_over_exact:
             speedup *= naive_over_exact
         if not speedup or r.get("map_vs_exact") is None:
@@ -102,6 +119,8 @@ def plot_frontier(
     ax.grid(True, which="major", alpha=0.3)
     model = report.get("model", "?")
     where = f"examples {report['examples']}" if report.get("examples") else f"from offset {report.get('offset', 0)}"
+    if report.get("not_cached"):
+        where += f" ({len(report['not_cached'])} of them not computed yet)"
     ax.text(0.01, 0.02, f"{model}, {report.get('level', '?')} level, n = {report.get('n', '?')} examples, {where}",
             transform=ax.transAxes, fontsize=7, color="#555555")
     fig.tight_layout()
