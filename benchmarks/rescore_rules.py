@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from attribot_rag.evaluation.metrics import average_precision
+from attribot_rag.methods.proxy import within_ratio
 
 
 def cached_scores(caches: list[str], model: str) -> dict[str, dict[str, np.ndarray]]:
@@ -63,10 +64,7 @@ def fixed(cap: int):
 
 
 def ratio(r: float, cap: int):
-    def count(first, exact, order):
-        best = first[order[0]]
-        return max(1, sum(1 for i in order[:cap] if best <= 0 or first[i] >= r * best))
-    return count
+    return lambda first, exact, order: len(within_ratio(first, order[:cap], r))
 
 
 def coverage(f: float, cap: int, gain: float):

@@ -69,6 +69,15 @@ DEFAULT_RESCORE = 5  # sources rescored on the target by proxy-rescore
 TAILS = ("none", "first_stage")
 
 
+def within_ratio(scores: np.ndarray, order: list[int], ratio: float) -> list[int]:
+    """The sources of ``order`` (best first) scoring at least ``ratio`` times the best one
+    (at least the best; all of them when the best is not positive): ``stop_ratio``'s rule."""
+    if not order:
+        return []
+    best = scores[order[0]]
+    return [i for i in order if best <= 0 or scores[i] >= ratio * best] or order[:1]
+
+
 def target_char_span(task: AttributionTask, target: tuple[int, int] | None = None) -> tuple[int, int] | None:
     """Character span of the answer covered by the target tokens (default: the task's;
     None = all of the answer)."""
@@ -313,7 +322,8 @@ class ProxyRescore(AttributionMethod):
         scores = np.full(len(task.sources), np.nan, dtype=np.float64)
         scores[chosen] = exact
         if self.tail == "first_stage":
-            rest = [i for i in order if i not in set(chosen)]
+            rescored = set(chosen)
+            rest = [i for i in order if i not in rescored]
             floor = min(0.0, float(np.min(exact))) if chosen else 0.0
             scores[rest] = floor - 1.0 - np.arange(len(rest)) / max(1, len(rest))
         info.update({
@@ -337,8 +347,7 @@ class ProxyRescore(AttributionMethod):
             return [], np.zeros(0)
         if self.stop_coverage is None:
             if self.stop_ratio is not None:
-                best = stage1[cap[0]]
-                cap = [i for i in cap if best <= 0 or stage1[i] >= self.stop_ratio * best] or cap[:1]
+                cap = within_ratio(stage1, cap, self.stop_ratio)
             return cap, task.loo_scores(cap, self.batch_size, self.max_spread)
         gain = task.target_ll(task.context_gain())
         info["context_gain"] = gain
