@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from attribot_rag.at2.attention import attention_rows, model_shape, source_features, span_matrix
-from attribot_rag.training.at2 import fit_weights, masked_logprobs, read_examples, train_at2
+from attribot_rag.training.at2 import fit_weights, masked_logprobs, pearson, read_examples, train_at2
 from attribot_rag.at2.weights import AT2Weights, load_default_weights, resolve_weights
 from attribot_rag.errors import InputError, MethodNotAvailableError
 from attribot_rag.models import LoadedModel
@@ -256,6 +256,28 @@ def test_fit_weights_recovers_a_planted_head():
     assert fit.train_corr > fit.train_corr_uniform and fit.val_corr > 0.9
 
 
+def test_targets_with_fewer_masks_are_fitted_over_the_masks_they_have():
+    # leave-one-out ablations give each example as many masks as it has sources: padded with nan
+    rng = np.random.default_rng(1)
+    T, M, F = 120, 40, 10
+    G = rng.random((T, M, F)).astype(np.float32)
+    y = 3.0 * G[:, :, 7] + 0.05 * rng.standard_normal((T, M))
+    short = rng.random(T) < 0.5
+    y[short, 25:] = np.nan
+    G[short, 25:] = 1e6  # whatever sits under the padding must not count
+    fit = fit_weights(G, y, steps=300, lr=0.05, progress=False)
+    assert int(np.argmax(fit.weights)) == 7 and fit.targets == T
+    w = torch.rand(F)
+    padded = pearson(torch.as_tensor(G[short]) @ w, torch.as_tensor(y[short], dtype=torch.float32),
+                     torch.as_tensor(~np.isnan(y[short])))
+    cut = pearson(torch.as_tensor(G[short, :25]) @ w, torch.as_tensor(y[short, :25], dtype=torch.float32))
+    torch.testing.assert_close(padded, cut)
+    too_few = np.full((1, M), np.nan)
+    too_few[0, :2] = [0.0, 1.0]
+    assert fit_weights(np.concatenate([G, G[:1]]), np.concatenate([y, too_few]), steps=2,
+                       progress=False).targets == T
+
+
 SQUAD = {
     "version": "1.1",
     "data": [
@@ -434,4 +456,6 @@ def test_shipped_weights_fit_their_model(alias, layers, heads):
     assert load_default_weights(f"{alias}-0123456789ab-float32").weights.shape == (layers, heads)
     assert w.weights.shape == (layers, heads)
     assert np.all(w.weights >= 0) and np.isclose(np.abs(w.weights).sum(), 1.0, atol=1e-5)
-    assert w.metadata["model"] == alias and "train-at2" in w.metadata["command"]
+    assert w.metadata["model"] == alias
+    # the command that made them, with one of the project's own trainers
+    assert any(t in w.metadata["command"] for t in ("attribot-rag train-at2", "benchmarks/at2_loo_fit.py"))

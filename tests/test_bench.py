@@ -11,6 +11,7 @@ import torch
 
 from attribot_rag import Attributor
 from attribot_rag.cli import main
+from attribot_rag.at2.weights import load_default_weights
 from attribot_rag.errors import InputError
 from attribot_rag.evaluation import bench
 from attribot_rag.evaluation.bench import MethodSpec, ResultsCache, run_bench
@@ -422,6 +423,21 @@ def test_cached_results_of_a_changed_default_are_not_read_back():
     assert MethodSpec.parse("loo").cache_identity == {}
     old = {"kind": "method", "method": "hierarchical", "options": {}}
     assert ResultsCache.key({**old, **MethodSpec.parse("hierarchical").cache_identity}) != ResultsCache.key(old)
+
+
+def test_results_cached_with_other_at2_weights_are_not_read_back():
+    """The 1.5B's shipped AT2 weights carry a cache tag: AT2's results on that model, and
+    those of every method AT2 ranks for, are keyed by it; results cached with the weights
+    before (no tag) are not reused as theirs. Weights without a tag keep the plain key."""
+    tag = {"at2_weights": load_default_weights("qwen2.5-coder-1.5b").metadata["cache_tag"]}
+    for label in ("at2", "proxy-rescore:first_stage=at2:rescore=8:stop_ratio=0.3", "hierarchical:passage_method=at2"):
+        assert MethodSpec.parse(label).cache_identity_for("qwen2.5-coder-1.5b") == tag, label
+    assert MethodSpec.parse("hierarchical").cache_identity_for("qwen2.5-coder-1.5b") == {"passage_method": "auto", **tag}
+    assert MethodSpec.parse("at2:weights=mine.safetensors").cache_identity_for("qwen2.5-coder-1.5b") == {}
+    for label in ("loo", "proxy-rescore", "attention"):
+        assert MethodSpec.parse(label).cache_identity_for("qwen2.5-coder-1.5b") == {}, label
+    assert MethodSpec.parse("at2").cache_identity_for("smollm2-135m") == {}  # its weights have no tag
+    assert MethodSpec.parse("at2").cache_identity_for("no-such-model") == {}
 
 
 def test_shared_options_go_to_the_methods_that_take_them():

@@ -12,6 +12,7 @@ Score of a source for a target span = mean over the span's tokens t of w . f_s(t
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,6 +190,14 @@ def load_default_weights(model_name: str) -> AT2Weights:
     return AT2Weights.load(path)
 
 
+@functools.lru_cache(maxsize=32)
+def shipped_weights_tag(model_name: str) -> str | None:
+    """The ``cache_tag`` of the weights shipped for the model: results computed with other
+    weights must not be read back as theirs (None: no weights, or a set older than tags)."""
+    path = default_weights_path(model_name)
+    return None if path is None else AT2Weights.load(path).metadata.get("cache_tag")
+
+
 def resolve_weights(weights: Any, lm: Any, check_name: bool = True) -> AT2Weights:
     """An AT2Weights from a path, an array, an AT2Weights or None (the shipped default)."""
     if weights is None:
@@ -212,5 +221,6 @@ __all__ = [
     "load_default_weights",
     "resolve_weights",
     "same_model_name",
+    "shipped_weights_tag",
     "train_command",
 ]

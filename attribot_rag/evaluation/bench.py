@@ -240,7 +240,7 @@ class _BenchRun:
                 results[spec.label] = exact
                 continue
             bar.set_postfix_str(f"{short} {spec.label}")
-            spec_key = {**key, **spec.cache_identity, **(proxy_dtype_key(self.proxy) if spec.needs_proxy else {})}
+            spec_key = {**key, **spec.cache_identity_for(key["model"]), **(proxy_dtype_key(self.proxy) if spec.needs_proxy else {})}
             results[spec.label] = self.method_result(ex, spec_key, response, spec)
             bar.update(1)
         bar.set_postfix_str(f"{short} metrics")

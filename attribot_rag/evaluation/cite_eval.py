@@ -24,6 +24,7 @@ from ..citations.cite import looks_truncated as _looks_truncated
 from ..citations.support import check_sources
 from ..errors import InputError
 from ..grounding import span_gain
+from ..methods.spec import MethodSpec
 from ..models import dtype_key
 from ..sources import split_sentences
 from .cache import ResultsCache, data_signature
@@ -159,7 +160,7 @@ def collect(
     for m in modes:
         if m not in MODES:
             raise InputError(f"unknown answer mode {m!r}: use {', '.join(MODES)}")
-    base = _base(attributor.model_name, dtype_key(attributor.lm), data)
+    base = _base(attributor.model_name, dtype_key(attributor.lm), data, methods)
     run = CiteRun(attributor, cache, base, methods=methods, gain_modes=gain_modes)
     rows = []
     for k, ex in enumerate(tqdm(examples, desc="cite-eval", unit="ex")):
@@ -232,12 +233,12 @@ def run_cite_eval(
     cache = ResultsCache(cache_dir, read_also=read_caches, cached_only=cached_only)
     if cached_only:
         lm_name = model or default_model()
-        base = _base(lm_name, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data)
+        base = _base(lm_name, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data, methods)
     else:
         att = build_attributor(load(model, dtype), level="sentence")
         lm_name = att.model_name
         collect(att, examples, data=data, cache=cache, modes=modes, methods=methods)
-        base = _base(lm_name, dtype_key(att.lm), data)
+        base = _base(lm_name, dtype_key(att.lm), data, methods)
     items, missing = cached_items(examples, cache, base, modes, methods)
     return {
         "command": command,
@@ -251,9 +252,11 @@ def run_cite_eval(
     }
 
 
-def _base(model: str, dtype_entry: dict[str, Any], data: str) -> dict[str, Any]:
+def _base(model: str, dtype_entry: dict[str, Any], data: str, methods: Sequence[str]) -> dict[str, Any]:
+    # each method's identity on this model too (e.g. the AT2 weights that ship for it)
+    identity = {k: v for m in methods for k, v in MethodSpec.parse(m).cache_identity_for(model).items()}
     return {"v": CACHE_VERSION, "model": model, **dtype_entry, "data": data_signature(data),
-            "support_candidates": SUPPORT_CANDIDATES}
+            "support_candidates": SUPPORT_CANDIDATES, **identity}
 
 
 __all__ = ["MODES", "TEMPLATES", "CiteRun", "cached_items", "collect", "load_examples", "run_cite_eval"]

@@ -141,7 +141,7 @@ def _ranking(setup: _Setup, ex: HotpotExample, method: str, baseline: dict[str, 
     spec = MethodSpec.parse(method)
     cls = spec.method_class
     desc = {**setup.base, "example": ex.id, "kind": "ranking", "method": cls.cached_as(method), "seed": seed}
-    desc.update(spec.cache_identity)
+    desc.update(spec.cache_identity_for(setup.base.get("model")))
     if spec.needs_proxy:
         desc["proxy"] = setup.proxy.name if setup.proxy is not None else None
         desc.update(proxy_dtype_key(setup.proxy))

@@ -12,11 +12,11 @@ says how to train them) and ``check_model`` (refuse weights made for another mod
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 from ..at2.attention import model_shape
 from ..at2.features import capture_info, task_features, token_scores
-from ..at2.weights import AT2Weights, resolve_weights
+from ..at2.weights import AT2Weights, resolve_weights, shipped_weights_tag
 from .base import AttributionMethod, AttributionTask, Effects, TokenEffects, register_method
 
 
@@ -29,6 +29,12 @@ class AT2(AttributionMethod):
         self.weights = weights
         self.check_model = check_model
         self._resolved: dict[int, AT2Weights] = {}
+
+    @classmethod
+    def cache_identity(cls, options: Mapping[str, Any], model: str | None = None) -> Mapping[str, Any]:
+        # the shipped default changes when better weights ship; given weights are in the options
+        tag = shipped_weights_tag(model) if model and options.get("weights") is None else None
+        return {"at2_weights": tag} if tag else {}
 
     def _weights(self, task: AttributionTask) -> AT2Weights:
         key = id(task.lm.model)

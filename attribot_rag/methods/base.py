@@ -279,9 +279,10 @@ class AttributionMethod(ABC):
         return False
 
     @classmethod
-    def cache_identity(cls, options: Mapping[str, Any]) -> Mapping[str, Any]:
-        """What, beside its name and these options, a cached result of it must match: a
-        method whose defaults changed names the new ones, so older results are not reused."""
+    def cache_identity(cls, options: Mapping[str, Any], model: str | None = None) -> Mapping[str, Any]:
+        """What, beside its name and these options, a cached result of it must match on
+        ``model``: a method whose defaults (or shipped weights) changed names the new ones,
+        so older results are not reused."""
         return {}
 
     @classmethod

@@ -79,10 +79,20 @@ from ..errors import InputError, MethodNotAvailableError
 from ..ranking import ranking
 from ..scoring import DEFAULT_MAX_SPREAD
 from ..sources import make_sources
-from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
+from .base import (
+    METHODS,
+    AttributionMethod,
+    AttributionTask,
+    Effects,
+    MethodOutput,
+    SpanEffects,
+    create_method,
+    register_method,
+)
 
 CONTEXTS = ("full", "kept")
 AUTO = "auto"
+AUTO_PASSAGE_METHOD = "at2"  # what "auto" ranks passages with where its weights ship
 DEFAULT_KEEP_MASS = 0.75  # passage-LOO rule when no keep rule is given (chosen on dev data, see above)
 # the AT2-guided setting "auto" takes where weights ship (chosen on dev 20-39, validated on dev 200-216)
 AT2_GUIDED_KEEP_MASS = 0.5
@@ -214,9 +224,15 @@ class Hierarchical(AttributionMethod):
         return np.where(kept, summed, first_pass - float(np.max(first_pass)) + lowest_kept - 1.0)
 
     @classmethod
-    def cache_identity(cls, options: Mapping[str, Any]) -> Mapping[str, Any]:
-        # results cached before "auto" became the default were passage-LOO runs
-        return {"passage_method": AUTO} if options.get("passage_method", AUTO) == AUTO else {}
+    def cache_identity(cls, options: Mapping[str, Any], model: str | None = None) -> Mapping[str, Any]:
+        # results cached before "auto" became the default were passage-LOO runs; "auto" and
+        # a named passage method rank with that method, whose own identity counts too
+        passage_method = options.get("passage_method", AUTO)
+        if passage_method == AUTO:
+            return {"passage_method": AUTO, **METHODS[AUTO_PASSAGE_METHOD].cache_identity({}, model)}
+        if isinstance(passage_method, str) and passage_method in METHODS:
+            return dict(METHODS[passage_method].cache_identity({}, model))
+        return {}
 
     def __repr__(self) -> str:
         rule = (
@@ -234,7 +250,7 @@ class Hierarchical(AttributionMethod):
         if self.auto:
             weights = default_weights_path(lm.name)
             if weights is not None:
-                self._at2 = self._at2 or create_method("at2")
+                self._at2 = self._at2 or create_method(AUTO_PASSAGE_METHOD)
                 method, choice = self._at2, f"auto: AT2 weights ship for {lm.name!r} ({weights.name})"
             else:
                 choice = f"auto: no AT2 weights ship for {lm.name!r}, so exact passage LOO"

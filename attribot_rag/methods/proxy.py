@@ -63,7 +63,16 @@ from ..models import LoadedModel, dtype_info, get_model, load_model
 from ..precision import NAMES as DTYPE_NAMES
 from ..ranking import ranking
 from ..scoring import DEFAULT_MAX_SPREAD, Scorer, response_from_text
-from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
+from .base import (
+    METHODS,
+    AttributionMethod,
+    AttributionTask,
+    Effects,
+    MethodOutput,
+    SpanEffects,
+    create_method,
+    register_method,
+)
 
 DEFAULT_RESCORE = 5  # sources rescored on the target by proxy-rescore
 TAILS = ("none", "first_stage")
@@ -298,6 +307,14 @@ class ProxyRescore(AttributionMethod):
     def needs_proxy(cls, options: Mapping[str, Any]) -> bool:
         # another first stage (e.g. first_stage=at2) runs on the target alone
         return options.get("first_stage") in (None, "proxy")
+
+    @classmethod
+    def cache_identity(cls, options: Mapping[str, Any], model: str | None = None) -> Mapping[str, Any]:
+        # a named first stage's results (e.g. AT2's, with the weights that ship) shape its own
+        first = options.get("first_stage")
+        if isinstance(first, str) and first in METHODS:
+            return dict(METHODS[first].cache_identity(options.get("first_stage_options") or {}, model))
+        return {}
 
     def __repr__(self) -> str:
         rule = (f", stop_ratio={self.stop_ratio}" if self.stop_ratio is not None

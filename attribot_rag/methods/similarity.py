@@ -30,7 +30,7 @@ class EmbeddingSimilarity(AttributionMethod):
         self.embedder = embedder
 
     @classmethod
-    def cache_identity(cls, options: Mapping[str, Any]) -> Mapping[str, Any]:
+    def cache_identity(cls, options: Mapping[str, Any], model: str | None = None) -> Mapping[str, Any]:
         # prune-eval cached its question ranking (now question-similarity) as "similarity":
         # this method, which reads the answer, never reads those results
         return {"compares": "answer"}

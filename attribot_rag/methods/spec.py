@@ -61,7 +61,12 @@ class MethodSpec:
 
     @property
     def cache_identity(self) -> dict[str, Any]:
-        return dict(self.method_class.cache_identity(dict(self.options)))
+        return self.cache_identity_for(None)
+
+    def cache_identity_for(self, model: str | None) -> dict[str, Any]:
+        """What its cached results on ``model`` must match beside its label (e.g. the AT2
+        weights that ship for that model)."""
+        return dict(self.method_class.cache_identity(dict(self.options), model))
 
     def resolve(self, shared: Mapping[str, Any]) -> dict[str, Any]:
         """The options to build this method with: the shared ones it takes (those that

@@ -288,11 +288,28 @@ def process_example(
 
 
 # ---------------------------------------------------------------------------- fitting
-def pearson(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation along the last dimension."""
-    pc = pred - pred.mean(dim=-1, keepdim=True)
-    yc = y - y.mean(dim=-1, keepdim=True)
+def pearson(pred: torch.Tensor, y: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Pearson correlation along the last dimension, over the entries ``valid`` marks (all
+    by default): targets with different numbers of masks share one padded tensor."""
+    if valid is None:
+        valid = torch.ones_like(y, dtype=torch.bool)
+    v = valid.to(pred.dtype)
+    n = v.sum(-1, keepdim=True).clamp(min=1)
+    pc = (pred - (pred * v).sum(-1, keepdim=True) / n) * v
+    yc = (torch.where(valid, y, 0.0) - (torch.where(valid, y, 0.0)).sum(-1, keepdim=True) / n) * v
     return (pc * yc).sum(-1) / (pc.norm(dim=-1) * yc.norm(dim=-1) + 1e-12)
+
+
+def _usable_targets(g: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which masks each target has (y not nan), and which targets can teach anything: at
+    least 3 masks, finite features, and an output that varies under masking."""
+    valid = torch.isfinite(y)
+    n = valid.sum(-1)
+    y0 = torch.where(valid, y, 0.0)
+    mean = y0.sum(-1, keepdim=True) / n.clamp(min=1).unsqueeze(-1)
+    var = (torch.where(valid, y0 - mean, 0.0) ** 2).sum(-1) / n.clamp(min=1)
+    finite_g = torch.where(valid.unsqueeze(-1), g, 0.0).isfinite().all(-1).all(-1)
+    return valid, (n >= 3) & finite_g & (var.sqrt() > 1e-6)
 
 
 @dataclass
@@ -318,20 +335,21 @@ def fit_weights(
     non_negative: bool = False,
     progress: bool = True,
 ) -> FitResult:
-    """Negative-Pearson fit of w over targets: G [T, M, F], y [T, M].
+    """Negative-Pearson fit of w over targets: G [T, M, F], y [T, M]. A nan in y marks a
+    mask the target does not have (targets with fewer masks, padded).
 
     ``non_negative`` clamps w at 0 after every step (AT2's optional constraint)."""
     g = torch.as_tensor(G, dtype=torch.float32)
     yt = torch.as_tensor(y, dtype=torch.float32)
-    ok = torch.isfinite(yt).all(-1) & torch.isfinite(g).all(-1).all(-1) & (yt.std(-1) > 1e-6)
-    g, yt = g[ok], yt[ok]
+    valid, ok = _usable_targets(g, yt)
+    g, yt, valid = torch.where(valid.unsqueeze(-1), g, 0.0)[ok], yt[ok], valid[ok]
     if g.shape[0] == 0:
         raise InputError("no usable training targets (every target's output was constant under masking)")
     gen = torch.Generator().manual_seed(seed)
     order = torch.randperm(g.shape[0], generator=gen)
     n_val = int(round(val_fraction * g.shape[0])) if g.shape[0] >= 20 else 0
     val_idx, tr_idx = order[:n_val], order[n_val:]
-    g_tr, y_tr = g[tr_idx], yt[tr_idx]
+    g_tr, y_tr, v_tr = g[tr_idx], yt[tr_idx], valid[tr_idx]
     n_feat = g.shape[-1]
     w0 = torch.full((n_feat,), 1.0 / n_feat)
     w = torch.nn.Parameter(w0.clone())
@@ -350,7 +368,7 @@ def fit_weights(
         else:
             idx = torch.randperm(n_tr, generator=gen)[:batch]
         pred = g_tr[idx] @ w
-        loss = -pearson(pred, y_tr[idx]).mean()
+        loss = -pearson(pred, y_tr[idx], v_tr[idx]).mean()
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_([w], 1.0)
@@ -363,15 +381,15 @@ def fit_weights(
     with torch.no_grad():
         wf = w.detach() / w.detach().abs().sum()
 
-        def corr(gg, yy, ww):
-            return float(pearson(gg @ ww, yy).mean()) if gg.shape[0] else None
+        def corr(idx, ww):
+            return float(pearson(g[idx] @ ww, yt[idx], valid[idx]).mean()) if len(idx) else None
 
         res = FitResult(
             weights=wf.numpy().astype(np.float32),
-            train_corr_uniform=corr(g_tr, y_tr, w0),
-            train_corr=corr(g_tr, y_tr, wf),
-            val_corr_uniform=corr(g[val_idx], yt[val_idx], w0) if n_val else None,
-            val_corr=corr(g[val_idx], yt[val_idx], wf) if n_val else None,
+            train_corr_uniform=corr(tr_idx, w0),
+            train_corr=corr(tr_idx, wf),
+            val_corr_uniform=corr(val_idx, w0) if n_val else None,
+            val_corr=corr(val_idx, wf) if n_val else None,
             targets=int(g.shape[0]),
             losses=losses,
         )
