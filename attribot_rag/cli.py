@@ -259,21 +259,34 @@ def cmd_cite_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_calibrate(args: argparse.Namespace) -> int:
+def _calibration_records(args: argparse.Namespace) -> tuple[str, list[tuple[Any, str, dict[str, Any]]]]:
+    """The model's name and its cite-eval records: read from the cache when every one is
+    there (no model loaded), computed (and cached) otherwise."""
     from .attributor import Attributor
     from .evaluation.bench import ResultsCache
-    from .evaluation.calibrate import fit
-    from .evaluation.cite_eval import DEFAULT_METHODS, collect, load_examples
-    from .models import get_model
+    from .evaluation.cite_eval import DEFAULT_METHODS, cached_items, collect, load_examples, record_base
+    from .models import default_model, get_model
 
     examples = load_examples(args.dataset, args.data, args.n, args.offset)
-    att = Attributor(get_model(args.model, dtype=args.dtype), level="sentence")
+    cache = ResultsCache(args.cache)
     modes = ("own", "external")
+    name = args.model or default_model()
+    items, missing = cached_items(examples, cache, record_base(name, args.dtype, args.data, DEFAULT_METHODS),
+                                  modes, DEFAULT_METHODS)
+    if not missing:
+        return name, items
+    att = Attributor(get_model(args.model, dtype=args.dtype), level="sentence")
     # the fit reads scores and the support check, never a text answer's context gain
-    rows = collect(att, examples, data=args.data, cache=ResultsCache(args.cache), modes=modes, methods=DEFAULT_METHODS,
-                   gain_modes=("own",))
+    rows = collect(att, examples, data=args.data, cache=cache, modes=modes, methods=DEFAULT_METHODS, gain_modes=("own",))
+    return att.model_name, [(r["example"], r["mode"], r["record"]) for r in rows]
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .evaluation.calibrate import fit
+
+    model_name, items = _calibration_records(args)
     where = f"{args.dataset} {args.data.rsplit('/', 1)[-1]} {args.offset}-{args.offset + args.n - 1}"
-    cal = fit([(r["example"], r["mode"], r["record"]) for r in rows], att.model_name, where)
+    cal = fit(items, model_name, where)
     cal.save(args.out)
     print(json.dumps({**cal.describe(), "floors": dict(cal.floors), "min_support": cal.min_support,
                       "min_context_gain": cal.min_context_gain, "out": args.out}, indent=2))

@@ -258,3 +258,21 @@ def test_the_default_model_is_the_1_5b_where_installed_else_smollm2(monkeypatch,
         assert models.default_model() == "gemma3-270m"
     finally:
         models.default_model.cache_clear()
+
+
+@pytest.mark.slow  # calibrate loads smollm2-135m and the MiniLM embedder
+def test_calibrate_reads_its_cached_records_without_loading_the_model(tmp_path, monkeypatch, capsys):
+    from attribot_rag import models
+    from attribot_rag.cli import main
+
+    data = tmp_path / "mini.json"
+    data.write_text(json.dumps([EXAMPLE]))
+    args = ["calibrate", "--data", str(data), "--n", "1", "--model", "smollm2-135m", "--dtype", "float32",
+            "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "m.calibration.json")]
+    first = main(args)  # one example may give too few null scores to fit: the records are cached either way
+    out = capsys.readouterr()
+    monkeypatch.setattr(models, "get_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("model loaded")))
+    assert main(args) == first
+    again = capsys.readouterr()  # the same result (or error), with no progress bar of computing
+    assert again.out == out.out and again.err.splitlines()[-1:] == out.err.splitlines()[-1:]
+    assert "cite-eval" not in again.err

@@ -233,7 +233,7 @@ def run_cite_eval(
     cache = ResultsCache(cache_dir, read_also=read_caches, cached_only=cached_only)
     if cached_only:
         lm_name = model or default_model()
-        base = _base(lm_name, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data, methods)
+        base = record_base(lm_name, dtype, data, methods)
     else:
         att = build_attributor(load(model, dtype), level="sentence")
         lm_name = att.model_name
@@ -252,6 +252,12 @@ def run_cite_eval(
     }
 
 
+def record_base(model: str, dtype: str | None, data: str, methods: Sequence[str]) -> dict[str, Any]:
+    """The records' shared key without loading the model: the dtype as named (``auto``
+    names no dtype, so its records are found only by a run that loads the model)."""
+    return _base(model, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data, methods)
+
+
 def _base(model: str, dtype_entry: dict[str, Any], data: str, methods: Sequence[str]) -> dict[str, Any]:
     # each method's identity on this model too (e.g. the AT2 weights that ship for it)
     identity = {k: v for m in methods for k, v in MethodSpec.parse(m).cache_identity_for(model).items()}
@@ -259,4 +265,4 @@ def _base(model: str, dtype_entry: dict[str, Any], data: str, methods: Sequence[
             "support_candidates": SUPPORT_CANDIDATES, **identity}
 
 
-__all__ = ["MODES", "TEMPLATES", "CiteRun", "cached_items", "collect", "load_examples", "run_cite_eval"]
+__all__ = ["MODES", "TEMPLATES", "CiteRun", "cached_items", "collect", "load_examples", "record_base", "run_cite_eval"]
