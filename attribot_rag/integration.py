@@ -65,10 +65,15 @@ DRAFT_KEY = "attribution_draft"
 def prune_settings_mixin() -> type:
     """The pruning components' settings (LangChain's ``AttribotCompressor``, LlamaIndex's
     ``AttribotPostprocessor``), declared once: a pydantic mixin both inherit (pydantic
-    comes with either framework, not with the core). :func:`prune_with` reads them."""
-    from pydantic import BaseModel, Field, field_validator
+    comes with either framework, not with the core). :func:`prune_with` reads them. It also
+    holds what both do with them: the attributor (``_source``, set by the component's
+    constructor) and the latest call's result."""
+    from pydantic import BaseModel, Field, PrivateAttr, field_validator
 
     class PruneSettings(BaseModel):
+        _source: AttributorSource = PrivateAttr()
+        _last_result: LastResult = PrivateAttr(default_factory=lambda: LastResult())
+
         model: str = Field(
             default=DEFAULT_MODEL,
             description="Attributing model: an attribot-rag alias, Hugging Face id or local path "
@@ -117,6 +122,23 @@ def prune_settings_mixin() -> type:
         def _known_fusion(cls, value: str) -> str:
             check_keep(None, None, value)
             return value
+
+        @property
+        def attributor(self) -> Attributor:
+            """The attributing model (loaded on first use; names are cached per process)."""
+            return self._source.get(
+                method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, dtype=self.dtype
+            )
+
+        @property
+        def last_result(self) -> Optional[PruneResult]:
+            """The :class:`attribot_rag.PruneResult` (draft answer, kept and dropped items
+            with scores) of the latest call made *in this thread or asyncio task*, so
+            concurrent callers of one shared component each see their own; None before such
+            a call, or when the call attributed nothing (no text, ``fail_open``). Inside a
+            pipeline that runs the component in another task, read the returned items'
+            metadata instead (LangChain also sends the ``"attribot_prune"`` callback event)."""
+            return self._last_result.get()
 
     return PruneSettings
 

@@ -30,14 +30,17 @@ from attribot_rag.evaluation.metrics import average_precision
 from attribot_rag.methods.proxy import within_ratio
 
 
-def cached_scores(caches: list[str], model: str) -> dict[str, dict[str, np.ndarray]]:
-    """example id -> {"at2": scores, "loo": scores} for the examples that have both."""
+def cached_scores(caches: list[str], model: str, at2_weights: str | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """example id -> {"at2": scores, "loo": scores} for the examples that have both; AT2's
+    with the weights whose cache tag is ``at2_weights`` (None: the untagged first set)."""
     by: dict[str, dict[str, np.ndarray]] = defaultdict(dict)
     for folder in caches:
         for line in (Path(folder) / "results.jsonl").read_text(encoding="utf-8").splitlines():
             rec = json.loads(line)
             desc = rec["desc"]
             if desc.get("kind") != "method" or desc.get("options") or desc.get("model") != model:
+                continue
+            if desc.get("method") == "at2" and desc.get("at2_weights") != at2_weights:
                 continue
             if desc.get("level") == "sentence" and desc["method"] in ("at2", "loo"):
                 by[desc["example"]][desc["method"]] = np.asarray(rec["value"]["scores"], dtype=np.float64)
@@ -84,8 +87,9 @@ def main() -> None:
     parser.add_argument("--model", default="qwen2.5-coder-1.5b")
     parser.add_argument("--gains", help="JSON of context gains per example (adds the coverage rule)")
     parser.add_argument("--json", help="write the table here")
+    parser.add_argument("--at2-weights", default=None, help="the AT2 weights' cache tag (default: the first, untagged set)")
     args = parser.parse_args()
-    data = cached_scores(args.cache, args.model)
+    data = cached_scores(args.cache, args.model, args.at2_weights)
     gains = json.loads(Path(args.gains).read_text()) if args.gains else {}
     rules: dict[str, object] = {"at2 alone": fixed(0)}
     for cap in (3, 5, 8):

@@ -25,7 +25,7 @@ from ..citations.support import check_sources
 from ..errors import InputError
 from ..grounding import span_gain
 from ..methods.spec import MethodSpec
-from ..models import dtype_key
+from ..models import default_model, dtype_key
 from ..sources import split_sentences
 from .cache import ResultsCache, data_signature
 from .cite_data import SUPPORT_RANKER, CiteExample

@@ -14,10 +14,10 @@ from langchain_core.callbacks.manager import (
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field
 
-from attribot_rag import Attributor, PruneResult
-from attribot_rag.integration import AttributorSource, LastResult, prune_settings_mixin, prune_with, require_query
+from attribot_rag import PruneResult
+from attribot_rag.integration import prune_settings_mixin, prune_with, require_query
 
 from ._common import WithAttributor, copy_document, documents_to_records
 
@@ -55,25 +55,6 @@ class AttribotCompressor(WithAttributor, PruneSettings, BaseDocumentCompressor):
 
     # model, method, fusion, top_n, keep_mass, max_new_tokens, batch_size, score_key,
     # rank_key, draft_key, fail_open, dtype: PruneSettings (attribot_rag.integration)
-
-    _source: AttributorSource = PrivateAttr()
-    _last_result: LastResult = PrivateAttr(default_factory=LastResult)
-
-    @property
-    def attributor(self) -> Attributor:
-        """The attributing model (loaded on first use; names are cached per process)."""
-        return self._source.get(
-            method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, dtype=self.dtype
-        )
-
-    @property
-    def last_result(self) -> Optional[PruneResult]:
-        """The :class:`attribot_rag.PruneResult` (draft, kept, dropped) of the latest call
-        made *in this thread or asyncio task*, so concurrent callers of one shared
-        compressor each see their own; None before such a call, or when the call
-        attributed nothing. Inside a chain (which may run steps in other tasks), read the
-        documents' metadata or the ``"attribot_prune"`` callback event instead."""
-        return self._last_result.get()
 
     def compress_documents(
         self,

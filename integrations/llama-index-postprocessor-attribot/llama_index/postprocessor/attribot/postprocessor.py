@@ -10,15 +10,12 @@ import asyncio
 import logging
 from typing import Any, List, Optional, Tuple
 
-from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from attribot_rag import DEFAULT_MODEL, Attributor, PruneResult
 from attribot_rag.integration import (
-    AttributorSource,
-    LastResult,
     check_keep,
     prune_settings_mixin,
     prune_with,
@@ -60,8 +57,6 @@ class AttribotPostprocessor(PruneSettings, BaseNodePostprocessor):
     # model, method, fusion, top_n, keep_mass, max_new_tokens, batch_size, score_key,
     # rank_key, draft_key, fail_open, dtype: PruneSettings (attribot_rag.integration)
 
-    _source: AttributorSource = PrivateAttr()
-    _last_result: LastResult = PrivateAttr(default_factory=LastResult)
 
     def __init__(
         self,
@@ -86,23 +81,6 @@ class AttribotPostprocessor(PruneSettings, BaseNodePostprocessor):
     def from_huggingface_llm(cls, llm: Any, **kwargs: Any) -> "AttribotPostprocessor":
         """Reuse the weights of a ``HuggingFaceLLM`` (``llm._model`` / ``llm._tokenizer``)."""
         return cls(llm=llm, **kwargs)
-
-    @property
-    def attributor(self) -> Attributor:
-        """The attributing model (loaded on first use; names are cached per process)."""
-        return self._source.get(
-            method=self.method, batch_size=self.batch_size, max_new_tokens=self.max_new_tokens, dtype=self.dtype
-        )
-
-    @property
-    def last_result(self) -> Optional[PruneResult]:
-        """The :class:`attribot_rag.PruneResult` (draft answer, kept and dropped passages
-        with scores) of the latest call made *in this thread or asyncio task*, so
-        concurrent callers of one shared postprocessor each see their own; None before
-        such a call, or when the call attributed nothing (no node text, ``fail_open``).
-        Inside a query engine that runs the postprocessor in another task, read the
-        returned nodes' metadata instead."""
-        return self._last_result.get()
 
     def postprocess_nodes_with_result(
         self,
