@@ -20,7 +20,7 @@ LAYERS = [
     {"report", "streaming"},
     {"attributor"},  # the one noun: its verbs are citations, pruning and streaming
     {"demo", "training", "evaluation", "index", "documents"},
-    {"integration"},  # the framework integrations' shared glue: cites, prunes, streams
+    {"integration", "testing"},  # the framework integrations' shared glue (and its test stand-ins)
     {"__init__"},  # the public API: re-exports the layers below
     {"service", "batch", "cli", "__main__"},
 ]

@@ -12,7 +12,6 @@ os.environ.setdefault("ATTRIBOT_RAG_DTYPE", "float32")  # as tests/conftest.py: 
 import asyncio  # noqa: E402
 import threading  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
 
 import pytest  # noqa: E402
 from llama_index.core import VectorStoreIndex  # noqa: E402
@@ -23,7 +22,7 @@ from llama_index.core.query_engine import CustomQueryEngine  # noqa: E402
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode  # noqa: E402
 
 import attribot_rag.integration as integration  # noqa: E402
-from attribot_rag.pruning import PassageScore, PruneResult  # noqa: E402
+from attribot_rag.testing import overlapping_filter  # noqa: E402
 from llama_index.postprocessor.attribot import AttribotCitationQueryEngine, AttribotPostprocessor  # noqa: E402
 
 TEXTS = {
@@ -47,26 +46,7 @@ class FakeAttributor:
 def fake_attribution(monkeypatch):
     """Replaces the draft-attribute-select step: the draft names the question, the
     favoured node scores 3; each call waits until two calls are in flight."""
-    barrier = threading.Barrier(2, timeout=20)
-
-    def filter_passages(attributor, question, passages, *, top_n=None, keep_mass=None, **_):
-        barrier.wait()
-        scores = [3.0 if p.id == FAVOURED[question] else 1.0 - 0.1 * i for i, p in enumerate(passages)]
-        order = sorted(range(len(passages)), key=lambda i: -scores[i])
-        rank = {i: r + 1 for r, i in enumerate(order)}
-        every = [PassageScore(p, i, scores[i], rank[i]) for i, p in enumerate(passages)]
-        kept = set(order[: top_n or len(passages)])
-        result = PruneResult(
-            question=question,
-            draft=f"draft for {question}",
-            answer=None,
-            kept=[ps for ps in every if ps.index in kept],
-            dropped=[ps for ps in every if ps.index not in kept],
-            attribution=SimpleNamespace(method="fake", model="fake"),
-        )
-        return result, [(ps, ps.index in kept) for ps in every]
-
-    monkeypatch.setattr(integration, "filter_passages", filter_passages)
+    monkeypatch.setattr(integration, "filter_passages", overlapping_filter(FAVOURED))
 
 
 def _check_own(question, nodes, result):
