@@ -72,7 +72,7 @@ def prune_settings_mixin() -> type:
 
     class PruneSettings(BaseModel):
         _source: AttributorSource = PrivateAttr()
-        _last_result: LastResult = PrivateAttr(default_factory=lambda: LastResult())
+        _last_result: LastResult = PrivateAttr(default_factory=LastResult)
 
         model: str = Field(
             default=DEFAULT_MODEL,

@@ -55,26 +55,29 @@ def loo_targets(examples: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return G, y
 
 
-def random_targets(folder: str | None, m: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """Targets of a ``train-at2`` cache, their masks padded to ``m`` (y: logit-probability;
-    G sums the kept sources, so the sign matches LOO's: more kept, higher output)."""
+def padded(G: np.ndarray, y: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Targets padded to ``width`` masks (G with zeros, y with nan: masks they do not have)."""
+    pad = width - G.shape[1]
+    return np.pad(G, ((0, 0), (0, pad), (0, 0))), np.pad(y, ((0, 0), (0, pad)), constant_values=np.nan)
+
+
+def joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(g.shape[1] for g, _ in parts)
+    gs, ys = zip(*(padded(g, y, width) for g, y in parts))
+    return np.concatenate(gs), np.concatenate(ys)
+
+
+def random_targets(folder: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """Targets of a ``train-at2`` cache (y: logit-probability; G sums the kept sources, so
+    the sign matches LOO's: more kept, higher output)."""
     if not folder:
         return None
-    Gs, ys = [], []
+    parts = []
     for path in sorted(Path(folder).glob("*.npz")):
         with np.load(path, allow_pickle=False) as z:
-            if "G" not in z.files:
-                continue
-            g, yy = z["G"], z["y"]
-        pad = max(0, m - g.shape[1])
-        Gs.append(np.pad(g, ((0, 0), (0, pad), (0, 0))))
-        ys.append(np.pad(yy, ((0, 0), (0, pad)), constant_values=np.nan))
-    if not Gs:
-        return None
-    width = max(g.shape[1] for g in Gs)
-    Gs = [np.pad(g, ((0, 0), (0, width - g.shape[1]), (0, 0))) for g in Gs]
-    ys = [np.pad(v, ((0, 0), (0, width - v.shape[1])), constant_values=np.nan) for v in ys]
-    return np.concatenate(Gs), np.concatenate(ys)
+            if "G" in z.files:
+                parts.append((z["G"], z["y"]))
+    return joined(parts) if parts else None
 
 
 def fit(examples: list[dict], extra, steps: int, seed: int) -> np.ndarray:
@@ -82,12 +85,7 @@ def fit(examples: list[dict], extra, steps: int, seed: int) -> np.ndarray:
     # the kept-sum's prediction minus w . F, so Pearson(w . F, LOO) is the mask objective
     G, y = loo_targets(examples)
     if extra is not None:
-        g2, y2 = extra
-        width = max(G.shape[1], g2.shape[1])
-        G = np.concatenate([np.pad(G, ((0, 0), (0, width - G.shape[1]), (0, 0))),
-                            np.pad(g2, ((0, 0), (0, width - g2.shape[1]), (0, 0)))])
-        y = np.concatenate([np.pad(y, ((0, 0), (0, width - y.shape[1])), constant_values=np.nan),
-                            np.pad(y2, ((0, 0), (0, width - y2.shape[1])), constant_values=np.nan)])
+        G, y = joined([(G, y), extra])
     return fit_weights(G, y, steps=steps, lr=LR, seed=seed, val_fraction=0.0, non_negative=True,
                        progress=False).weights
 
@@ -127,7 +125,7 @@ def main() -> None:
     train = [e for i, e in sorted(feats.items()) if in_ranges(i, parse_index_ranges(args.train))]
     test = [e for i, e in sorted(feats.items()) if args.eval and in_ranges(i, parse_index_ranges(args.eval))]
     lh = train[0]["F"].shape[1]
-    extra = random_targets(args.random_cache, max(e["F"].shape[0] for e in train))
+    extra = random_targets(args.random_cache)
     w_fit = fit(train, extra, args.steps, args.seed)
     rows = {"uniform": np.full(lh, 1.0 / lh, dtype=np.float32)}
     for spec in args.compare:

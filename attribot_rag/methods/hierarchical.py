@@ -79,16 +79,8 @@ from ..errors import InputError, MethodNotAvailableError
 from ..ranking import ranking
 from ..scoring import DEFAULT_MAX_SPREAD
 from ..sources import make_sources
-from .base import (
-    METHODS,
-    AttributionMethod,
-    AttributionTask,
-    Effects,
-    MethodOutput,
-    SpanEffects,
-    create_method,
-    register_method,
-)
+from .base import METHODS
+from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
 
 CONTEXTS = ("full", "kept")
 AUTO = "auto"

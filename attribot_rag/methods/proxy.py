@@ -63,16 +63,8 @@ from ..models import LoadedModel, dtype_info, get_model, load_model
 from ..precision import NAMES as DTYPE_NAMES
 from ..ranking import ranking
 from ..scoring import DEFAULT_MAX_SPREAD, Scorer, response_from_text
-from .base import (
-    METHODS,
-    AttributionMethod,
-    AttributionTask,
-    Effects,
-    MethodOutput,
-    SpanEffects,
-    create_method,
-    register_method,
-)
+from .base import METHODS
+from .base import AttributionMethod, AttributionTask, Effects, MethodOutput, SpanEffects, create_method, register_method
 
 DEFAULT_RESCORE = 5  # sources rescored on the target by proxy-rescore
 TAILS = ("none", "first_stage")
