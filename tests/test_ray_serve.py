@@ -19,7 +19,7 @@ pytest.importorskip("fastapi", reason="the service needs the serve extra: pip in
 
 from attribot_rag.cli import main  # noqa: E402
 from attribot_rag.service import ray_serve  # noqa: E402
-from attribot_rag.service.ray_serve import QUEUE_MARGIN, ReplicaPlan, parse_replicas  # noqa: E402
+from attribot_rag.service.ray_serve import BACKSTOP_BURSTS, QUEUE_MARGIN, ReplicaPlan, parse_replicas  # noqa: E402
 
 from conftest import TRAVEL_QUESTION  # noqa: E402
 
@@ -44,8 +44,10 @@ def test_fixed_replicas_get_their_threads_as_cpus_and_backpressure_above_the_que
     assert options["ray_actor_options"] == {"num_cpus": 3}
     # One running + 4 waiting are the model queue's; the margin is refused by it (503 JSON).
     assert options["max_ongoing_requests"] == 1 + 4 + QUEUE_MARGIN
-    # Ray's own refusal is a bounded backstop, with a 503 and Retry-After too.
-    assert options["max_queued_requests"] == options["max_ongoing_requests"] * 2
+    # Ray's own refusal is a bounded backstop, with a 503 and Retry-After too, well above
+    # the replicas' slots: a burst waits at the router while the replicas refuse it.
+    assert options["max_queued_requests"] == BACKSTOP_BURSTS * options["max_ongoing_requests"] * 2
+    assert BACKSTOP_BURSTS >= 2
     assert options["backpressure_config"]["status_code"] == 503
     assert options["backpressure_config"]["retry_after_s"] >= 1
 

@@ -44,6 +44,10 @@ QUEUE_MARGIN = 2
 DEFAULT_TARGET_ONGOING = 2.0
 # Retry-After of Ray Serve's own 503 (the backstop above), in seconds.
 BACKSTOP_RETRY_AFTER_S = 2
+# Ray's router holds a burst of requests while it assigns them, even when the replicas will
+# refuse most of them at once; a backstop sized to the replicas' slots alone dropped a
+# burst of 8 on 6 slots with Ray's plain-text 503. So it holds this many bursts' worth.
+BACKSTOP_BURSTS = 4
 
 
 def parse_replicas(text: str | int) -> int | str:
@@ -107,7 +111,7 @@ class ReplicaPlan:
             "name": DEPLOYMENT_NAME,
             "ray_actor_options": {"num_cpus": self.threads},
             "max_ongoing_requests": ongoing,
-            "max_queued_requests": ongoing * self.most_replicas(cpus),
+            "max_queued_requests": BACKSTOP_BURSTS * ongoing * self.most_replicas(cpus),
             "backpressure_config": {"status_code": 503, "retry_after_s": BACKSTOP_RETRY_AFTER_S},
             "health_check_period_s": 10.0,
             # Loading a model on a busy CPU takes a while: the first health check waits for it.
