@@ -118,6 +118,8 @@ def _bench_command(args: argparse.Namespace) -> str:
     ):
         if value is not None:
             parts += [flag, str(value)]
+    for name in (args.plot_name or []) if args.plot else []:
+        parts += ["--plot-name", name]
     if args.max_new_tokens != 32:
         parts += ["--max-new-tokens", str(args.max_new_tokens)]
     if args.lds_masks != 16:
@@ -127,12 +129,34 @@ def _bench_command(args: argparse.Namespace) -> str:
     return " ".join(shlex.quote(p) for p in parts)
 
 
+def _plot_names(given: list[str], methods: list[str]) -> dict[str, str]:
+    """``--plot-name N=TEXT``: N is a method's position in ``--methods`` (from 1), or its
+    spec where that has no options (a spec with options holds '=' itself)."""
+    from .errors import InputError
+
+    names = {}
+    for item in given:
+        key, sep, text = item.partition("=")
+        if not sep or not text.strip():
+            raise InputError(f"--plot-name wants N=TEXT or METHOD=TEXT, got {item!r}")
+        key = key.strip()
+        if key.isdigit():
+            if not 1 <= int(key) <= len(methods):
+                raise InputError(f"--plot-name {item!r}: --methods has {len(methods)} methods")
+            key = methods[int(key) - 1]
+        if key not in methods:
+            raise InputError(f"--plot-name {item!r}: no method {key!r} in --methods")
+        names[key] = text.strip()
+    return names
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .evaluation.bench import run_bench
     from .evaluation.hotpotqa import parse_index_ranges
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     command = _bench_command(args)
+    plot_names = _plot_names(args.plot_name or [], methods)  # checked before the run, not after it
     report = run_bench(
         data=args.data,
         n=args.n,
@@ -163,7 +187,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from .evaluation.plot import plot_frontier
 
         goal = tuple(float(v) for v in args.goal.split(",")) if args.goal else None
-        plot_frontier(report, args.plot, naive_over_exact=args.naive_over_exact, goal=goal, cost=args.plot_cost)
+        plot_frontier(report, args.plot, naive_over_exact=args.naive_over_exact, goal=goal, cost=args.plot_cost,
+                      names=plot_names)
     print(text)
     return 0
 
@@ -519,6 +544,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive-over-exact", type=float, metavar="R",
                    help="--plot without a loo-naive row: naive LOO's time over exact LOO's, measured elsewhere")
     p.add_argument("--goal", metavar="SPEEDUP,MAP", help="--plot: mark a target, e.g. 50,0.9")
+    p.add_argument("--plot-name", action="append", metavar="N=TEXT",
+                   help="--plot: the legend's name for the Nth method of --methods (from 1; or METHOD=TEXT for a "
+                        "method without options); repeatable")
     p.add_argument("--plot-cost", choices=["cpu", "wall", "tokens"], default="cpu",
                    help="--plot: speedups in this process's CPU time (default; steadier on shared cores), wall time, "
                         "or forward tokens (what no other job changes)")

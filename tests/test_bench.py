@@ -357,8 +357,16 @@ def test_example_ranges_and_the_frontier_plot_from_the_cache(first_run, data_fil
         report["methods"]["loo-naive"]["tokens_per_example"] / report["methods"]["loo"]["tokens_per_example"])
     with pytest.raises(InputError, match="cost must be one of"):
         frontier_points(report, cost="flops")
-    out = plot_frontier(report, tmp_path / "frontier.png", goal=(50, 0.9))
+    out = plot_frontier(report, tmp_path / "frontier.png", goal=(50, 0.9), names={"loo": "exact LOO"})
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the legend names a point as asked, the others by their spec; a name for a row the
+    # report has no point for is refused rather than left out of the picture
+    from attribot_rag.evaluation.plot import display_names
+
+    shown = display_names(points, {"loo": "exact LOO"})
+    assert shown["loo"] == "exact LOO" and shown["loo-naive"] == "loo-naive"
+    with pytest.raises(InputError, match="not plotted: hierarchical:keep=9"):
+        plot_frontier(report, tmp_path / "bad.png", names={"hierarchical:keep=9": "x"})
     with pytest.raises(InputError, match="no method rows"):
         plot_frontier({"methods": {}}, tmp_path / "none.png")
 

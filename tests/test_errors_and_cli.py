@@ -259,6 +259,28 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("name, message", [
+    ("3=AT2 first", "--methods has 2 methods"),
+    ("hierarchical=H", "no method 'hierarchical' in --methods"),
+    ("2=", "wants N=TEXT or METHOD=TEXT"),
+])
+def test_cli_bench_refuses_a_plot_name_for_no_method_before_running(name, message, tmp_path, capsys):
+    data = tmp_path / "d.json"
+    data.write_text("[]")
+    args = ["bench", "--data", str(data), "--methods", "loo,at2:weights=w.safetensors", "--plot", str(tmp_path / "p.png"),
+            "--plot-name", name, "--model", "no-such-model-xyz"]  # refused before the model is looked up
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_bench_plot_names_by_position_or_plain_method():
+    from attribot_rag.cli import _plot_names
+
+    methods = ["loo", "at2:weights=w.safetensors"]
+    assert _plot_names(["2=AT2, first set", "loo=exact LOO"], methods) == {
+        "at2:weights=w.safetensors": "AT2, first set", "loo": "exact LOO"}
+
+
 def test_cli_bench_missing_data_file():
     proc = subprocess.run(
         [sys.executable, "-m", "attribot_rag.cli", "bench", "--data", "missing.json", "--model", "nope-model"],

@@ -78,6 +78,16 @@ def frontier_points(
     return points, axis
 
 
+def display_names(points: list[FrontierPoint], names: Mapping[str, str] | None) -> dict[str, str]:
+    """Each point's name in the legend: the caller's where given (a name for a row the
+    report lacks is an error, not silently dropped), else its method spec."""
+    names = dict(names or {})
+    unknown = sorted(set(names) - {p.label for p in points})
+    if unknown:
+        raise InputError(f"plot names for rows the report has not plotted: {', '.join(unknown)}")
+    return {p.label: names.get(p.label, p.label) for p in points}
+
+
 def plot_frontier(
     report: Mapping[str, Any],
     out: str | Path,
@@ -86,8 +96,12 @@ def plot_frontier(
     title: str | None = None,
     goal: tuple[float, float] | None = None,
     cost: str = "cpu",
+    names: Mapping[str, str] | None = None,
 ) -> Path:
-    """Draw the report's frontier to ``out`` (PNG); ``goal`` = (speedup, mAP) marks a target."""
+    """Draw the report's frontier to ``out`` (PNG); ``goal`` = (speedup, mAP) marks a target;
+    ``names`` maps a row (its method spec) to the name the legend gives it. Points are told
+    apart by colour and marker in a legend below the axes: method specs are long, and
+    points with similar cost and mAP would overprint labels written beside them."""
     try:
         import matplotlib
 
@@ -97,12 +111,16 @@ def plot_frontier(
     except ImportError as exc:
         raise InputError("plotting needs matplotlib: pip install 'attribot-rag[plots]'") from exc
     points, axis = frontier_points(report, naive_over_exact, cost)
+    shown = display_names(points, names)
+    colours = plt.get_cmap("tab10").colors
+    markers = "osD^vP*Xh<>"
     fig, ax = plt.subplots(figsize=(8.5, 5.4), dpi=150)
     for k, p in enumerate(points):
         err = [[p.map - p.ci95[0]], [p.ci95[1] - p.map]] if p.ci95 else None
-        ax.errorbar([p.speedup], [p.map], yerr=err, fmt="o", color="#1f5fa8", ecolor="#9bb7d9", capsize=3, zorder=3)
-        ax.annotate(f"{p.label}\n{p.seconds_per_example:.3g} s/example (wall)", (p.speedup, p.map),
-                    xytext=(7, 10 if k % 2 else -12), textcoords="offset points", fontsize=7, va="center")
+        colour = colours[k % len(colours)]
+        ax.errorbar([p.speedup], [p.map], yerr=err, fmt=markers[k % len(markers)], color=colour, ecolor=colour,
+                    elinewidth=1, alpha=0.9, capsize=3, zorder=3,
+                    label=f"{shown[p.label]}: {p.speedup:.3g}x, mAP {p.map:.3f}, {p.seconds_per_example:.3g} s/example (wall)")
     if goal:
         ax.axvline(goal[0], color="#c0392b", ls="--", lw=0.8)
         ax.axhline(goal[1], color="#c0392b", ls="--", lw=0.8)
@@ -113,8 +131,8 @@ def plot_frontier(
     ax.set_xlim(min(xs + [1.0]) / 1.6, max(xs + [goal[0] if goal else 1.0]) * 3)
     ax.set_ylim(min([p.ci95[0] if p.ci95 else p.map for p in points] + [0.5]) - 0.03, 1.03)
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
-    ax.set_xlabel(axis + "; log scale")
-    ax.set_ylabel("mAP against exact LOO (bootstrap 95% interval)")
+    ax.set_xlabel(axis + "; log scale", fontsize=8)
+    ax.set_ylabel("mAP against exact LOO (bootstrap 95% interval)", fontsize=8)
     ax.set_title(title or "Speed against faithfulness", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     model = report.get("model", "?")
@@ -123,12 +141,12 @@ def plot_frontier(
         where += f" ({len(report['not_cached'])} of them not computed yet)"
     ax.text(0.01, 0.02, f"{model}, {report.get('level', '?')} level, n = {report.get('n', '?')} examples, {where}",
             transform=ax.transAxes, fontsize=7, color="#555555")
-    fig.tight_layout()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=7, frameon=False, ncol=1)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    fig.savefig(out, bbox_inches="tight")  # the legend below the axes stays in the picture
     plt.close(fig)
     return out
 
 
-__all__ = ["FrontierPoint", "frontier_points", "plot_frontier"]
+__all__ = ["FrontierPoint", "display_names", "frontier_points", "plot_frontier"]
