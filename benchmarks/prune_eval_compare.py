@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from attribot_rag.evaluation import qa_metrics
+from prune_eval_merge import write_outputs  # the scripts sit side by side in benchmarks/
 
 def paired_examples(before: dict[str, Any], after: dict[str, Any], method: str) -> list[tuple[dict, dict]]:
     """(before, after) records of the examples both reports ranked with ``method``."""
@@ -84,12 +85,7 @@ def main() -> None:
     ks = [int(k) for k in after["options"]["ks"]]
     n_boot = int(after["options"].get("n_boot", 2000))
     report = compare(paired_examples(before, after, args.method), args.method, ks, n_boot, args.seed)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    text = markdown(report)
-    if args.markdown:
-        Path(args.markdown).write_text(text, encoding="utf-8")
-    print(text)
+    write_outputs(report, markdown(report), args.json, args.markdown)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,15 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def write_outputs(report: dict[str, Any], text: str, json_path: str | None, markdown_path: str | None) -> None:
+    """The report as JSON and its tables as Markdown where asked; the tables printed."""
+    if json_path:
+        Path(json_path).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    if markdown_path:
+        Path(markdown_path).write_text(text, encoding="utf-8")
+    print(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--report", action="append", required=True, help="a prune-eval --json report (repeat)")
@@ -93,12 +102,7 @@ def main() -> None:
     args = ap.parse_args()
     examples, shared = load_runs(args.report, args.data)
     report = merged_report(examples, shared)
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    text = markdown(report)
-    if args.markdown:
-        Path(args.markdown).write_text(text, encoding="utf-8")
-    print(text)
+    write_outputs(report, markdown(report), args.json, args.markdown)
 
 
 if __name__ == "__main__":
