@@ -259,18 +259,21 @@ def _command_line(args: argparse.Namespace, name: str, flags: dict[str, Any]) ->
 
 
 def cmd_cite_eval(args: argparse.Namespace) -> int:
-    from .evaluation.cite_eval import run_cite_eval
+    from .evaluation.cite_eval import SupportPlan, run_cite_eval
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     command = _command_line(args, "cite-eval", {
         "--dataset": args.dataset, "--data": args.data, "--offset": args.offset, "--n": args.n,
         "--model": args.model, "--dtype": args.dtype, "--methods": args.methods, "--modes": args.modes,
-        "--cache": args.cache,
+        "--cache": args.cache, "--support-candidates": args.support_candidates, "--support-rankers": args.support_rankers,
+        "--joint": args.joint,
     })
+    rankers = tuple(r.strip() for r in (args.support_rankers or "at2").split(",") if r.strip())
+    support = SupportPlan(args.support_candidates, rankers, joint=args.joint)
     report = run_cite_eval(
         dataset=args.dataset, data=args.data, n=args.n, offset=args.offset, model=args.model, dtype=args.dtype,
-        modes=modes, methods=methods, **_cache_options(args), command=command,
+        modes=modes, methods=methods, **_cache_options(args), command=command, support=support,
     )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
@@ -631,6 +634,12 @@ def _add_citation_commands(sub: Any) -> None:
     p.add_argument("--markdown", metavar="OUT", help="also write the report as a Markdown table")
     p.add_argument("--cache", default=".cite-eval-cache", metavar="DIR", help="evidence records (resumable runs)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
+    p.add_argument("--support-candidates", type=int, default=3, metavar="K",
+                   help="top sources per sentence whose support is checked (a policy can use up to K)")
+    p.add_argument("--support-rankers", default=None, metavar="LIST",
+                   help="recorded methods whose top K get the support check (default: at2; the first gives the references)")
+    p.add_argument("--joint", action="store_true",
+                   help="also record pairs of candidates kept together (policies with joint_gain)")
     _add_cache_reading_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_cite_eval)

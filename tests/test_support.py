@@ -22,7 +22,7 @@ from attribot_rag.citations import (  # noqa: E402
     SentenceEvidence,
     calibration_for,
 )
-from attribot_rag.citations.support import SupportCache, contrast  # noqa: E402
+from attribot_rag.citations.support import SupportCache, contrast, contrast_sets  # noqa: E402
 
 from test_prune_eval import EXAMPLES as PRUNE_EXAMPLES  # noqa: E402
 from travel_fixture import ANSWER, PASSAGES, QUESTION  # noqa: E402
@@ -55,6 +55,30 @@ def test_a_sentence_no_single_source_states_falls_back_to_what_the_model_used():
     assert policy.with_options(fallback=False).explain(comparison) == ([], None)
     stated = SentenceEvidence([0.30, 0.02, 0.25], 5, 0.4, {0: 0.8, 2: -0.1})
     assert policy.explain(stated) == ([0], "supports")
+
+
+def test_a_second_fact_is_cited_when_it_adds_to_the_best_supported_one():
+    # "The answer is 1965." after "Film A was directed by J. Smith" (source 1, no support
+    # alone) and "J. Smith was born in 1965" (source 0)
+    policy = CitationPolicy(min_support=0.1, support_relative=0.5, candidates=3, max_per_sentence=3, joint_gain=0.2,
+                            fallback=False)
+    scores = [0.9, 0.5, 0.1, 0.4]  # candidates 0, 1, 3
+    bridge = SentenceEvidence(scores, 5, None, {0: 0.6, 1: -0.05, 3: 0.02}, joint={1: 1.1, 3: 0.65})
+    assert policy.joint_to_check(scores, bridge.support) == (0, [1, 3])
+    assert policy.explain(bridge) == ([0, 1], "supports")  # 3 adds 0.05 < 0.2 to source 0
+    assert policy.with_options(joint_gain=None).explain(bridge) == ([0], "supports")
+    assert policy.with_options(max_per_sentence=1).explain(bridge) == ([0], "supports")
+    # a comparison's "no": neither side is enough alone, the two together are
+    comparison = SentenceEvidence(scores, 5, None, {0: 0.05, 1: 0.01, 3: -0.2}, joint={1: 0.5, 3: 0.0})
+    assert policy.explain(comparison) == ([0, 1], "supports")
+    # a pair that only adds what no source says (both below the least support) cites nothing
+    weak = SentenceEvidence(scores, 5, None, {0: 0.01, 1: -0.3, 3: -0.2}, joint={1: 0.09, 3: 0.0})
+    assert policy.explain(weak) == ([], None)
+    # no pair is checked until the candidates' own support is known, nor with one candidate
+    assert policy.joint_to_check(scores, None) is None
+    assert policy.with_options(candidates=1).joint_to_check(scores, {0: 0.6}) is None
+    with pytest.raises(InputError, match="joint_gain must be a number or None"):
+        CitationPolicy(joint_gain="auto")
 
 
 def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():
@@ -108,6 +132,10 @@ def test_support_is_the_contrast_with_the_reference_sources():
     assert got[0] == pytest.approx(np.mean([-0.5 - (-2.0), -0.2 - (-1.3)]))
     assert contrast(cache, [0], (0, 2))[0] == pytest.approx(np.mean([0.5, 0.8]))  # against no passage
     assert np.isnan(contrast(cache, [0], (1, 1))[0])
+    # a pair kept together is contrasted with the same reference
+    cache.together[(0, 2)] = np.array([-0.1, -0.1, -3.0])
+    got = contrast_sets(cache, 2, [0], (0, 2), reference=[1])
+    assert got == {0: pytest.approx(np.mean([-0.1 - (-1.5), -0.1 - (-1.5)]))}
 
 
 def test_calibration_round_trips_and_refuses_malformed_files(tmp_path):
@@ -162,6 +190,27 @@ def test_the_default_cites_the_supporting_sentence_and_not_filler(attributor):
     assert (free.text, [c.to_dict() for c in free.citations]) == (cited.text, [c.to_dict() for c in cited.citations])
 
 
+def test_joint_support_checks_pairs_with_the_best_supported_source(attributor):
+    from attribot_rag.citations.cite import ResolvedPolicy
+    from attribot_rag.citations.support import joint_support
+
+    policy = CitationPolicy(candidates=3, max_per_sentence=3, joint_gain=-10.0)  # any pair adds enough
+    cited = attributor.cite(QUESTION, PASSAGES, ANSWER, policy=policy)
+    sentence = cited.sentences[0]
+    # what cite read: the pairs of its best-supported candidate, as joint_support computes them
+    rp = ResolvedPolicy.of(policy, cited.method, cited.model)
+    task = attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence")
+    whole = attributor.run(task)
+    reference = rp.check_all(whole, whole.per_sentence())
+    ev = rp.evidence(whole.per_sentence()[0][1], whole, reference)
+    best, companions = policy.joint_to_check(ev.scores, ev.support)
+    assert ev.joint == pytest.approx(joint_support(task, best, companions, task.target, reference))
+    # with every pair enough, the best and all its companions are cited, best first
+    assert [c.source_id for c in sentence.citations][0] == task.sources[best].id
+    assert {c.source_id for c in sentence.citations} == {task.sources[i].id for i in [best, *companions]}
+    assert all(c.evidence == "supports" for c in sentence.citations)
+
+
 def test_a_fact_the_model_knows_still_gets_its_source(attributor):
     # The failure the policy fixes: the model would say "Paris" without any passage, so
     # the passages do not raise the sentence's likelihood (the context-gain gate refuses
@@ -198,6 +247,43 @@ def test_a_streamed_external_answer_ends_with_what_cite_gives(attributor):
 # --------------------------------------------------------------------------- cite-eval
 # one HotpotQA-format example with sentence-level supporting facts (the prune-eval fixture)
 EXAMPLE = PRUNE_EXAMPLES[0]
+
+
+def test_a_support_plan_keeps_the_original_record_keys_and_refuses_unrecorded_rankers(tmp_path):
+    from attribot_rag.evaluation.cite_eval import SupportPlan, record_base
+
+    data = tmp_path / "x.json"
+    data.write_text("[]")
+
+    # records made before plans existed are still found by the default plan
+    assert SupportPlan().key() == {"support_candidates": 3}
+    wide = SupportPlan(5, ("at2", "attention"))
+    assert wide.key() == {"support_candidates": 5, "support_rankers": ["at2", "attention"]}
+    methods = ["at2", "attention"]
+    assert record_base("m", None, str(data), methods, wide) != record_base("m", None, str(data), methods)
+    with pytest.raises(InputError, match="attention.*not among the recorded methods"):
+        wide.checked_against(["at2", "similarity"])
+    with pytest.raises(InputError, match="positive integer"):
+        SupportPlan(0)
+
+
+def test_a_policy_replays_on_any_ranker_whose_candidates_were_checked():
+    from attribot_rag.evaluation.cite_report import evidence
+
+    lp = {"none": [-5.0, -5.0], "alone": {"0": [-1.0, -1.0], "2": [-0.5, -0.5], "3": [-4.0, -4.0], "1": [-4.0, -4.0]}}
+    rec = {
+        "scores": {"at2": [[0.9, 0.0, 0.1, 0.05]], "attention": [[0.1, 0.0, 0.9, 0.2]], "similarity": [[0.0, 1.0, 0.0, 0.0]]},
+        "whole": {"at2": [0.9, 0.0, 0.1, 0.05]},
+        "targets": [[0, 2]], "ranker": "at2", "checked": ["at2", "attention"], "support_lp": lp, "gain": [0.3],
+    }
+    policy = CitationPolicy(candidates=1, references=1)
+    # attention's top candidate (2) is contrasted with the run's ranker's lowest source (1)
+    (ev,) = evidence(rec, "attention", policy)
+    assert ev.support == {2: pytest.approx(3.5)}
+    (ev,) = evidence(rec, "at2", policy)
+    assert ev.support == {0: pytest.approx(3.0)}
+    (ev,) = evidence(rec, "similarity", policy)  # never checked: nothing to read, nothing invented
+    assert ev.support is None
 
 
 @pytest.mark.slow  # cite-eval loads smollm2-135m and the MiniLM embedder

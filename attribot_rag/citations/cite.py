@@ -31,7 +31,7 @@ from ..scoring import Response
 from ..sources import coerce_passages, split_sentences
 from .markers import insert_markers, is_truncated
 from .policy import DEFAULT_POLICY, Calibration, CitationPolicy, SentenceEvidence, calibration_for
-from .support import check_sources, support
+from .support import check_sources, joint_support, support
 from .types import TRUNCATION_MARK, Citation, CitedAnswer, CitedSentence, Reference
 
 if TYPE_CHECKING:
@@ -72,13 +72,16 @@ class ResolvedPolicy:
         gain = None
         if self.policy.evidence == "used" and self.policy.min_context_gain is not None:
             gain = span_gain(task, att.task.target)
-        checked = None
+        checked = joint = None
         to_check = self.policy.to_check(scores)
         if to_check:
             ref = self.policy.reference_sources(scores) if reference is None else reference
             checked = support(task, to_check, att.task.target, ref)
+            pair = self.policy.joint_to_check(scores, checked)
+            if pair is not None:
+                joint = joint_support(task, *pair, att.task.target, ref)
         a, b = att.task.target
-        return SentenceEvidence(scores, b - a, gain, checked)
+        return SentenceEvidence(scores, b - a, gain, checked, joint)
 
     def explain_answer(
         self, evidence: list[SentenceEvidence], atts: Sequence[Attribution | None], whole: Attribution | None = None

@@ -15,9 +15,13 @@ from one attribution method's scores per source (the ranker):
   against after the ranker's ``references`` lowest-scored sources); a candidate is cited
   when its support is at least ``min_support`` nats per token, at least
   ``support_relative`` x the best candidate's and at least ``answer_relative_threshold``
-  x the best support of any sentence of the answer. A sentence no single candidate
-  supports (a comparison's "yes", a conclusion drawn from two facts) falls back to the
-  contributive rules below (``fallback``); each citation says which evidence it rests on.
+  x the best support of any sentence of the answer. With ``joint_gain``, each other
+  candidate is also checked *together with* the best-supported one, and cited beside it
+  when the pair supports the sentence by at least ``joint_gain`` nats per token more than
+  the best alone: the second fact a multi-hop answer or a comparison rests on, which
+  says nothing about the sentence on its own. A sentence no candidate supports, alone or
+  in a pair, falls back to the contributive rules below (``fallback``); each citation
+  says which evidence it rests on.
 
 At most ``max_per_sentence`` are kept, best first. The values "auto" are read from the
 model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
@@ -113,12 +117,14 @@ def calibration_for(model_name: str) -> Calibration | None:
 class SentenceEvidence:
     """What a policy reads for one answer sentence: the ranker's score per source (None:
     the sentence was not attributed), its token count, its context gain and the support
-    of the sources checked so far (source index -> nats per token)."""
+    of the sources checked so far (source index -> nats per token), and of pairs."""
 
     scores: Sequence[float | None] | None
     tokens: int = 1
     gain: float | None = None
     support: Mapping[int, float] | None = None
+    # companion source -> support of the best-supported candidate and it kept together
+    joint: Mapping[int, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -141,18 +147,23 @@ class CitationPolicy:
     min_support: float | str | None = AUTO
     support_relative: float | None = 0.3
     references: int = 2
-    # supports: a sentence no single source states (a comparison's "yes", a conclusion
-    # drawn from two facts) cites what the model relied on, by the contributive rules
+    # supports: a further candidate is cited beside the best-supported one when the two
+    # together support the sentence by this many nats per token more (None: single
+    # sources only; costs one short pass per other candidate)
+    joint_gain: float | None = None
+    # supports: a sentence no source states (a comparison's "yes", a conclusion drawn from
+    # two facts) cites what the model relied on, by the contributive rules
     fallback: bool = True
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_KINDS:
             raise InputError(f"evidence must be one of {', '.join(EVIDENCE_KINDS)}, got {self.evidence!r}")
-        for name in ("null_floor", "min_context_gain", "min_support", "threshold"):
+        for name in ("null_floor", "min_context_gain", "min_support", "threshold", "joint_gain"):
             val = getattr(self, name)
-            allowed = val is None or (val == AUTO and name != "threshold")
+            allowed = val is None or (val == AUTO and name not in ("threshold", "joint_gain"))
             if not allowed and (isinstance(val, bool) or not isinstance(val, (int, float))):
-                raise InputError(f'{name} must be a number{", " + repr(AUTO) if name != "threshold" else ""} or None, got {val!r}')
+                auto = ", " + repr(AUTO) if name not in ("threshold", "joint_gain") else ""
+                raise InputError(f"{name} must be a number{auto} or None, got {val!r}")
         for name in ("relative_threshold", "answer_relative_threshold", "support_relative"):
             val = getattr(self, name)
             if val is not None and not 0 <= val <= 1:
@@ -197,6 +208,18 @@ class CitationPolicy:
         if self.evidence != "supports" or scores is None:
             return []
         return _ranked(scores)[: self.candidates]
+
+    def joint_to_check(self, scores: Sequence[float | None] | None, support: Mapping[int, float] | None) -> tuple[int, list[int]] | None:
+        """The best-supported candidate and the other candidates to check together with it
+        (``supports`` with ``joint_gain`` only, once the candidates' support is known)."""
+        if self.evidence != "supports" or self.joint_gain is None or scores is None or not support:
+            return None
+        checked = _checked(support)
+        cands = [i for i in self.to_check(scores) if i in checked]
+        if len(cands) < 2:
+            return None
+        best = max(cands, key=lambda i: (checked[i], -i))
+        return best, [i for i in cands if i != best]
 
     def reference_sources(self, scores: Sequence[float | None] | None) -> list[int]:
         """The sources the support check contrasts with: the ranker's ``references``
@@ -278,18 +301,37 @@ class CitationPolicy:
         return out
 
     def _supported(self, ev: SentenceEvidence, answer_floor: float | None) -> list[int]:
-        checked = {int(i): float(v) for i, v in (ev.support or {}).items() if v is not None and not math.isnan(float(v))}
+        checked = _checked(ev.support)
         cands = [i for i in self.to_check(ev.scores) if i in checked]
         if not cands:
             return []
         best = max(checked[i] for i in cands)
-        least = 0.0 if self.min_support is None else float(self.min_support)  # type: ignore[arg-type]
-        keep = [i for i in cands if checked[i] >= least and checked[i] > 0]
-        if answer_floor is not None:
-            keep = [i for i in keep if checked[i] >= answer_floor]
+        keep = [i for i in cands if self._enough(checked[i], answer_floor)]
         if self.support_relative is not None:
             keep = [i for i in keep if checked[i] >= self.support_relative * best]
-        return sorted(keep, key=lambda i: (-checked[i], i))
+        return self._with_joint(ev, sorted(keep, key=lambda i: (-checked[i], i)), answer_floor)
+
+    def _enough(self, value: float, answer_floor: float | None) -> bool:
+        least = 0.0 if self.min_support is None else float(self.min_support)  # type: ignore[arg-type]
+        return value >= least and value > 0 and (answer_floor is None or value >= answer_floor)
+
+    def _with_joint(self, ev: SentenceEvidence, keep: list[int], answer_floor: float | None) -> list[int]:
+        """``keep`` and the companions that add ``joint_gain`` to the best candidate (which
+        is then cited too, whether or not it was enough alone)."""
+        pair = self.joint_to_check(ev.scores, ev.support)
+        if pair is None or not ev.joint:
+            return keep
+        best, companions = pair
+        alone, joint = _checked(ev.support)[best], _checked(ev.joint)
+        added = [j for j in companions if j in joint and j not in keep and self._enough(joint[j], answer_floor)
+                 and joint[j] - alone >= float(self.joint_gain)]  # type: ignore[arg-type]
+        if not added:
+            return keep
+        return [*([] if best in keep else [best]), *keep, *sorted(added, key=lambda j: (-joint[j], j))]
+
+
+def _checked(support: Mapping[int, float] | None) -> dict[int, float]:
+    return {int(i): float(v) for i, v in (support or {}).items() if v is not None and not math.isnan(float(v))}
 
 
 def _valid(scores: Sequence[float | None] | None) -> list[float]:

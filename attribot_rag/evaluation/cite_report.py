@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..citations import CitationPolicy, ResolvedPolicy, SentenceEvidence
-from ..citations.support import SupportCache, contrast
+from ..citations.support import SupportCache, contrast, contrast_sets
 from ..sources import Source, make_sources
 from . import qa_metrics
 from .cite_data import SUPPORT_RANKER, CiteExample
@@ -64,25 +64,33 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy) -> list[S
     scores = rec["scores"].get(ranker)
     if scores is None:
         raise KeyError(f"the records hold no scores of {ranker!r}: run cite-eval with it in --methods")
-    checked = ranker == rec.get("ranker", SUPPORT_RANKER) and "support_lp" in rec
-    cache = _support_cache(rec) if checked else None
-    reference = policy.reference_sources(rec["whole"][ranker]) if checked else []
+    checked = ranker in rec.get("checked", [rec.get("ranker", SUPPORT_RANKER)]) and "support_lp" in rec
+    cache = support_cache(rec) if checked else None
+    # the references are the run's ranker's lowest-scored sources (their log-probs are kept)
+    reference = policy.reference_sources(rec["whole"][rec.get("ranker", SUPPORT_RANKER)]) if checked else []
     gains = rec.get("gain") or [None] * len(scores)
     out = []
     for k, s in enumerate(scores):
         target = rec["targets"][k]
-        support = None
+        support = joint = None
         if cache is not None and s is not None and target is not None:
+            ref = [i for i in reference if i in cache.alone]
             cands = [i for i in policy.to_check(s) if i in cache.alone]
-            support = contrast(cache, cands, tuple(target), [i for i in reference if i in cache.alone])
-        out.append(SentenceEvidence(s, 1 if target is None else target[1] - target[0], gains[k], support))
+            support = contrast(cache, cands, tuple(target), ref)
+            pair = policy.joint_to_check(s, support)
+            if pair is not None:  # the pairs the run recorded (a pair not recorded: not checked)
+                companions = [j for j in pair[1] if cache.has((pair[0], j))]
+                joint = contrast_sets(cache, pair[0], companions, tuple(target), ref)
+        out.append(SentenceEvidence(s, 1 if target is None else target[1] - target[0], gains[k], support, joint))
     return out
 
 
-def _support_cache(rec: dict[str, Any]) -> SupportCache:
+def support_cache(rec: dict[str, Any]) -> SupportCache:
+    """The support check's log-probs a record keeps (and its pairs, where recorded)."""
     lp = rec["support_lp"]
     as_array = lambda v: np.array([np.nan if x is None else x for x in v], dtype=np.float64)  # noqa: E731
-    return SupportCache(as_array(lp["none"]), {int(i): as_array(v) for i, v in lp["alone"].items()})
+    together = {tuple(int(i) for i in key.split(",")): as_array(v) for key, v in (rec.get("joint_lp") or {}).items()}
+    return SupportCache(as_array(lp["none"]), {int(i): as_array(v) for i, v in lp["alone"].items()}, together)
 
 
 def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> list[list[int]]:
@@ -154,6 +162,8 @@ def _cost(citer: Citer, mode: str, rec: dict[str, Any], fallback: bool = False) 
         spent = sec.get(citer.ranker, 0.0)
         if citer.policy.evidence == "supports":
             spent += rec.get("support_seconds", 0.0)
+            if citer.policy.joint_gain is not None:  # every recorded pair: an upper bound
+                spent += sec.get("joint", 0.0)
         if citer.policy.min_context_gain is not None and (citer.policy.evidence == "used" or fallback):
             spent += sec.get("gain", 0.0)
     ref = sec.get("generation") if mode == "own" else sec.get("prefill")
