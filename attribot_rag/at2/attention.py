@@ -26,6 +26,7 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 
 from ..errors import MethodNotAvailableError
@@ -268,15 +269,17 @@ def _hooks(model: Any, on_layer: Callable[[int, Any, torch.Tensor, tuple], None]
             h.remove()
 
 
-def _run(model: Any, input_ids: Sequence[int] | torch.Tensor, k_len: int) -> None:
+def _run(model: Any, input_ids: Sequence[int] | torch.Tensor, k_len: int, keep: int = 1) -> torch.Tensor:
+    """One forward pass over the first ``k_len`` tokens; the logits of the last ``keep``."""
     device = next(model.parameters()).device
     ids = torch.as_tensor(list(input_ids)[:k_len] if not torch.is_tensor(input_ids) else input_ids[:k_len])
     ids = ids.to(device).view(1, -1)
     kwargs: dict[str, Any] = dict(input_ids=ids, use_cache=False)
     try:
-        model(**kwargs, logits_to_keep=1)
+        out = model(**kwargs, logits_to_keep=keep)
     except TypeError:  # a model without logits_to_keep
-        model(**kwargs)
+        out = model(**kwargs)
+    return out.logits[0, -keep:]
 
 
 @torch.inference_mode()
@@ -321,6 +324,26 @@ def source_features(
     response token t to explain); ``spans`` the token slice [a, b) of every source, or a
     ready [K, S] weight matrix over key positions. One forward pass of the model.
     """
+    return _features_pass(model, input_ids, rows, spans)[0]
+
+
+@torch.inference_mode()
+def source_features_and_logprobs(
+    model: Any, input_ids: Sequence[int], prompt_len: int, spans: Sequence[tuple[int, int]]
+) -> tuple[torch.Tensor, np.ndarray]:
+    """:func:`source_features` for every response token of ``input_ids`` (prompt +
+    response), and from the same pass each response token's log-probability after the full
+    prompt: what a context-gain check would otherwise run the prompt again for."""
+    r = len(input_ids) - prompt_len
+    feats, logits = _features_pass(model, input_ids, response_rows(prompt_len, (0, r)), spans, keep=r)
+    targets = torch.as_tensor(list(input_ids)[prompt_len:], device=logits.device)
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return feats, logp.cpu().numpy().astype(np.float64)
+
+
+def _features_pass(
+    model: Any, input_ids: Sequence[int], rows: Sequence[int], spans: Sequence[tuple[int, int]] | torch.Tensor, keep: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     adapter = get_adapter(model)
     config = _config(model)
     n_layers, n_heads = model_shape(model)
@@ -343,8 +366,8 @@ def source_features(
         feats[:, :, idx * n_heads : (idx + 1) * n_heads] = per_source.permute(2, 1, 0).cpu()
 
     with _hooks(model, on_layer):
-        _run(model, input_ids, k_len)
-    return feats
+        logits = _run(model, input_ids, k_len, keep)
+    return feats, logits
 
 
 def response_rows(prompt_len: int, target: tuple[int, int]) -> list[int]:
@@ -362,5 +385,6 @@ __all__ = [
     "model_shape",
     "response_rows",
     "source_features",
+    "source_features_and_logprobs",
     "span_matrix",
 ]

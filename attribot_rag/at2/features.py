@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .attention import response_rows, source_features, span_matrix
+from .attention import source_features_and_logprobs, span_matrix
 from .capture import find_capture
 
 def task_features(task: Any) -> torch.Tensor:
@@ -27,9 +27,9 @@ def task_features(task: Any) -> torch.Tensor:
         # the same model generated this answer from this prompt: no forward pass at all
         feats = capture.features(span_matrix(spans, p + r - 1))
     else:
-        rows = response_rows(p, (0, r))
         ids = list(prompt.input_ids) + list(task.response.token_ids)
-        feats = source_features(task.lm.model, ids, rows, spans)
+        # the same pass gives the answer's log-probs after the full prompt (a context gain's)
+        feats, task.cache.full_logprobs = source_features_and_logprobs(task.lm.model, ids, p, spans)
         task.scorer.forward_tokens += p + r - 1
         task.scorer.forward_passes += 1
     task.cache.at2_features = feats

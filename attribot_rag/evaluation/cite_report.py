@@ -93,6 +93,17 @@ def support_cache(rec: dict[str, Any]) -> SupportCache:
     return SupportCache(as_array(lp["none"]), {int(i): as_array(v) for i, v in lp["alone"].items()}, together)
 
 
+_SOURCES: dict[tuple[str, tuple[str, ...]], list[Source]] = {}
+
+
+def sentence_sources(ex: CiteExample) -> list[Source]:
+    """The example's sentence sources, split once per example (a report applies many citers)."""
+    key = (ex.id, tuple(p.id for p in ex.passages))
+    if key not in _SOURCES:
+        _SOURCES[key] = make_sources(ex.passages, "sentence")
+    return _SOURCES[key]
+
+
 def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> list[list[int]]:
     """The sources each sentence cites under the citer (indices into the sentence sources)."""
     n = len(rec["sentences"])
@@ -116,7 +127,7 @@ def fell_back(citer: Citer, rec: dict[str, Any], model: str) -> bool:
 
 
 def _first_retrieved(ex: CiteExample, rec: dict[str, Any]) -> list[list[int]]:
-    sources = make_sources(ex.passages, "sentence")
+    sources = sentence_sources(ex)
     first = [s.index for s in sources if s.passage_index == 0]
     sims = rec["scores"].get("similarity")
     out = []
@@ -131,7 +142,7 @@ def _first_retrieved(ex: CiteExample, rec: dict[str, Any]) -> list[list[int]]:
 
 def answer_metrics(citer: Citer, ex: CiteExample, mode: str, rec: dict[str, Any], model: str) -> dict[str, Any]:
     """One answer's counts under one citer."""
-    sources = make_sources(ex.passages, "sentence")
+    sources = sentence_sources(ex)
     chosen = choose(citer, ex, rec, model)
     cited: list[Source] = [sources[i] for c in chosen for i in c]
     ok = correct(ex, mode, rec["answer"])

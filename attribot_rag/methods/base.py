@@ -51,6 +51,8 @@ class TaskCache:
     at2_features: Any = None  # torch [S, r, L*H], see at2.features
     at2_capture: str = ""  # "used", or why the generation capture could not be used
     context_gain: np.ndarray | None = None  # per response token, see attribot_rag.grounding
+    # per response token, log p(r_t | full prompt) from a pass that kept no KV cache (AT2's)
+    full_logprobs: np.ndarray | None = None
     support: Any = None  # keep-only-this-source log-probs (attribot_rag.citations.support)
 
 
@@ -104,6 +106,8 @@ class AttributionTask:
             values = generated.for_prompt(self.prompt.input_ids, len(self.response.token_ids))
             if values is not None:
                 return values
+        if self.cache.full_pass is None and self.cache.full_logprobs is not None:
+            return self.cache.full_logprobs
         return self.full_pass().logprobs
 
     def context_gain(self) -> np.ndarray:
