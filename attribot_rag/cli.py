@@ -10,7 +10,7 @@ import sys
 from typing import Any, Sequence
 
 from .attributor import DEFAULT_MAX_NEW_TOKENS
-from .errors import AttribotError
+from .errors import AttribotError, InputError
 
 # Nothing here downloads: the default model ships in a Python package.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -259,9 +259,9 @@ def _command_line(args: argparse.Namespace, name: str, flags: dict[str, Any]) ->
 
 
 def cmd_cite_eval(args: argparse.Namespace) -> int:
-    from .evaluation.cite_eval import SupportPlan, run_cite_eval
+    from .evaluation.cite_eval import run_cite_eval
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    methods = _methods(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     command = _command_line(args, "cite-eval", {
         "--dataset": args.dataset, "--data": args.data, "--offset": args.offset, "--n": args.n,
@@ -269,8 +269,7 @@ def cmd_cite_eval(args: argparse.Namespace) -> int:
         "--cache": args.cache, "--support-candidates": args.support_candidates, "--support-rankers": args.support_rankers,
         "--joint": args.joint,
     })
-    rankers = tuple(r.strip() for r in (args.support_rankers or "at2").split(",") if r.strip())
-    support = SupportPlan(args.support_candidates, rankers, joint=args.joint)
+    support = _support_plan(args)
     report = run_cite_eval(
         dataset=args.dataset, data=args.data, n=args.n, offset=args.offset, model=args.model, dtype=args.dtype,
         modes=modes, methods=methods, **_cache_options(args), command=command, support=support,
@@ -299,14 +298,35 @@ def _calibration_records(args: argparse.Namespace) -> tuple[str, list[tuple[Any,
     cache = ResultsCache(args.cache)
     modes = ("own", "external")
     name = args.model or default_model()
-    items, missing = cached_items(examples, cache, record_base(name, args.dtype, args.data, DEFAULT_METHODS),
-                                  modes, DEFAULT_METHODS)
-    if not missing:
+    methods, plan = _methods(args) or list(DEFAULT_METHODS), _support_plan(args)
+    items, missing = cached_items(examples, cache, record_base(name, args.dtype, args.data, methods, plan), modes, methods)
+    if not missing or args.cached_only:
+        if not items:
+            raise InputError(f"no cite-eval records of {name} in {args.cache} for these examples")
         return name, items
     att = Attributor(get_model(args.model, dtype=args.dtype), level="sentence")
-    # the fit reads scores and the support check, never a text answer's context gain
-    rows = collect(att, examples, data=args.data, cache=cache, modes=modes, methods=DEFAULT_METHODS, gain_modes=("own",))
+    rows = collect(att, examples, data=args.data, cache=cache, modes=modes, methods=methods, support=plan)
     return att.model_name, [(r["example"], r["mode"], r["record"]) for r in rows]
+
+
+def _methods(args: argparse.Namespace) -> list[str]:
+    return [m.strip() for m in (args.methods or "").split(",") if m.strip()]
+
+
+def _support_plan(args: argparse.Namespace) -> Any:
+    from .evaluation.cite_eval import SupportPlan
+
+    rankers = tuple(r.strip() for r in (args.support_rankers or "at2").split(",") if r.strip())
+    return SupportPlan(args.support_candidates, rankers, joint=args.joint)
+
+
+def _add_support_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--support-candidates", type=int, default=3, metavar="K",
+                   help="top sources per sentence whose support is checked (a policy can use up to K)")
+    p.add_argument("--support-rankers", default=None, metavar="LIST",
+                   help="recorded methods whose top K get the support check (default: at2; the first gives the references)")
+    p.add_argument("--joint", action="store_true",
+                   help="also record pairs of candidates kept together (policies with joint_gain)")
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -634,12 +654,7 @@ def _add_citation_commands(sub: Any) -> None:
     p.add_argument("--markdown", metavar="OUT", help="also write the report as a Markdown table")
     p.add_argument("--cache", default=".cite-eval-cache", metavar="DIR", help="evidence records (resumable runs)")
     p.add_argument("--no-cache", action="store_true", help="recompute everything, store nothing")
-    p.add_argument("--support-candidates", type=int, default=3, metavar="K",
-                   help="top sources per sentence whose support is checked (a policy can use up to K)")
-    p.add_argument("--support-rankers", default=None, metavar="LIST",
-                   help="recorded methods whose top K get the support check (default: at2; the first gives the references)")
-    p.add_argument("--joint", action="store_true",
-                   help="also record pairs of candidates kept together (policies with joint_gain)")
+    _add_support_args(p)
     _add_cache_reading_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_cite_eval)
@@ -650,6 +665,9 @@ def _add_citation_commands(sub: Any) -> None:
     p.add_argument("--offset", type=int, default=0, help="first example")
     p.add_argument("--out", required=True, help="calibration file to write (.calibration.json)")
     p.add_argument("--cache", default=".cite-eval-cache", metavar="DIR", help="evidence records (shared with cite-eval)")
+    p.add_argument("--methods", default="at2,attention,similarity", help="the recorded methods (as given to cite-eval)")
+    p.add_argument("--cached-only", action="store_true", help="fit on the records already in --cache, computing none")
+    _add_support_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_calibrate)
 

@@ -267,6 +267,37 @@ def test_a_support_plan_keeps_the_original_record_keys_and_refuses_unrecorded_ra
         SupportPlan(0)
 
 
+def _gate_items(gains, filler_scores=None):
+    """One external HotpotQA-style answer ("The answer is Paris." and optional filler) whose
+    gold fact no single source states strongly enough: only the fallback can cite it."""
+    from attribot_rag.evaluation.cite_data import CiteExample, GoldFact
+
+    passages = [Passage("p0", "Paris is the capital of France.", "France"), Passage("p1", "Berlin is in Germany.", "Germany")]
+    ex = CiteExample("q1", "hotpotqa", "What is the capital of France?", ("Paris",), passages, frozenset({"p0"}),
+                     (GoldFact("p0", 0, 31),), "bridge")
+    scores = [[0.9, 0.1]] + ([filler_scores] if filler_scores else [])
+    flat = [-1.0] * 8
+    rec = {
+        "answer": "The answer is Paris." + (" Thanks a lot." if filler_scores else ""),
+        "sentences": [[0, 20]] + ([[21, 35]] if filler_scores else []),
+        "targets": [[0, 5]] + ([[5, 8]] if filler_scores else []),
+        "scores": {"at2": scores}, "whole": {"at2": [0.9, 0.5]}, "ranker": "at2", "truncated": False,
+        "support_lp": {"none": flat, "alone": {"0": flat, "1": flat}},  # no source stands out
+        "gain": gains, "seconds": {},
+    }
+    return [(ex, "external", rec)]
+
+
+def test_calibrate_fits_the_gate_the_default_policy_cites_best_with():
+    from attribot_rag.evaluation.calibrate import best_gate
+
+    cal = Calibration(model="m", fitted_on="test", floors={"at2": 0.01}, min_context_gain=0.05, min_support=0.1)
+    # a memorised fact (negative gain) stated by a source: any gate leaves it uncited
+    assert best_gate(_gate_items([-0.2]), cal) is None
+    # filler the ungated fallback would cite on a wrong source: the least gate that stops it
+    assert best_gate(_gate_items([0.5, -0.3], filler_scores=[0.1, 0.8]), cal) == 0.0
+
+
 def test_a_policy_replays_on_any_ranker_whose_candidates_were_checked():
     from attribot_rag.evaluation.cite_report import evidence
 

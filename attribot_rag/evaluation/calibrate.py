@@ -8,13 +8,19 @@ answers and of answers given as text (docs/architecture.md, Citations > Calibrat
 * the least support: among the candidates the support check saw, the threshold that best
   separates gold evidence from the rest (highest F1 of "support >= t" as a classifier).
 
-The context-gain gate keeps its generic value. The result is a
+* the context-gain gate: among ``GATE_GRID``, the gate under which the default policy
+  (with the floor and least support above) cites best on these records: the mean over
+  answer modes of F1(precision, recall) minus the share of answers left uncited. Where
+  the records hold no text answer's context gain, the gate keeps its generic value.
+
+The result is a
 :class:`~attribot_rag.citations.Calibration` file; ship it beside the model's AT2 weights
 (``<weights>.calibration.json``) or pass it as ``Attributor(calibration=path)``.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +33,7 @@ from .cite_data import CiteExample
 from .cite_report import evidence
 
 NULL_QUANTILE = 0.99
+GATE_GRID: tuple[float | None, ...] = (None, 0.0, 0.02, 0.05, 0.1)  # nats per token; None: no gate
 SUPPORT_GRID = tuple(round(x, 3) for x in np.arange(0.0, 0.505, 0.01))
 
 
@@ -74,20 +81,56 @@ def best_threshold(labelled: Sequence[tuple[float, bool]], grid: Sequence[float]
     return max(grid, key=lambda t: (f1(t), -t))
 
 
+def citation_quality(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], policy: CitationPolicy, cal: Calibration) -> float:
+    """Mean over answer modes of F1(precision, recall) - uncited share, over correct
+    answers (sentence-level gold where the data has it, else passage-level)."""
+    from .cite_report import STATS, Citer, answer_metrics
+
+    citer = Citer("calibrating", AT2.name, policy, cal)
+    by: dict[str, list[dict[str, Any]]] = {}
+    for ex, mode, rec in items:
+        row = answer_metrics(citer, ex, mode, rec, cal.model)
+        if row["correct"]:
+            by.setdefault(mode, []).append(row)
+    out = []
+    for rows in by.values():
+        level = "sentence" if any(r["facts"] for r in rows) else "passage"
+        p, r = STATS[f"precision_{level}"](rows) or 0.0, STATS[f"recall_{level}"](rows) or 0.0
+        f1 = 0.0 if p + r == 0 else 2 * p * r / (p + r)
+        out.append(f1 - (STATS["uncited_with_gold"](rows) or 0.0))
+    return float(np.mean(out)) if out else float("nan")
+
+
+def best_gate(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration) -> float | None:
+    """The context-gain gate of ``GATE_GRID`` the default policy cites best with (on a tie,
+    the one that refuses least: no gate, else the lowest)."""
+    return max(GATE_GRID, key=lambda g: (citation_quality(items, DEFAULT_POLICY, replace(cal, min_context_gain=g)),
+                                         1.0 if g is None else -g))
+
+
+def has_text_gains(items: Sequence[tuple[CiteExample, str, dict[str, Any]]]) -> bool:
+    return any(mode != "own" and rec.get("gain") is not None for _, mode, rec in items)
+
+
 def fit(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], model: str, fitted_on: str) -> Calibration:
     """The calibration these records support."""
     nulls = null_scores(items)
     if len(nulls) < 20:
         raise InputError(f"only {len(nulls)} null scores: calibrate on more examples (own answers)")
-    return Calibration(
+    cal = Calibration(
         model=model,
         fitted_on=f"{fitted_on}: AT2 null floor = {NULL_QUANTILE} quantile of {len(nulls)} scores outside the gold "
-        f"paragraphs; least support = best F1 over {len(labelled_support(items))} checked candidates; "
-        "context-gain gate: generic",
+        f"paragraphs; least support = best F1 over {len(labelled_support(items))} checked candidates; ",
         floors={str(AT2.null_floor_key): round(float(np.quantile(nulls, NULL_QUANTILE)), 5)},
         min_context_gain=GENERIC_MIN_CONTEXT_GAIN,
         min_support=best_threshold(labelled_support(items)),
     )
+    if not has_text_gains(items):
+        return replace(cal, fitted_on=cal.fitted_on + "context-gain gate: generic (no text answer's gain recorded)")
+    gate = best_gate(items, cal)
+    return replace(cal, min_context_gain=gate, fitted_on=cal.fitted_on + (
+        f"context-gain gate = best of {list(GATE_GRID)} for the default policy (F1 - uncited, mean over answer modes)"))
 
 
-__all__ = ["NULL_QUANTILE", "best_threshold", "fit", "labelled_support", "null_scores"]
+__all__ = ["GATE_GRID", "NULL_QUANTILE", "best_gate", "best_threshold", "citation_quality", "fit", "labelled_support",
+           "null_scores"]

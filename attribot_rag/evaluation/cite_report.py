@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..citations import CitationPolicy, ResolvedPolicy, SentenceEvidence
+from ..citations import Calibration, CitationPolicy, ResolvedPolicy, SentenceEvidence
 from ..citations.support import SupportCache, contrast, contrast_sets
 from ..sources import Source, make_sources
 from . import qa_metrics
@@ -43,6 +43,7 @@ class Citer:
     name: str
     ranker: str
     policy: CitationPolicy | None = None  # None: the first-retrieved baseline
+    calibration: Calibration | None = None  # None: the one shipped for the model
 
 
 def correct(ex: CiteExample, mode: str, answer: str) -> bool:
@@ -109,7 +110,7 @@ def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> li
     n = len(rec["sentences"])
     if citer.policy is None:
         return _first_retrieved(ex, rec)
-    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model)
+    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model, citer.calibration)
     explained = rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
     chosen = [c for c, _ in explained]
     if rec.get("truncated") and n:
@@ -121,7 +122,7 @@ def fell_back(citer: Citer, rec: dict[str, Any], model: str) -> bool:
     """Whether a supports policy cited some sentence by its fallback (which reads the gain)."""
     if citer.policy is None or citer.policy.evidence != "supports":
         return False
-    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model)
+    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model, citer.calibration)
     explained = rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
     return any(kind == "used" for _, kind in explained)
 
