@@ -5,6 +5,8 @@ ranker's top candidates and the context gains, so any policy within what was che
 be applied afterwards by the rule ``cite`` runs. This script applies a grid of policies to
 the records a cite-eval run left in its cache (the examples recorded so far) and writes
 one row per policy and answer mode: the numbers the policy defaults are chosen from.
+``--choose GRID.json [GRID.json ...]`` ranks the policies by their quality (as
+``calibrate`` measures it) averaged over the grids, one per dataset.
 Run it on the choice split only (HotpotQA dev outside 200-239 and 400-585, NQ-open lines
 0-499); the chosen policy is then reported once on the held-out records.
 
@@ -35,15 +37,15 @@ def grid(rankers: list[str], max_candidates: int) -> list[Citer]:
     """The policies tried: the default's fields, one at a time and crossed where they
     interact (candidates x kept per sentence x relative support x fallback gate)."""
     out = []
-    for ranker, cands, keep, rel, gate, least, joint in itertools.product(
-        rankers, range(1, max_candidates + 1), (1, 2, 3, 4), (0.3, None), ("auto", None), ("auto", 0.0),
+    for ranker, cands, keep, rel, gate, refs, joint in itertools.product(
+        rankers, range(1, max_candidates + 1), (1, 2, 3, 4), (0.3, None), ("auto", None), (1, 2),
         (None, 0.0, 0.1, 0.25),
     ):
         if keep > cands or (joint is not None and cands < 2):
             continue
         policy = CitationPolicy(candidates=cands, max_per_sentence=keep, support_relative=rel,
-                                min_context_gain=gate, min_support=least, joint_gain=joint)
-        name = f"{short(ranker)} c{cands} k{keep} rel{rel} gate{gate} least{least} joint{joint}"
+                                min_context_gain=gate, references=refs, joint_gain=joint)
+        name = f"{short(ranker)} c{cands} k{keep} rel{rel} gate{gate} refs{refs} joint{joint}"
         out.append(Citer(name, ranker, policy))
     for ranker in rankers:
         out.append(Citer(f"{short(ranker)} used", ranker, CitationPolicy(evidence="used")))
@@ -70,7 +72,37 @@ def rows(items: list, citers: list[Citer], model: str) -> list[dict[str, Any]]:
     return out
 
 
+def quality(rows_of_policy: list[dict[str, Any]]) -> float:
+    """The calibration's measure (``evaluation.calibrate.citation_quality``): the mean over
+    answer modes of F1(precision, recall) - uncited share, sentence-level gold where the
+    data has it."""
+    out = []
+    for r in rows_of_policy:
+        level = "sentence" if r["precision_sentence"] is not None else "passage"
+        p, rc = r[f"precision_{level}"] or 0.0, r[f"recall_{level}"] or 0.0
+        out.append((0.0 if p + rc == 0 else 2 * p * rc / (p + rc)) - (r["uncited_with_gold"] or 0.0))
+    return sum(out) / len(out)
+
+
+def choose(paths: list[str], top: int = 15) -> list[tuple[float, str]]:
+    """Policies ranked by their quality averaged over the grids given (one per dataset)."""
+    per: dict[str, list[float]] = {}
+    for path in paths:
+        by: dict[str, list[dict[str, Any]]] = {}
+        for r in json.load(open(path, encoding="utf-8"))["rows"]:
+            by.setdefault(r["policy"], []).append(r)
+        for name, rs in by.items():
+            per.setdefault(name, []).append(quality(rs))
+    ranked = sorted(((sum(v) / len(v), k) for k, v in per.items() if len(v) == len(paths)), key=lambda t: -t[0])
+    return ranked[:top]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--choose":
+        for score, name in choose(argv[1:]):
+            print(f"{score:.3f}  {name}")
+        return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", required=True, choices=["hotpotqa", "nq"])
     p.add_argument("--data", required=True)
