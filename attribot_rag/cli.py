@@ -299,7 +299,8 @@ def _calibration_records(args: argparse.Namespace) -> tuple[str, list[tuple[Any,
     modes = ("own", "external")
     name = args.model or default_model()
     methods, plan = _methods(args) or list(DEFAULT_METHODS), _support_plan(args)
-    items, missing = cached_items(examples, cache, record_base(name, args.dtype, args.data, methods, plan), modes, methods)
+    base = record_base(name, args.dtype, args.data, methods, plan, args.recorded_at2_tag)
+    items, missing = cached_items(examples, cache, base, modes, methods)
     if not missing or args.cached_only:
         if not items:
             raise InputError(f"no cite-eval records of {name} in {args.cache} for these examples")
@@ -333,8 +334,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .evaluation.calibrate import fit
 
     model_name, items = _calibration_records(args)
-    where = f"{args.dataset} {args.data.rsplit('/', 1)[-1]} {args.offset}-{args.offset + args.n - 1}"
-    cal = fit(items, model_name, where)
+    recorded = len({ex.id for ex, _, _ in items})
+    where = f"{args.dataset} {args.data.rsplit('/', 1)[-1]} {args.offset}-{args.offset + args.n - 1} ({recorded} examples recorded)"
+    cal = fit(items, model_name, where, args.ranker)
     cal.save(args.out)
     print(json.dumps({**cal.describe(), "floors": dict(cal.floors), "min_support": cal.min_support,
                       "min_context_gain": cal.min_context_gain, "out": args.out}, indent=2))
@@ -667,6 +669,9 @@ def _add_citation_commands(sub: Any) -> None:
     p.add_argument("--cache", default=".cite-eval-cache", metavar="DIR", help="evidence records (shared with cite-eval)")
     p.add_argument("--methods", default="at2,attention,similarity", help="the recorded methods (as given to cite-eval)")
     p.add_argument("--cached-only", action="store_true", help="fit on the records already in --cache, computing none")
+    p.add_argument("--ranker", default="at2", help="the recorded AT2 scores to fit for (e.g. at2:weights=FILE: another set)")
+    p.add_argument("--recorded-at2-tag", default=None, metavar="TAG",
+                   help="with --cached-only: the cache tag of the AT2 set that shipped when the records were made")
     _add_support_args(p)
     _add_model_args(p)
     p.set_defaults(func=cmd_calibrate)

@@ -24,7 +24,7 @@ import json
 import sys
 from typing import Any
 
-from attribot_rag.citations import CitationPolicy
+from attribot_rag.citations import Calibration, CitationPolicy
 from attribot_rag.evaluation.cache import ResultsCache
 from attribot_rag.evaluation.cite_eval import SupportPlan, cached_items, load_examples, record_base
 from attribot_rag.evaluation.cite_report import STATS as STAT_FUNCS
@@ -33,7 +33,7 @@ from attribot_rag.evaluation.cite_report import Citer, answer_metrics
 STATS = ("precision_sentence", "recall_sentence", "precision_passage", "recall_passage", "uncited_with_gold")
 
 
-def grid(rankers: list[str], max_candidates: int) -> list[Citer]:
+def grid(rankers: list[str], max_candidates: int, calibrations: dict[str, Calibration] | None = None) -> list[Citer]:
     """The policies tried: the default's fields, one at a time and crossed where they
     interact (candidates x kept per sentence x relative support x fallback gate)."""
     out = []
@@ -46,10 +46,11 @@ def grid(rankers: list[str], max_candidates: int) -> list[Citer]:
         policy = CitationPolicy(candidates=cands, max_per_sentence=keep, support_relative=rel,
                                 min_context_gain=gate, references=refs, joint_gain=joint)
         name = f"{short(ranker)} c{cands} k{keep} rel{rel} gate{gate} refs{refs} joint{joint}"
-        out.append(Citer(name, ranker, policy))
+        out.append(Citer(name, ranker, policy, (calibrations or {}).get(ranker)))
     for ranker in rankers:
-        out.append(Citer(f"{short(ranker)} used", ranker, CitationPolicy(evidence="used")))
-        out.append(Citer(f"{short(ranker)} used nogate", ranker, CitationPolicy(evidence="used", min_context_gain=None)))
+        cal = (calibrations or {}).get(ranker)
+        out.append(Citer(f"{short(ranker)} used", ranker, CitationPolicy(evidence="used"), cal))
+        out.append(Citer(f"{short(ranker)} used nogate", ranker, CitationPolicy(evidence="used", min_context_gain=None), cal))
     return out
 
 
@@ -116,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--support-candidates", type=int, default=3)
     p.add_argument("--support-rankers", default="at2")
     p.add_argument("--json", required=True)
+    p.add_argument("--recorded-at2-tag", default=None, help="the cache tag of the AT2 set that shipped when the records were made")
+    p.add_argument("--calibration", action="append", default=[], metavar="FILE",
+                   help="a calibration per support ranker, in --support-rankers order (default: the shipped one)")
     args = p.parse_args(argv)
     if args.dataset == "hotpotqa" and not set(range(args.offset, args.offset + args.n)).isdisjoint(
         set(range(200, 240)) | set(range(400, 586))
@@ -127,12 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = SupportPlan(args.support_candidates, tuple(args.support_rankers.split(",")))
     examples = load_examples(args.dataset, args.data, args.n, args.offset)
     cache = ResultsCache(args.cache, cached_only=True)
-    base = record_base(args.model, args.dtype, args.data, methods, plan)
+    base = record_base(args.model, args.dtype, args.data, methods, plan, args.recorded_at2_tag)
     items, missing = cached_items(examples, cache, base, args.modes.split(","), methods)
     # every policy on the same answers: those whose pairs were recorded too
     items = [(ex, m, r) for ex, m, r in items if r.get("joint_lp") is not None]
     print(f"{len(items)} answers from {len({ex.id for ex, _, _ in items})} examples ({len(missing)} not recorded yet)")
-    citers = grid(list(plan.rankers), plan.candidates)
+    cals = {r: Calibration.load(f) for r, f in zip(plan.rankers, args.calibration)}
+    citers = grid(list(plan.rankers), plan.candidates, cals)
     table = rows(items, citers, args.model)
     with open(args.json, "w", encoding="utf-8") as fh:
         json.dump({"examples": sorted({ex.id for ex, _, _ in items}), "rows": table}, fh, indent=1)

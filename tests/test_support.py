@@ -118,7 +118,9 @@ def dataclasses_frozen():
 
 
 def test_reference_sources_are_the_lowest_ranked():
-    assert DEFAULT_POLICY.reference_sources([0.5, None, 0.1, 0.3, -0.2]) == [4, 2]
+    two = DEFAULT_POLICY.with_options(references=2)
+    assert two.reference_sources([0.5, None, 0.1, 0.3, -0.2]) == [4, 2]
+    assert two.with_options(references=1).reference_sources([0.5, None, 0.1, 0.3, -0.2]) == [4]
     assert DEFAULT_POLICY.with_options(references=0).reference_sources([0.5, 0.1]) == []
     assert CitationPolicy(evidence="used").reference_sources([0.5, 0.1]) == []
 

@@ -50,7 +50,8 @@ class ResolvedPolicy:
     def of(cls, policy: CitationPolicy, method: str, model: str, calibration: Calibration | None = None) -> "ResolvedPolicy":
         """The method's declared score unit and floor family (its registered class), and
         the model's calibration (the one given, else the one shipped for the model)."""
-        method_cls = METHODS.get(method, AttributionMethod)
+        # a spec with options ("at2:weights=FILE") is its method's class
+        method_cls = METHODS.get(method.split(":", 1)[0], AttributionMethod)
         cal = calibration if calibration is not None else calibration_for(model)
         resolved = policy.resolve(cal, method_cls.null_floor_key)
         return cls(resolved, method_cls.per_token_scores(), cal)

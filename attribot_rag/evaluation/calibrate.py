@@ -50,13 +50,13 @@ def null_scores(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], ranker
 
 
 def labelled_support(
-    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], policy: CitationPolicy = DEFAULT_POLICY
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], policy: CitationPolicy = DEFAULT_POLICY, ranker: str = AT2.name
 ) -> list[tuple[float, bool]]:
     """(support, is gold evidence) for every candidate the policy checks, in every sentence."""
     out = []
     for ex, _, rec in items:
         sources = make_sources(ex.passages, "sentence")
-        for ev in evidence(rec, rec.get("ranker", AT2.name), policy):
+        for ev in evidence(rec, ranker, policy):
             for i, v in (ev.support or {}).items():
                 if v is None or v != v:
                     continue
@@ -81,12 +81,14 @@ def best_threshold(labelled: Sequence[tuple[float, bool]], grid: Sequence[float]
     return max(grid, key=lambda t: (f1(t), -t))
 
 
-def citation_quality(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], policy: CitationPolicy, cal: Calibration) -> float:
+def citation_quality(
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], policy: CitationPolicy, cal: Calibration, ranker: str = AT2.name
+) -> float:
     """Mean over answer modes of F1(precision, recall) - uncited share, over correct
     answers (sentence-level gold where the data has it, else passage-level)."""
     from .cite_report import STATS, Citer, answer_metrics
 
-    citer = Citer("calibrating", AT2.name, policy, cal)
+    citer = Citer("calibrating", ranker, policy, cal)
     by: dict[str, list[dict[str, Any]]] = {}
     for ex, mode, rec in items:
         row = answer_metrics(citer, ex, mode, rec, cal.model)
@@ -101,10 +103,10 @@ def citation_quality(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], p
     return float(np.mean(out)) if out else float("nan")
 
 
-def best_gate(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration) -> float | None:
+def best_gate(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name) -> float | None:
     """The context-gain gate of ``GATE_GRID`` the default policy cites best with (on a tie,
     the one that refuses least: no gate, else the lowest)."""
-    return max(GATE_GRID, key=lambda g: (citation_quality(items, DEFAULT_POLICY, replace(cal, min_context_gain=g)),
+    return max(GATE_GRID, key=lambda g: (citation_quality(items, DEFAULT_POLICY, replace(cal, min_context_gain=g), ranker),
                                          1.0 if g is None else -g))
 
 
@@ -112,22 +114,25 @@ def has_text_gains(items: Sequence[tuple[CiteExample, str, dict[str, Any]]]) -> 
     return any(mode != "own" and rec.get("gain") is not None for _, mode, rec in items)
 
 
-def fit(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], model: str, fitted_on: str) -> Calibration:
-    """The calibration these records support."""
-    nulls = null_scores(items)
+def fit(
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], model: str, fitted_on: str, ranker: str = AT2.name
+) -> Calibration:
+    """The calibration these records support, for the AT2 scores recorded as ``ranker``
+    (another weight set is recorded as ``at2:weights=FILE``)."""
+    nulls = null_scores(items, ranker)
     if len(nulls) < 20:
         raise InputError(f"only {len(nulls)} null scores: calibrate on more examples (own answers)")
     cal = Calibration(
         model=model,
         fitted_on=f"{fitted_on}: AT2 null floor = {NULL_QUANTILE} quantile of {len(nulls)} scores outside the gold "
-        f"paragraphs; least support = best F1 over {len(labelled_support(items))} checked candidates; ",
+        f"paragraphs; least support = best F1 over {len(labelled_support(items, ranker=ranker))} checked candidates; ",
         floors={str(AT2.null_floor_key): round(float(np.quantile(nulls, NULL_QUANTILE)), 5)},
         min_context_gain=GENERIC_MIN_CONTEXT_GAIN,
-        min_support=best_threshold(labelled_support(items)),
+        min_support=best_threshold(labelled_support(items, ranker=ranker)),
     )
     if not has_text_gains(items):
         return replace(cal, fitted_on=cal.fitted_on + "context-gain gate: generic (no text answer's gain recorded)")
-    gate = best_gate(items, cal)
+    gate = best_gate(items, cal, ranker)
     return replace(cal, min_context_gain=gate, fitted_on=cal.fitted_on + (
         f"context-gain gate = best of {list(GATE_GRID)} for the default policy (F1 - uncited, mean over answer modes)"))
 

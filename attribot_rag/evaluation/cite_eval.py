@@ -351,11 +351,16 @@ def run_cite_eval(
 
 
 def record_base(
-    model: str, dtype: str | None, data: str, methods: Sequence[str], support: SupportPlan | None = None
+    model: str, dtype: str | None, data: str, methods: Sequence[str], support: SupportPlan | None = None,
+    at2_tag: str | None = None,
 ) -> dict[str, Any]:
     """The records' shared key without loading the model: the dtype as named (``auto``
-    names no dtype, so its records are found only by a run that loads the model)."""
-    return _base(model, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data, methods, support)
+    names no dtype, so its records are found only by a run that loads the model).
+    ``at2_tag``: the cache tag of the AT2 weights that shipped when the records were made,
+    where another set ships now (records of ``at2`` are read as that set's, never as the
+    current one's)."""
+    base = _base(model, {"dtypes": [dtype]} if dtype and dtype != "float32" else {}, data, methods, support)
+    return {**base, "at2_weights": at2_tag} if at2_tag else base
 
 
 def _base(
