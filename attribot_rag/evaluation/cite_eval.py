@@ -110,8 +110,10 @@ class CiteRun:
         if "answer_ids" in rec:
             answer = response_from_ids(self.attributor.lm.tokenizer, rec["answer_ids"])
         task = self.attributor.task(ex.question, ex.passages, answer, level="sentence")
-        if list(task.response.token_ids) != rec.get("answer_ids", list(task.response.token_ids)) or len(task.response) != rec["answer_tokens"]:
-            return {"together": None, "why": "the answer's tokens were not recorded and it tokenizes differently as text", "seconds": 0.0}
+        ids = list(task.response.token_ids)
+        if ids != rec.get("answer_ids", ids) or len(ids) != rec["answer_tokens"]:
+            why = "the answer's tokens were not recorded and it tokenizes differently as text"
+            return {"together": None, "why": why, "seconds": 0.0}
         cache, pairs = support_cache(rec), set()
         ref = CitationPolicy().reference_sources(rec["whole"][rec["ranker"]])
         for ranker in rec.get("checked", [rec["ranker"]]):
@@ -372,4 +374,6 @@ def _base(
             **(support or SupportPlan()).key(), **identity}
 
 
-__all__ = ["MODES", "TEMPLATES", "CiteRun", "SupportPlan", "cached_items", "collect", "load_examples", "record_base", "run_cite_eval"]
+__all__ = [
+    "MODES", "TEMPLATES", "CiteRun", "SupportPlan", "cached_items", "collect", "load_examples", "record_base", "run_cite_eval",
+]
