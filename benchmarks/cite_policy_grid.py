@@ -26,6 +26,7 @@ from typing import Any
 
 from attribot_rag.citations import Calibration, CitationPolicy
 from attribot_rag.evaluation.cache import ResultsCache
+from attribot_rag.evaluation.calibrate import mode_quality
 from attribot_rag.evaluation.cite_eval import SupportPlan, cached_items, load_examples, record_base
 from attribot_rag.evaluation.cite_report import STATS as STAT_FUNCS
 from attribot_rag.evaluation.cite_report import Citer, answer_metrics
@@ -80,8 +81,7 @@ def quality(rows_of_policy: list[dict[str, Any]]) -> float:
     out = []
     for r in rows_of_policy:
         level = "sentence" if r["precision_sentence"] is not None else "passage"
-        p, rc = r[f"precision_{level}"] or 0.0, r[f"recall_{level}"] or 0.0
-        out.append((0.0 if p + rc == 0 else 2 * p * rc / (p + rc)) - (r["uncited_with_gold"] or 0.0))
+        out.append(mode_quality(r[f"precision_{level}"], r[f"recall_{level}"], r["uncited_with_gold"]))
     return sum(out) / len(out)
 
 

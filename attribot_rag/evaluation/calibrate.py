@@ -97,10 +97,15 @@ def citation_quality(
     out = []
     for rows in by.values():
         level = "sentence" if any(r["facts"] for r in rows) else "passage"
-        p, r = STATS[f"precision_{level}"](rows) or 0.0, STATS[f"recall_{level}"](rows) or 0.0
-        f1 = 0.0 if p + r == 0 else 2 * p * r / (p + r)
-        out.append(f1 - (STATS["uncited_with_gold"](rows) or 0.0))
+        out.append(mode_quality(STATS[f"precision_{level}"](rows), STATS[f"recall_{level}"](rows),
+                                STATS["uncited_with_gold"](rows)))
     return float(np.mean(out)) if out else float("nan")
+
+
+def mode_quality(precision: float | None, recall: float | None, uncited: float | None) -> float:
+    """One answer mode's citation quality: F1(precision, recall) - the uncited share."""
+    p, r = precision or 0.0, recall or 0.0
+    return (0.0 if p + r == 0 else 2 * p * r / (p + r)) - (uncited or 0.0)
 
 
 def best_gate(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name) -> float | None:
@@ -137,5 +142,5 @@ def fit(
         f"context-gain gate = best of {list(GATE_GRID)} for the default policy (F1 - uncited, mean over answer modes)"))
 
 
-__all__ = ["GATE_GRID", "NULL_QUANTILE", "best_gate", "best_threshold", "citation_quality", "fit", "labelled_support",
+__all__ = ["GATE_GRID", "NULL_QUANTILE", "best_gate", "best_threshold", "citation_quality", "fit", "labelled_support", "mode_quality",
            "null_scores"]
