@@ -266,17 +266,31 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-def _prefix_batches(prefixes: Sequence[int], batch_size: int, max_spread: int | None) -> list[list[int]]:
-    """Rows grouped into batches of at most ``batch_size`` whose reusable prefix lengths
-    differ by at most ``max_spread`` (None: any), in order of prefix length."""
+def _prefix_batches(
+    prefixes: Sequence[int], lengths: Sequence[int], batch_size: int, max_spread: int | None
+) -> list[list[int]]:
+    """Rows grouped into batches of at most ``batch_size``, in order of prefix and length, such
+    that no row wastes more than ``max_spread`` tokens (None: any) against running alone.
+
+    A batch runs every row from the shortest reusable prefix to the longest prompt, so a
+    row pays for the prefix gap it recomputes and for the right padding to the widest row.
+    Leave-one-out rows differ mostly in the first; prompts with one source each (support
+    checks) only in the second."""
     batches: list[list[int]] = []
-    for i in sorted(range(len(prefixes)), key=lambda i: prefixes[i]):
+    for i in sorted(range(len(prefixes)), key=lambda i: (prefixes[i], lengths[i])):
         b = batches[-1] if batches else None
-        if b is not None and len(b) < batch_size and (max_spread is None or prefixes[i] - prefixes[b[0]] <= max_spread):
+        if b is not None and len(b) < batch_size and (max_spread is None or _waste([*b, i], prefixes, lengths) <= max_spread):
             b.append(i)
         else:
             batches.append([i])
     return batches
+
+
+def _waste(rows: Sequence[int], prefixes: Sequence[int], lengths: Sequence[int]) -> int:
+    """The most tokens any of ``rows`` computes in one batch beyond its own suffix."""
+    shared = min(prefixes[j] for j in rows)
+    width = max(lengths[j] - shared for j in rows)
+    return max(width - (lengths[j] - prefixes[j]) for j in rows)
 
 
 class Scorer:
@@ -370,14 +384,15 @@ class Scorer:
         """Per-token log-probs of the response under each ablated prompt, reusing the
         full prompt's KV cache up to the common token prefix, in batches.
 
-        A batch shares the smallest reusable prefix of its rows, so every other row
-        recomputes the tokens between its own prefix and that one. Batches therefore hold
-        at most ``batch_size`` ablations whose prefix lengths differ by at most
-        ``max_spread`` tokens (None: no limit; "auto": 32 on a CPU, no limit elsewhere). Sentences of one passage sit a few tokens
-        apart and batch almost for free; passages sit hundreds of tokens apart, and on a
-        CPU recomputing them costs more than batching saves (measured: one HotpotQA
-        example, sentence level, 1 thread: batch 4 without a limit 77-99 s, batch 1 74 s).
-        Scores are identical either way; only the work differs."""
+        A batch shares the smallest reusable prefix of its rows and is as wide as its
+        longest row, so every other row recomputes the tokens between its own prefix and
+        that one and is padded to that width. Batches therefore hold at most
+        ``batch_size`` ablations none of which wastes more than ``max_spread`` tokens that
+        way (None: no limit; "auto": 32 on a CPU, no limit elsewhere). Sentences of one
+        passage sit a few tokens apart and batch almost for free; passages sit hundreds of
+        tokens apart, and prompts with one short source each differ by their sources'
+        lengths: on a CPU recomputing or padding those costs more than batching saves.
+        Scores are identical either way up to rounding; only the work differs."""
         bs = batch_size or self.batch_size
         if max_spread == "auto":
             max_spread = CPU_MAX_SPREAD if self.lm.device.type == "cpu" else None
@@ -387,7 +402,7 @@ class Scorer:
                 raise InputError("an ablated prompt is empty")
             prefixes.append(min(common_prefix(full.prompt_ids, p), len(p) - 1))
         results: list[np.ndarray | None] = [None] * len(prompts)
-        for rows in _prefix_batches(prefixes, bs, max_spread):
+        for rows in _prefix_batches(prefixes, [len(p) for p in prompts], bs, max_spread):
             for i, lp in zip(rows, self._score_batch(full, [prompts[i] for i in rows], min(prefixes[i] for i in rows))):
                 results[i] = lp
         return results  # type: ignore[return-value]

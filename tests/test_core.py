@@ -9,7 +9,7 @@ import torch
 from attribot_rag import Attribution, Passage, PromptLayout, make_sources, split_sentences
 from attribot_rag.at2.capture import GenerationCapture
 from attribot_rag.methods.base import FROM_GENERATION
-from attribot_rag.scoring import Scorer, common_prefix, response_from_ids, response_from_text
+from attribot_rag.scoring import Scorer, _prefix_batches, common_prefix, response_from_ids, response_from_text
 
 from conftest import TRAVEL_QUESTION
 
@@ -229,6 +229,28 @@ def test_per_token_logprobs_sum_and_prefix_reuse_match(lm, handbook_passages):
     # an "ablation" identical to the full prompt reproduces the full log-probs
     (same,) = scorer.ablation_logprobs(full, [prompt.input_ids])
     np.testing.assert_allclose(same, lp, atol=1e-4)
+
+
+def test_batches_waste_at_most_the_spread_in_recomputed_prefix_or_padding():
+    # leave-one-out rows: equal lengths, prefixes a few tokens apart batch together
+    assert _prefix_batches([100, 110, 300], [500, 500, 500], 8, 32) == [[0, 1], [2]]
+    # one-source prompts: one shared prefix, but a long row would pad the short ones
+    assert _prefix_batches([27, 27, 27, 27], [90, 100, 180, 60], 8, 32) == [[3, 0], [1], [2]]
+    assert _prefix_batches([27, 27, 27], [90, 100, 180], 8, None) == [[0, 1, 2]]
+    assert _prefix_batches([27, 27, 27], [90, 100, 110], 2, None) == [[0, 1], [2]]
+
+
+def test_padded_batches_score_like_single_rows(lm, handbook_passages):
+    layout = PromptLayout(lm.tokenizer)
+    response = response_from_text(lm.tokenizer, "The limit is $260.")
+    scorer = Scorer(lm)
+    full = scorer.full_pass(layout.render(TRAVEL_QUESTION, handbook_passages).input_ids, response.token_ids)
+    prompts = [layout.render(TRAVEL_QUESTION, [p]).input_ids for p in handbook_passages] + [layout.render(TRAVEL_QUESTION, []).input_ids]
+    assert len({len(p) for p in prompts}) > 1  # rows of different widths: the batch pads
+    batched = scorer.ablation_logprobs(full, prompts, batch_size=16, max_spread=None)
+    single = scorer.ablation_logprobs(full, prompts, batch_size=1)
+    for b, s in zip(batched, single):
+        np.testing.assert_allclose(b, s, atol=1e-4)
 
 
 def test_generation_reusing_a_prompt_prefix_gives_the_same_answer(lm, handbook_passages):

@@ -16,9 +16,10 @@ all matters: any passage makes a model less sure of what it would have said from
 ("Thank you for asking.") likelier; only the source that says it stands out. With no
 reference, the baseline is the prompt with no passage.
 
-The prompts are short (one source, no other passage), share the system prompt and header
-as a KV-cached prefix and run batched: checking a few candidates costs a fraction of one
-pass over the full prompt. Results stay in the task's cache for every sentence and policy.
+The prompts are short (one source, no other passage) and share the system prompt and
+header as a KV-cached prefix; they run batched where padding them to one width costs
+less than it saves (the scorer's ``max_spread``). Checking a few candidates costs a
+fraction of one pass over the full prompt. Results stay in the task's cache for every sentence and policy.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def check_sources(task: AttributionTask, indices: Sequence[int], no_context: boo
 def check_sets(task: AttributionTask, sets: Sequence[Sequence[int]], no_context: bool = False) -> SupportCache:
     """Score the answer with each listed set of sources kept alone together, once per task
     and set. The first new prompt runs in full and keeps its KV cache; the others reuse it
-    for the prefix they share (system prompt and header) and run batched."""
+    for the prefix they share (system prompt and header)."""
     cache = _cache(task)
     answer = task.response.token_ids
     prompts: dict[Any, list[int]] = {}
