@@ -279,7 +279,8 @@ def _prefix_batches(
     batches: list[list[int]] = []
     for i in sorted(range(len(prefixes)), key=lambda i: (prefixes[i], lengths[i])):
         b = batches[-1] if batches else None
-        if b is not None and len(b) < batch_size and (max_spread is None or _waste([*b, i], prefixes, lengths) <= max_spread):
+        fits = b is not None and len(b) < batch_size
+        if fits and (max_spread is None or _waste([*b, i], prefixes, lengths) <= max_spread):
             b.append(i)
         else:
             batches.append([i])

@@ -245,7 +245,8 @@ def test_padded_batches_score_like_single_rows(lm, handbook_passages):
     response = response_from_text(lm.tokenizer, "The limit is $260.")
     scorer = Scorer(lm)
     full = scorer.full_pass(layout.render(TRAVEL_QUESTION, handbook_passages).input_ids, response.token_ids)
-    prompts = [layout.render(TRAVEL_QUESTION, [p]).input_ids for p in handbook_passages] + [layout.render(TRAVEL_QUESTION, []).input_ids]
+    kept = [[p] for p in handbook_passages] + [[]]  # each passage alone, then none
+    prompts = [layout.render(TRAVEL_QUESTION, k).input_ids for k in kept]
     assert len({len(p) for p in prompts}) > 1  # rows of different widths: the batch pads
     batched = scorer.ablation_logprobs(full, prompts, batch_size=16, max_spread=None)
     single = scorer.ablation_logprobs(full, prompts, batch_size=1)

@@ -19,7 +19,8 @@ reference, the baseline is the prompt with no passage.
 The prompts are short (one source, no other passage) and share the system prompt and
 header as a KV-cached prefix; they run batched where padding them to one width costs
 less than it saves (the scorer's ``max_spread``). Checking a few candidates costs a
-fraction of one pass over the full prompt. Results stay in the task's cache for every sentence and policy.
+fraction of one pass over the full prompt. Results stay in the task's cache for every
+sentence and policy.
 """
 
 from __future__ import annotations
