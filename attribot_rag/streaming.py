@@ -315,8 +315,8 @@ class _SentenceAttributor:
         self.done.append((span, att))
         rp = ResolvedPolicy.of(policy, att.method, att.model, self.attributor.calibration)
         evidence = [rp.evidence(a) for _, a in self.done]
-        chosen, kind = rp.explain_answer(evidence, [a for _, a in self.done])[-1]
-        return cited_sentence(len(self.done) - 1, span, att, att, chosen, self.numbers, evidence[-1], False, kind)
+        choice = rp.explain_answer(evidence, [a for _, a in self.done])[-1]
+        return cited_sentence(len(self.done) - 1, span, att, att, choice, self.numbers, evidence[-1])
 
     def finish(self, response: Response, policy: CitationPolicy) -> CitedAnswer:
         """The whole cited answer: sentences attributed while streaming are reused (their

@@ -23,6 +23,7 @@ from attribot_rag.citations import (  # noqa: E402
     calibration_for,
 )
 from attribot_rag.citations.support import SupportCache, contrast, contrast_sets  # noqa: E402
+from attribot_rag.sources import make_sources  # noqa: E402
 
 from test_prune_eval import EXAMPLES as PRUNE_EXAMPLES  # noqa: E402
 from travel_fixture import ANSWER, PASSAGES, QUESTION  # noqa: E402
@@ -49,12 +50,12 @@ def test_a_sentence_no_single_source_states_falls_back_to_what_the_model_used():
     # "The answer is no." after two compared facts: neither fact alone makes it likelier
     policy = CitationPolicy(min_support=0.05, null_floor=0.01, min_context_gain=0.05)
     comparison = SentenceEvidence([0.30, 0.02, 0.25], 5, 0.4, {0: -0.02, 2: -0.1})
-    assert policy.explain(comparison) == ([0, 2], "used")
+    assert policy.explain(comparison)[:2] == ([0, 2], "used")
     # ... unless the passages do not make the sentence likelier at all (the gate)
-    assert policy.explain(SentenceEvidence([0.30, 0.02, 0.25], 5, 0.01, {0: -0.02, 2: -0.1})) == ([], None)
-    assert policy.with_options(fallback=False).explain(comparison) == ([], None)
+    assert policy.explain(SentenceEvidence([0.30, 0.02, 0.25], 5, 0.01, {0: -0.02, 2: -0.1}))[:2] == ([], None)
+    assert policy.with_options(fallback=False).explain(comparison)[:2] == ([], None)
     stated = SentenceEvidence([0.30, 0.02, 0.25], 5, 0.4, {0: 0.8, 2: -0.1})
-    assert policy.explain(stated) == ([0], "supports")
+    assert policy.explain(stated)[:2] == ([0], "supports")
 
 
 def test_a_second_fact_is_cited_when_it_adds_to_the_best_supported_one():
@@ -65,15 +66,15 @@ def test_a_second_fact_is_cited_when_it_adds_to_the_best_supported_one():
     scores = [0.9, 0.5, 0.1, 0.4]  # candidates 0, 1, 3
     bridge = SentenceEvidence(scores, 5, None, {0: 0.6, 1: -0.05, 3: 0.02}, joint={1: 1.1, 3: 0.65})
     assert policy.joint_to_check(scores, bridge.support) == (0, [1, 3])
-    assert policy.explain(bridge) == ([0, 1], "supports")  # 3 adds 0.05 < 0.2 to source 0
-    assert policy.with_options(joint_gain=None).explain(bridge) == ([0], "supports")
-    assert policy.with_options(max_per_sentence=1).explain(bridge) == ([0], "supports")
+    assert policy.explain(bridge)[:2] == ([0, 1], "supports")  # 3 adds 0.05 < 0.2 to source 0
+    assert policy.with_options(joint_gain=None).explain(bridge)[:2] == ([0], "supports")
+    assert policy.with_options(max_per_sentence=1).explain(bridge)[:2] == ([0], "supports")
     # a comparison's "no": neither side is enough alone, the two together are
     comparison = SentenceEvidence(scores, 5, None, {0: 0.05, 1: 0.01, 3: -0.2}, joint={1: 0.5, 3: 0.0})
-    assert policy.explain(comparison) == ([0, 1], "supports")
+    assert policy.explain(comparison)[:2] == ([0, 1], "supports")
     # a pair that only adds what no source says (both below the least support) cites nothing
     weak = SentenceEvidence(scores, 5, None, {0: 0.01, 1: -0.3, 3: -0.2}, joint={1: 0.09, 3: 0.0})
-    assert policy.explain(weak) == ([], None)
+    assert policy.explain(weak)[:2] == ([], None)
     # no pair is checked until the candidates' own support is known, nor with one candidate
     assert policy.joint_to_check(scores, None) is None
     assert policy.with_options(candidates=1).joint_to_check(scores, {0: 0.6}) is None
@@ -81,8 +82,47 @@ def test_a_second_fact_is_cited_when_it_adds_to_the_best_supported_one():
         CitationPolicy(joint_gain="auto")
 
 
+def test_a_cited_sentence_also_cites_the_bridge_from_the_question_in_another_passage():
+    # "The answer is 1965." cites "J. Smith was born in 1965" (source 0, passage 0); "Film A
+    # was directed by J. Smith" (source 2, passage 1) names what the question asks about
+    policy = CitationPolicy(min_support=0.1, candidates=1, max_per_sentence=2, bridge_relevance=0.2, bridge_candidates=3)
+    scores = [0.9, 0.6, 0.5, 0.4, 0.3]
+    passage_of = [0, 0, 1, 2, 3]
+    relevance = [0.1, 0.5, 0.45, 0.1, 0.9]  # 1: same passage as the citation; 4: not among the top 3
+    ev = SentenceEvidence(scores, 5, None, {0: 0.6}, relevance=relevance, passage_of=passage_of)
+    choice = policy.explain(ev)
+    assert choice == ([0, 2], "supports", (2,))
+    assert policy.with_options(bridge_relevance=0.5).explain(ev).sources == [0]  # 0.45 is not enough
+    wider = policy.with_options(bridge_candidates=5, max_per_sentence=3)
+    assert wider.explain(ev).sources == [0, 2, 4]  # in the ranker's order
+    assert policy.with_options(bridge_relevance=None).explain(ev) == ([0], "supports", ())
+    assert policy.with_options(max_per_sentence=1).explain(ev).sources == [0]  # no room left
+    # a sentence that cites nothing gets no bridge, nor does a contributive policy
+    unsupported = SentenceEvidence(scores, 5, None, {0: -0.2}, relevance=relevance, passage_of=passage_of)
+    assert policy.with_options(fallback=False).explain(unsupported) == ([], None, ())
+    used = CitationPolicy(evidence="used", null_floor=None, min_context_gain=None, bridge_relevance=0.2)
+    assert used.explain(ev).bridges == ()
+    with pytest.raises(InputError, match="bridge_relevance must be in"):
+        CitationPolicy(bridge_relevance=1.5)
+    with pytest.raises(InputError, match="bridge_candidates must be a positive integer"):
+        CitationPolicy(bridge_candidates=0)
+
+
+def test_question_relevance_is_shared_content_words_weighted_by_rarity():
+    from attribot_rag.citations import question_relevance
+
+    passages = [Passage("a", "Film A was directed by J. Smith. It premiered in 1990."), FRANCE]
+    sources = make_sources(passages, "sentence")
+    rel = question_relevance("When was the director of Film A born?", passages, sources)
+    assert rel.shape == (3,) and np.all((rel >= 0) & (rel <= 1 + 1e-9))
+    assert rel[0] > 0.2 and rel[1] == 0 and rel[2] == 0  # "It premiered" and Paris share no content word
+    titled = [Passage("b", "It premiered in 1990.", "Film A")]
+    assert question_relevance("When did Film A premiere?", titled, make_sources(titled, "sentence"))[0] > 0
+    assert list(question_relevance("Is it?", passages, sources)) == [0.0, 0.0, 0.0]  # stop words only
+
+
 def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():
-    policy = CitationPolicy(min_support=0.05, answer_relative_threshold=0.1, fallback=False)
+    policy = CitationPolicy(min_support=0.05, answer_relative_threshold=0.1, fallback=False, candidates=2)
     claim = SentenceEvidence([0.9, 0.1], 10, None, {0: 1.2, 1: 0.0})
     filler = SentenceEvidence([0.2, 0.3], 10, None, {0: 0.09, 1: 0.06})  # above min_support alone
     assert policy.choose([claim, filler]) == [[0], []]
@@ -190,6 +230,20 @@ def test_the_default_cites_the_supporting_sentence_and_not_filler(attributor):
     assert cited.text.startswith(ANSWER[:-1] + " [1].")
     free = cite(attributor, QUESTION, PASSAGES, ANSWER + " " + FILLER)  # the free function is the verb
     assert (free.text, [c.to_dict() for c in free.citations]) == (cited.text, [c.to_dict() for c in cited.citations])
+
+
+def test_cite_marks_the_bridge_a_reader_needs_to_follow_the_question(attributor):
+    # the question names the Lisbon office; the answer rests on the travel passage
+    question = "What hotel limit applies when staff of the Lisbon office travel internationally on business?"
+    # every source a candidate, room for a bridge: the test does not hinge on the ranking
+    policy = CitationPolicy(bridge_candidates=6, max_per_sentence=3)
+    cited = attributor.cite(question, PASSAGES, ANSWER, policy=policy)
+    (sentence,) = cited.sentences
+    kinds = {c.source_id: c.evidence for c in sentence.citations}
+    assert kinds["travel#s0"] == "supports" and kinds.get("lisbon#s0") == "bridge"
+    assert "vacation" not in {c.passage_id for c in sentence.citations}
+    assert [c.evidence for c in sentence.citations][-1] == "bridge"  # bridges after the evidence
+    assert attributor.cite(question, PASSAGES, ANSWER, policy=policy.with_options(bridge_relevance=None)).citations[-1].evidence == "supports"
 
 
 def test_joint_support_checks_pairs_with_the_best_supported_source(attributor):

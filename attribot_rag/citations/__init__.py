@@ -7,6 +7,7 @@ goes) and ``cite`` (putting them together).
 
 from .cite import ResolvedPolicy, cite, cite_sentences, cited_sentence, looks_truncated, split_options
 from .markers import insert_markers, is_truncated
+from .relevance import question_relevance
 from .policy import (
     AUTO,
     DEFAULT_POLICY,
@@ -14,6 +15,7 @@ from .policy import (
     GENERIC_MIN_CONTEXT_GAIN,
     GENERIC_MIN_SUPPORT,
     Calibration,
+    Choice,
     CitationPolicy,
     SentenceEvidence,
     calibration_for,
@@ -32,6 +34,7 @@ __all__ = [
     "Calibration",
     "Citation",
     "CitationPolicy",
+    "Choice",
     "CitedAnswer",
     "CitedSentence",
     "Reference",
@@ -46,6 +49,7 @@ __all__ = [
     "insert_markers",
     "is_truncated",
     "looks_truncated",
+    "question_relevance",
     "split_options",
     "support",
 ]

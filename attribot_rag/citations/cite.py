@@ -30,7 +30,8 @@ from ..result import Attribution
 from ..scoring import Response
 from ..sources import coerce_passages, split_sentences
 from .markers import insert_markers, is_truncated
-from .policy import DEFAULT_POLICY, Calibration, CitationPolicy, SentenceEvidence, calibration_for
+from .policy import DEFAULT_POLICY, Calibration, Choice, CitationPolicy, SentenceEvidence, calibration_for
+from .relevance import question_relevance
 from .support import check_sources, joint_support, support
 from .types import TRUNCATION_MARK, Citation, CitedAnswer, CitedSentence, Reference
 
@@ -81,18 +82,20 @@ class ResolvedPolicy:
             pair = self.policy.joint_to_check(scores, checked)
             if pair is not None:
                 joint = joint_support(task, *pair, att.task.target, ref)
+        relevance = _relevance(task) if self.policy.bridges_to_check(scores) else None
+        passage_of = [s.source.passage_index for s in att.sources]
         a, b = att.task.target
-        return SentenceEvidence(scores, b - a, gain, checked, joint)
+        return SentenceEvidence(scores, b - a, gain, checked, joint, relevance, passage_of)
 
     def explain_answer(
         self, evidence: list[SentenceEvidence], atts: Sequence[Attribution | None], whole: Attribution | None = None
-    ) -> list[tuple[list[int], str | None]]:
+    ) -> list[Choice]:
         """The policy's choice for every sentence. A sentence that falls back to what the
         model used (no single source states it) must clear the context-gain gate: its gain
         is measured then, only for such sentences (for a text answer, one full pass)."""
         chosen = self.policy.explain_answer(evidence, per_token=self.per_token)
         gate = self.policy.min_context_gain
-        lazy = [k for k, (_, kind) in enumerate(chosen) if kind == "used" and evidence[k].gain is None]
+        lazy = [k for k, choice in enumerate(chosen) if choice.kind == "used" and evidence[k].gain is None]
         if self.policy.evidence != "supports" or gate is None or not lazy:
             return chosen
         for k in lazy:
@@ -110,6 +113,15 @@ class ResolvedPolicy:
         if wanted and whole.task is not None:
             check_sources(whole.task, sorted(wanted | set(reference)))
         return reference
+
+
+def _relevance(task: Any) -> list[float]:
+    """Each source's relevance to the question, once per task (every sentence shares it)."""
+    cached = getattr(task.cache, "relevance", None)
+    if cached is None:
+        cached = [float(v) for v in question_relevance(task.question, task.passages, task.sources)]
+        task.cache.relevance = cached
+    return cached
 
 
 def _task_of(att: Attribution, whole: Attribution | None) -> Any:
@@ -207,8 +219,8 @@ def cite_sentences(
     cited: list[CitedSentence] = []
     for k, (span, att) in enumerate(sentences):
         cut = truncated and k == len(sentences) - 1
-        sources, kind = ([], None) if cut else chosen[k]
-        cited.append(cited_sentence(k, span, whole, att, sources, numbers, evidence[k], cut, kind))
+        choice = Choice([], None) if cut else chosen[k]
+        cited.append(cited_sentence(k, span, whole, att, choice, numbers, evidence[k], cut))
     ps = whole.passages
     references = [
         Reference(num, ps[pi].id, pi, ps[pi].title, ps[pi].text)
@@ -234,21 +246,20 @@ def cited_sentence(
     span: tuple[int, int],
     whole: Attribution,
     att: Attribution | None,
-    chosen: list[int],
+    choice: Choice,
     numbers: dict[int, int],
     evidence: SentenceEvidence,
     truncated: bool = False,
-    kind: str | None = None,
 ) -> CitedSentence:
     """Sentence ``k`` with its chosen sources as citations (``numbers``: passage index ->
-    reference number, extended by first appearance)."""
+    reference number, extended by first appearance); a bridge's evidence is "bridge"."""
     a, b = span
     text = whole.answer[a:b]
     if att is None:
         return CitedSentence(k, text, span, (), {}, None, truncated)
     checked = evidence.support or {}
     cits = []
-    for i in chosen:
+    for i in choice.sources:
         src = att.sources[i].source
         num = numbers.setdefault(src.passage_index, len(numbers) + 1)
         cits.append(
@@ -265,7 +276,7 @@ def cited_sentence(
                 quote=src.text,
                 quote_span=(src.start, src.end),
                 support=checked.get(i),
-                evidence=kind,
+                evidence="bridge" if i in choice.bridges else choice.kind,
             )
         )
     return CitedSentence(

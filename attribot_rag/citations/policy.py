@@ -23,7 +23,13 @@ from one attribution method's scores per source (the ranker):
   in a pair, falls back to the contributive rules below (``fallback``); each citation
   says which evidence it rests on.
 
-At most ``max_per_sentence`` are kept, best first. The values "auto" are read from the
+A sentence that cites something may also cite a *bridge* (``bridge_relevance``): among
+the ranker's top ``bridge_candidates``, a source from another passage than the
+sentence's citations that shares the question's terms
+(:mod:`attribot_rag.citations.relevance`), the link from what was asked to the fact that
+answers it (a multi-hop question's first hop, a comparison's other side), which says
+nothing about the answer sentence on its own. At most ``max_per_sentence`` are kept, best
+first, bridges last. The values "auto" are read from the
 model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
 by ``attribot-rag calibrate``); without one, documented generic values apply and the
 result says the model is uncalibrated. See docs/architecture.md, Citations.
@@ -36,7 +42,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import InputError
 
@@ -125,6 +131,20 @@ class SentenceEvidence:
     support: Mapping[int, float] | None = None
     # companion source -> support of the best-supported candidate and it kept together
     joint: Mapping[int, float] | None = None
+    # each source's relevance to the question and its passage's index (None: not
+    # computed, no bridge is cited)
+    relevance: Sequence[float] | None = None
+    passage_of: Sequence[int] | None = None
+
+
+class Choice(NamedTuple):
+    """One sentence's citations: the sources (best first, bridges last), the evidence the
+    first rest on ("supports", "used", or None when nothing is cited) and which of the
+    sources are bridges."""
+
+    sources: list[int]
+    kind: str | None
+    bridges: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -144,10 +164,10 @@ class CitationPolicy:
     # lines 1-24, each AT2 set with its own calibration; BENCHMARKS.md, "Citations against
     # gold evidence"): the best mean over datasets and answer modes of F1(precision,
     # recall) minus the uncited share
-    candidates: int = 2
+    candidates: int = 1
     min_support: float | str | None = AUTO
     support_relative: float | None = 0.3
-    references: int = 2
+    references: int = 1
     # supports: a further candidate is cited beside the best-supported one when the two
     # together support the sentence by this many nats per token more (None: single
     # sources only; costs one short pass per other candidate)
@@ -155,6 +175,12 @@ class CitationPolicy:
     # supports: a sentence no source states (a comparison's "yes", a conclusion drawn from
     # two facts) cites what the model relied on, by the contributive rules
     fallback: bool = True
+    # a cited sentence also cites, among the ranker's top ``bridge_candidates``, sources of
+    # other passages whose relevance to the question (TF-IDF cosine) is at least this
+    # (None: no bridges).
+    # Chosen on the choice split with the fields above (BENCHMARKS.md, "Bridges").
+    bridge_relevance: float | None = 0.2
+    bridge_candidates: int = 3
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_KINDS:
@@ -165,7 +191,7 @@ class CitationPolicy:
             if not allowed and (isinstance(val, bool) or not isinstance(val, (int, float))):
                 auto = ", " + repr(AUTO) if name not in ("threshold", "joint_gain") else ""
                 raise InputError(f"{name} must be a number{auto} or None, got {val!r}")
-        for name in ("relative_threshold", "answer_relative_threshold", "support_relative"):
+        for name in ("relative_threshold", "answer_relative_threshold", "support_relative", "bridge_relevance"):
             val = getattr(self, name)
             if val is not None and not 0 <= val <= 1:
                 raise InputError(f"{name} must be in [0, 1] (or None), got {val}")
@@ -173,6 +199,8 @@ class CitationPolicy:
             raise InputError(f"max_per_sentence must be >= 1 (or None), got {self.max_per_sentence}")
         if not isinstance(self.candidates, int) or self.candidates < 1:
             raise InputError(f"candidates must be a positive integer, got {self.candidates!r}")
+        if not isinstance(self.bridge_candidates, int) or self.bridge_candidates < 1:
+            raise InputError(f"bridge_candidates must be a positive integer, got {self.bridge_candidates!r}")
         if not isinstance(self.references, int) or self.references < 0:
             raise InputError(f"references must be an integer >= 0, got {self.references!r}")
 
@@ -244,11 +272,9 @@ class CitationPolicy:
 
     def choose(self, sentences: Sequence[SentenceEvidence], *, per_token: bool = False) -> list[list[int]]:
         """Per sentence, the indices of the sources to cite, best first (a resolved policy)."""
-        return [chosen for chosen, _ in self.explain_answer(sentences, per_token=per_token)]
+        return [choice.sources for choice in self.explain_answer(sentences, per_token=per_token)]
 
-    def explain_answer(
-        self, sentences: Sequence[SentenceEvidence], *, per_token: bool = False
-    ) -> list[tuple[list[int], str | None]]:
+    def explain_answer(self, sentences: Sequence[SentenceEvidence], *, per_token: bool = False) -> list[Choice]:
         """:meth:`explain` for every sentence of an answer (its floors from all of them)."""
         floor = self.answer_floor(sentences)
         return [self.explain(ev, answer_floor=floor, per_token=per_token) for ev in sentences]
@@ -259,16 +285,17 @@ class CitationPolicy:
         """One sentence's citations: the whole answer's rule, with the answer floors known so
         far (a streamed sentence). A number as ``answer_floor`` is the floor of the policy's
         own evidence."""
-        return self.explain(ev, answer_floor=answer_floor, per_token=per_token)[0]
+        return self.explain(ev, answer_floor=answer_floor, per_token=per_token).sources
 
     def explain(
         self, ev: SentenceEvidence, *, answer_floor: "AnswerFloors | float | None" = None, per_token: bool = False
-    ) -> tuple[list[int], str | None]:
+    ) -> Choice:
         """The sentence's citations and the evidence they rest on: "supports" (a source says
         it), "used" (the model relied on it: the contributive rules, or the ``fallback`` of
-        ``supports`` when no single source states the sentence), None when nothing is cited."""
+        ``supports`` when no single source states the sentence), None when nothing is cited;
+        and the bridges added to them."""
         if ev.scores is None:
-            return [], None
+            return Choice([], None)
         floors = _floors(answer_floor, self.evidence)
         chosen, kind = [], None
         if self.evidence == "supports":
@@ -276,7 +303,25 @@ class CitationPolicy:
         if not chosen and (self.evidence == "used" or self.fallback):
             chosen, kind = self._used(ev, floors.score, per_token), "used"
         chosen = chosen[: self.max_per_sentence] if self.max_per_sentence is not None else chosen
-        return chosen, kind if chosen else None
+        if not chosen:
+            return Choice([], None)
+        bridges = self._bridges(ev, chosen)
+        return Choice([*chosen, *bridges], kind, tuple(bridges))
+
+    def bridges_to_check(self, scores: Sequence[float | None] | None) -> list[int]:
+        """The sources whose relevance to the question a bridge is chosen from (``supports``
+        only: a bridge is cited for a reader, it is not evidence the model used it alone)."""
+        if self.evidence != "supports" or self.bridge_relevance is None or scores is None:
+            return []
+        return _ranked(scores)[: self.bridge_candidates]
+
+    def _bridges(self, ev: SentenceEvidence, chosen: list[int]) -> list[int]:
+        room = len(ev.scores or []) if self.max_per_sentence is None else self.max_per_sentence - len(chosen)
+        if room <= 0 or ev.relevance is None or ev.passage_of is None or self.bridge_relevance is None:
+            return []
+        least, cited = float(self.bridge_relevance), {ev.passage_of[i] for i in chosen}
+        found = [i for i in self.bridges_to_check(ev.scores) if ev.passage_of[i] not in cited and ev.relevance[i] >= least]
+        return found[:room]
 
     def _used(self, ev: SentenceEvidence, answer_floor: float | None, per_token: bool) -> list[int]:
         gate = self.min_context_gain
@@ -366,6 +411,7 @@ __all__ = [
     "AnswerFloors",
     "Calibration",
     "CitationPolicy",
+    "Choice",
     "DEFAULT_POLICY",
     "EVIDENCE_KINDS",
     "GENERIC_MIN_CONTEXT_GAIN",

@@ -29,8 +29,10 @@ class Citation:
     quote_span: tuple[int, int]  # its character span in the passage text
     # nats per token the source alone adds to the sentence (evidence="supports"; else None)
     support: float | None = None
-    # what the citation rests on: "supports" (the source says it) or "used" (the model
+    # what the citation rests on: "supports" (the source says it), "used" (the model
     # relied on it: contributive evidence, or the fallback when no single source says it)
+    # or "bridge" (among what the model relied on most, it names what the question asks
+    # about: the link from the question to the cited fact, beside a citation of the others)
     evidence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

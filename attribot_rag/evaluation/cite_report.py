@@ -25,7 +25,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..citations import Calibration, CitationPolicy, ResolvedPolicy, SentenceEvidence
+from ..citations import Calibration, Choice, CitationPolicy, ResolvedPolicy, SentenceEvidence
+from ..citations.relevance import question_relevance
 from ..citations.support import SupportCache, contrast, contrast_sets
 from ..sources import Source, make_sources
 from . import qa_metrics
@@ -58,10 +59,11 @@ def correct(ex: CiteExample, mode: str, answer: str) -> bool:
     )
 
 
-def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy) -> list[SentenceEvidence]:
+def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteExample | None = None) -> list[SentenceEvidence]:
     """What ``policy`` reads per sentence, from the record: the ranker's scores, the context
     gain, and (for the ranker the run checked) each candidate's support against the
-    policy's reference sources."""
+    policy's reference sources; with the example, each source's relevance to the question
+    and passage (computed, not recorded: they need no model), which bridges read."""
     scores = rec["scores"].get(ranker)
     if scores is None:
         raise KeyError(f"the records hold no scores of {ranker!r}: run cite-eval with it in --methods")
@@ -70,6 +72,9 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy) -> list[S
     # the references are the run's ranker's lowest-scored sources (their log-probs are kept)
     reference = policy.reference_sources(rec["whole"][rec.get("ranker", SUPPORT_RANKER)]) if checked else []
     gains = rec.get("gain") or [None] * len(scores)
+    bridged = ex is not None and policy.bridge_relevance is not None
+    relevance = example_relevance(ex) if bridged else None  # type: ignore[arg-type]
+    passage_of = [s.passage_index for s in sentence_sources(ex)] if bridged else None  # type: ignore[arg-type]
     out = []
     for k, s in enumerate(scores):
         target = rec["targets"][k]
@@ -82,7 +87,8 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy) -> list[S
             if pair is not None:  # the pairs the run recorded (a pair not recorded: not checked)
                 companions = [j for j in pair[1] if cache.has((pair[0], j))]
                 joint = contrast_sets(cache, pair[0], companions, tuple(target), ref)
-        out.append(SentenceEvidence(s, 1 if target is None else target[1] - target[0], gains[k], support, joint))
+        tokens = 1 if target is None else target[1] - target[0]
+        out.append(SentenceEvidence(s, tokens, gains[k], support, joint, relevance, passage_of))
     return out
 
 
@@ -95,6 +101,7 @@ def support_cache(rec: dict[str, Any]) -> SupportCache:
 
 
 _SOURCES: dict[tuple[str, tuple[str, ...]], list[Source]] = {}
+_RELEVANCE: dict[tuple[str, tuple[str, ...]], list[float]] = {}
 
 
 def sentence_sources(ex: CiteExample) -> list[Source]:
@@ -105,26 +112,36 @@ def sentence_sources(ex: CiteExample) -> list[Source]:
     return _SOURCES[key]
 
 
+def example_relevance(ex: CiteExample) -> list[float]:
+    """Each sentence source's relevance to the question, as ``cite`` computes it (once per example)."""
+    key = (ex.id, tuple(p.id for p in ex.passages))
+    if key not in _RELEVANCE:
+        _RELEVANCE[key] = [float(v) for v in question_relevance(ex.question, ex.passages, sentence_sources(ex))]
+    return _RELEVANCE[key]
+
+
+def explained(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> list[Choice]:
+    """The policy's choice for every sentence of the record, by the rule ``cite`` runs."""
+    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model, citer.calibration)  # type: ignore[arg-type]
+    return rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy, ex), per_token=rp.per_token)
+
+
 def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> list[list[int]]:
     """The sources each sentence cites under the citer (indices into the sentence sources)."""
     n = len(rec["sentences"])
     if citer.policy is None:
         return _first_retrieved(ex, rec)
-    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model, citer.calibration)
-    explained = rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
-    chosen = [c for c, _ in explained]
+    chosen = [choice.sources for choice in explained(citer, ex, rec, model)]
     if rec.get("truncated") and n:
         chosen[-1] = []  # a sentence the length limit cut is not cited (as cite does)
     return chosen
 
 
-def fell_back(citer: Citer, rec: dict[str, Any], model: str) -> bool:
+def fell_back(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> bool:
     """Whether a supports policy cited some sentence by its fallback (which reads the gain)."""
     if citer.policy is None or citer.policy.evidence != "supports":
         return False
-    rp = ResolvedPolicy.of(citer.policy, citer.ranker, model, citer.calibration)
-    explained = rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy), per_token=rp.per_token)
-    return any(kind == "used" for _, kind in explained)
+    return any(choice.kind == "used" for choice in explained(citer, ex, rec, model))
 
 
 def _first_retrieved(ex: CiteExample, rec: dict[str, Any]) -> list[list[int]]:
@@ -159,7 +176,7 @@ def answer_metrics(citer: Citer, ex: CiteExample, mode: str, rec: dict[str, Any]
         "passages_cited": len(ex.gold_passages & {s.passage_id for s in cited}),
         "uncited": not cited,
         "gold_in_context": ex.gold_in_context(),
-        "cost": _cost(citer, mode, rec, fell_back(citer, rec, model)),
+        "cost": _cost(citer, mode, rec, fell_back(citer, ex, rec, model)),
         "type": ex.type,
     }
 

@@ -1,0 +1,71 @@
+"""Bridges on the choice split: the default policy with and without them, and the
+bridge settings around the chosen ones, replayed on cite-eval's records (no model runs;
+the relevance to the question is computed from the examples). Prints Markdown rows:
+quality (as ``calibrate`` measures it), then precision / recall / uncited per answer mode
+(sentence level on HotpotQA, passage level on NQ), correct answers only.
+
+    python benchmarks/cite_bridge_choice.py [--hotpotqa-n 100] [--nq-n 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+sys.path.insert(0, "benchmarks")
+from cite_policy_grid import quality, rows  # noqa: E402
+
+from attribot_rag.citations import CitationPolicy  # noqa: E402
+from attribot_rag.evaluation.cache import ResultsCache  # noqa: E402
+from attribot_rag.evaluation.cite_eval import SupportPlan, cached_items, load_examples, record_base  # noqa: E402
+from attribot_rag.evaluation.cite_report import Citer  # noqa: E402
+
+MODEL = "qwen2.5-coder-1.5b"
+FIRST = "at2:weights=benchmarks/at2-train/qwen2.5-coder-1.5b-squad23.safetensors"
+METHODS = ["at2", FIRST, "attention", "similarity"]
+PLAN = SupportPlan(5, ("at2", FIRST))
+SPLITS = {  # the choice split: HotpotQA dev from 20 (not 200-239, 400-585), NQ-open lines from 1
+    "hotpotqa": ("../shared/data/hotpotqa/dev.json", 20, "benchmarks/cite-eval-cache/qwen15-hotpotqa-choice"),
+    "nq": ("../shared/data/nq_open/nq-open-oracle.jsonl.gz", 1, "benchmarks/cite-eval-cache/qwen15-nq-choice"),
+}
+
+
+def citers() -> list[Citer]:
+    p = CitationPolicy()
+    out = [Citer("default", "at2", p), Citer("no bridges", "at2", p.with_options(bridge_relevance=None))]
+    out += [Citer(f"bridge_relevance {t}", "at2", p.with_options(bridge_relevance=t)) for t in (0.1, 0.15, 0.25, 0.3, 0.4)]
+    out += [Citer(f"bridge_candidates {k}", "at2", p.with_options(bridge_candidates=k)) for k in (2, 4, 5)]
+    out += [Citer("3 kept", "at2", p.with_options(max_per_sentence=3))]
+    out += [Citer("references 2", "at2", p.with_options(references=2)),
+            Citer("2 candidates", "at2", p.with_options(candidates=2)),
+            Citer("2 candidates, references 2", "at2", p.with_options(candidates=2, references=2)),
+            Citer("2 candidates, references 2, no bridges (the previous default)", "at2",
+                  p.with_options(candidates=2, references=2, bridge_relevance=None))]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hotpotqa-n", type=int, default=100)
+    ap.add_argument("--nq-n", type=int, default=120)
+    args = ap.parse_args()
+    for ds, n in (("hotpotqa", args.hotpotqa_n), ("nq", args.nq_n)):
+        data, offset, cache = SPLITS[ds]
+        examples = load_examples(ds, data, n, offset)
+        base = record_base(MODEL, "bfloat16", data, METHODS, PLAN, "loo-dev0-19-2026-12-06")
+        items, _ = cached_items(examples, ResultsCache(cache, cached_only=True), base, ["own", "external"], METHODS)
+        level = "sentence" if ds == "hotpotqa" else "passage"
+        print(f"\n{ds}: {len({e.id for e, _, _ in items})} examples")
+        by: dict[str, list] = {}
+        for r in rows(items, citers(), MODEL):
+            by.setdefault(r["policy"], []).append(r)
+        for name, rs in by.items():
+            cells = " | ".join(
+                f"{r['mode']} ({r['answers']}): {r['precision_' + level]:.2f} / {r['recall_' + level]:.2f} / {r['uncited_with_gold']:.2f}"
+                for r in rs
+            )
+            print(f"| {name} | {quality(rs):.3f} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
