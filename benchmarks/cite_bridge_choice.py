@@ -4,7 +4,10 @@ the relevance to the question is computed from the examples). Prints Markdown ro
 quality (as ``calibrate`` measures it), then precision / recall / uncited per answer mode
 (sentence level on HotpotQA, passage level on NQ), correct answers only.
 
-    python benchmarks/cite_bridge_choice.py [--hotpotqa-n 100] [--nq-n 120]
+    python benchmarks/cite_bridge_choice.py [--hotpotqa-n 100] [--nq-n 120] [--grid]
+
+``--grid`` prints instead the quality of every (bridge_relevance, bridge_candidates) pair,
+averaged over the two datasets: what the defaults were chosen from.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ SPLITS = {  # the choice split: HotpotQA dev from 20 (not 200-239, 400-585), NQ-
 def citers() -> list[Citer]:
     p = CitationPolicy()
     out = [Citer("default", "at2", p), Citer("no bridges", "at2", p.with_options(bridge_relevance=None))]
-    out += [Citer(f"bridge_relevance {t}", "at2", p.with_options(bridge_relevance=t)) for t in (0.1, 0.15, 0.25, 0.3, 0.4)]
+    out += [Citer(f"bridge_relevance {t}", "at2", p.with_options(bridge_relevance=t)) for t in (0.05, 0.1, 0.15, 0.25, 0.3)]
     out += [Citer(f"bridge_candidates {k}", "at2", p.with_options(bridge_candidates=k)) for k in (2, 4, 5)]
     out += [Citer("3 kept", "at2", p.with_options(max_per_sentence=3))]
     out += [Citer("references 2", "at2", p.with_options(references=2)),
@@ -44,27 +47,46 @@ def citers() -> list[Citer]:
     return out
 
 
+def grid() -> list[Citer]:
+    p = CitationPolicy()
+    return [Citer(f"bridge_relevance {t}, bridge_candidates {k}", "at2", p.with_options(bridge_relevance=t, bridge_candidates=k))
+            for t in (0.1, 0.15, 0.2, 0.25, 0.3) for k in (2, 3, 4, 5, 6)]
+
+
+def records(ds: str, n: int) -> list:
+    data, offset, cache = SPLITS[ds]
+    examples = load_examples(ds, data, n, offset)
+    base = record_base(MODEL, "bfloat16", data, METHODS, PLAN, "loo-dev0-19-2026-12-06")
+    items, _ = cached_items(examples, ResultsCache(cache, cached_only=True), base, ["own", "external"], METHODS)
+    return items
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hotpotqa-n", type=int, default=100)
     ap.add_argument("--nq-n", type=int, default=120)
+    ap.add_argument("--grid", action="store_true")
     args = ap.parse_args()
+    per: dict[str, list[float]] = {}
     for ds, n in (("hotpotqa", args.hotpotqa_n), ("nq", args.nq_n)):
-        data, offset, cache = SPLITS[ds]
-        examples = load_examples(ds, data, n, offset)
-        base = record_base(MODEL, "bfloat16", data, METHODS, PLAN, "loo-dev0-19-2026-12-06")
-        items, _ = cached_items(examples, ResultsCache(cache, cached_only=True), base, ["own", "external"], METHODS)
+        items = records(ds, n)
         level = "sentence" if ds == "hotpotqa" else "passage"
         print(f"\n{ds}: {len({e.id for e, _, _ in items})} examples")
         by: dict[str, list] = {}
-        for r in rows(items, citers(), MODEL):
+        for r in rows(items, grid() if args.grid else citers(), MODEL):
             by.setdefault(r["policy"], []).append(r)
+        if args.grid:
+            for name, rs in by.items():
+                per.setdefault(name, []).append(quality(rs))
+            continue
         for name, rs in by.items():
             cells = " | ".join(
                 f"{r['mode']} ({r['answers']}): {r['precision_' + level]:.2f} / {r['recall_' + level]:.2f} / {r['uncited_with_gold']:.2f}"
                 for r in rs
             )
             print(f"| {name} | {quality(rs):.3f} | {cells} |")
+    for name, qs in sorted(per.items(), key=lambda t: -sum(t[1])):
+        print(f"{sum(qs) / len(qs):.3f}  {name}  ({', '.join(f'{q:.3f}' for q in qs)})")
 
 
 if __name__ == "__main__":

@@ -83,22 +83,33 @@ def test_a_second_fact_is_cited_when_it_adds_to_the_best_supported_one():
 
 
 def test_a_cited_sentence_also_cites_the_bridge_from_the_question_in_another_passage():
-    # "The answer is 1965." cites "J. Smith was born in 1965" (source 0, passage 0); "Film A
-    # was directed by J. Smith" (source 2, passage 1) names what the question asks about
+    # question terms (film, director, born) weighted (0.6, 0.8, 0); "The answer is 1965."
+    # cites source 0 ("J. Smith, director, was born in 1965": director)
+    from attribot_rag.citations.relevance import QuestionTerms
+
+    terms = QuestionTerms(
+        np.array([0.6, 0.8, 0.0]),
+        np.array([
+            [0.0, 1.0, 0.0],  # 0: the cited fact
+            [1.0, 0.0, 0.0],  # 1: names the film, but in the cited passage
+            [0.8, 0.0, 0.6],  # 2: "Film A was directed by J. Smith": adds "film"
+            [0.0, 1.0, 0.0],  # 3: another director: relevant, but adds nothing to the citation
+            [1.0, 0.0, 0.0],  # 4: names the film, outside the ranker's top 3
+        ]),
+    )
+    assert terms.relevance(3) == pytest.approx(0.8) and terms.added(3, [0]) == 0.0
+    assert terms.added(2, [0]) == pytest.approx(0.48)
     policy = CitationPolicy(min_support=0.1, candidates=1, max_per_sentence=2, bridge_relevance=0.2, bridge_candidates=3)
-    scores = [0.9, 0.6, 0.5, 0.4, 0.3]
-    passage_of = [0, 0, 1, 2, 3]
-    relevance = [0.1, 0.5, 0.45, 0.1, 0.9]  # 1: same passage as the citation; 4: not among the top 3
-    ev = SentenceEvidence(scores, 5, None, {0: 0.6}, relevance=relevance, passage_of=passage_of)
-    choice = policy.explain(ev)
-    assert choice == ([0, 2], "supports", (2,))
-    assert policy.with_options(bridge_relevance=0.5).explain(ev).sources == [0]  # 0.45 is not enough
-    wider = policy.with_options(bridge_candidates=5, max_per_sentence=3)
-    assert wider.explain(ev).sources == [0, 2, 4]  # in the ranker's order
+    scores = [0.9, 0.6, 0.5, 0.45, 0.3]
+    ev = SentenceEvidence(scores, 5, None, {0: 0.6}, terms=terms, passage_of=[0, 0, 1, 2, 3])
+    assert policy.explain(ev) == ([0, 2], "supports", (2,))
+    assert policy.with_options(bridge_relevance=0.5).explain(ev).sources == [0]  # 0.48 is not enough
+    # a further bridge must add terms the first does not: source 4 repeats source 2's film
+    assert policy.with_options(bridge_candidates=5, max_per_sentence=3).explain(ev).sources == [0, 2]
     assert policy.with_options(bridge_relevance=None).explain(ev) == ([0], "supports", ())
     assert policy.with_options(max_per_sentence=1).explain(ev).sources == [0]  # no room left
     # a sentence that cites nothing gets no bridge, nor does a contributive policy
-    unsupported = SentenceEvidence(scores, 5, None, {0: -0.2}, relevance=relevance, passage_of=passage_of)
+    unsupported = SentenceEvidence(scores, 5, None, {0: -0.2}, terms=terms, passage_of=[0, 0, 1, 2, 3])
     assert policy.with_options(fallback=False).explain(unsupported) == ([], None, ())
     used = CitationPolicy(evidence="used", null_floor=None, min_context_gain=None, bridge_relevance=0.2)
     assert used.explain(ev).bridges == ()
@@ -108,8 +119,9 @@ def test_a_cited_sentence_also_cites_the_bridge_from_the_question_in_another_pas
         CitationPolicy(bridge_candidates=0)
 
 
-def test_question_relevance_is_shared_content_words_weighted_by_rarity():
+def test_question_terms_weigh_shared_content_words_and_what_a_citation_leaves_uncovered():
     from attribot_rag.citations import question_relevance
+    from attribot_rag.citations.relevance import QuestionTerms
 
     passages = [Passage("a", "Film A was directed by J. Smith. It premiered in 1990."), FRANCE]
     sources = make_sources(passages, "sentence")
@@ -119,6 +131,11 @@ def test_question_relevance_is_shared_content_words_weighted_by_rarity():
     titled = [Passage("b", "It premiered in 1990.", "Film A")]
     assert question_relevance("When did Film A premiere?", titled, make_sources(titled, "sentence"))[0] > 0
     assert list(question_relevance("Is it?", passages, sources)) == [0.0, 0.0, 0.0]  # stop words only
+    # the domestic limit shares "hotel limit" with the question, which the cited sentence covers
+    hotels = [Passage("travel", "For international trips the hotel limit is $260 per night.", "International travel"),
+              Passage("domestic", "Within the country the hotel limit is $180 per night.", "Domestic travel")]
+    terms = QuestionTerms.of("What is the hotel limit abroad?", hotels, make_sources(hotels, "sentence"))
+    assert terms.relevance(1) > 0.2 and terms.added(1, [0]) == 0.0
 
 
 def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():

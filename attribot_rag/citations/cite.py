@@ -31,7 +31,7 @@ from ..scoring import Response
 from ..sources import coerce_passages, split_sentences
 from .markers import insert_markers, is_truncated
 from .policy import DEFAULT_POLICY, Calibration, Choice, CitationPolicy, SentenceEvidence, calibration_for
-from .relevance import question_relevance
+from .relevance import QuestionTerms
 from .support import check_sources, joint_support, support
 from .types import TRUNCATION_MARK, Citation, CitedAnswer, CitedSentence, Reference
 
@@ -82,10 +82,10 @@ class ResolvedPolicy:
             pair = self.policy.joint_to_check(scores, checked)
             if pair is not None:
                 joint = joint_support(task, *pair, att.task.target, ref)
-        relevance = _relevance(task) if self.policy.bridges_to_check(scores) else None
+        terms = _terms(task) if self.policy.bridges_to_check(scores) else None
         passage_of = [s.source.passage_index for s in att.sources]
         a, b = att.task.target
-        return SentenceEvidence(scores, b - a, gain, checked, joint, relevance, passage_of)
+        return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of)
 
     def explain_answer(
         self, evidence: list[SentenceEvidence], atts: Sequence[Attribution | None], whole: Attribution | None = None
@@ -115,12 +115,12 @@ class ResolvedPolicy:
         return reference
 
 
-def _relevance(task: Any) -> list[float]:
-    """Each source's relevance to the question, once per task (every sentence shares it)."""
-    cached = getattr(task.cache, "relevance", None)
+def _terms(task: Any) -> QuestionTerms:
+    """The question's and the sources' terms, once per task (every sentence shares them)."""
+    cached = getattr(task.cache, "question_terms", None)
     if cached is None:
-        cached = [float(v) for v in question_relevance(task.question, task.passages, task.sources)]
-        task.cache.relevance = cached
+        cached = QuestionTerms.of(task.question, task.passages, task.sources)
+        task.cache.question_terms = cached
     return cached
 
 

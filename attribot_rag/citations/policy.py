@@ -25,7 +25,7 @@ from one attribution method's scores per source (the ranker):
 
 A sentence that cites something may also cite a *bridge* (``bridge_relevance``): among
 the ranker's top ``bridge_candidates``, a source from another passage than the
-sentence's citations that shares the question's terms
+sentence's citations that shares question terms they do not contain
 (:mod:`attribot_rag.citations.relevance`), the link from what was asked to the fact that
 answers it (a multi-hop question's first hop, a comparison's other side), which says
 nothing about the answer sentence on its own. At most ``max_per_sentence`` are kept, best
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import InputError
+from .relevance import QuestionTerms
 
 EVIDENCE_KINDS = ("supports", "used")
 AUTO = "auto"
@@ -131,9 +132,9 @@ class SentenceEvidence:
     support: Mapping[int, float] | None = None
     # companion source -> support of the best-supported candidate and it kept together
     joint: Mapping[int, float] | None = None
-    # each source's relevance to the question and its passage's index (None: not
+    # the question's and the sources' terms, and each source's passage index (None: not
     # computed, no bridge is cited)
-    relevance: Sequence[float] | None = None
+    terms: QuestionTerms | None = None
     passage_of: Sequence[int] | None = None
 
 
@@ -176,11 +177,11 @@ class CitationPolicy:
     # two facts) cites what the model relied on, by the contributive rules
     fallback: bool = True
     # a cited sentence also cites, among the ranker's top ``bridge_candidates``, sources of
-    # other passages whose relevance to the question (TF-IDF cosine) is at least this
-    # (None: no bridges).
+    # other passages whose TF-IDF similarity with the question, through terms its
+    # citations do not contain, is at least this (None: no bridges).
     # Chosen on the choice split with the fields above (BENCHMARKS.md, "Bridges").
     bridge_relevance: float | None = 0.2
-    bridge_candidates: int = 3
+    bridge_candidates: int = 5
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_KINDS:
@@ -317,11 +318,14 @@ class CitationPolicy:
 
     def _bridges(self, ev: SentenceEvidence, chosen: list[int]) -> list[int]:
         room = len(ev.scores or []) if self.max_per_sentence is None else self.max_per_sentence - len(chosen)
-        if room <= 0 or ev.relevance is None or ev.passage_of is None or self.bridge_relevance is None:
+        if room <= 0 or ev.terms is None or ev.passage_of is None or self.bridge_relevance is None:
             return []
-        least, cited = float(self.bridge_relevance), {ev.passage_of[i] for i in chosen}
-        found = [i for i in self.bridges_to_check(ev.scores) if ev.passage_of[i] not in cited and ev.relevance[i] >= least]
-        return found[:room]
+        cited, covered, found = {ev.passage_of[i] for i in chosen}, list(chosen), []
+        for i in self.bridges_to_check(ev.scores):
+            if len(found) < room and ev.passage_of[i] not in cited and ev.terms.added(i, covered) >= self.bridge_relevance:
+                found.append(i)
+                covered.append(i)  # a further bridge must add terms this one does not
+        return found
 
     def _used(self, ev: SentenceEvidence, answer_floor: float | None, per_token: bool) -> list[int]:
         gate = self.min_context_gain

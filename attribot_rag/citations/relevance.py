@@ -1,22 +1,25 @@
-"""How much a source shares the question's terms: what a citation *bridge* is chosen by.
+"""Which question terms a source adds to a sentence's citations: what a *bridge* is chosen by.
 
 A multi-hop answer ("The director of *Film X* was American.") rests on the fact that
 states it ("Z is an American director") and on the fact that leads to it from the
 question ("*Film X* was directed by Z"). The second says nothing about the answer
 sentence, so neither the support check nor leave-one-out finds it reliably; what marks
-it is that it names what the question asks about. Among the sources the ranker scores
-highest, those whose TF-IDF vector (scikit-learn, English stop words removed, sublinear
-term frequency, inverse document frequency over the context's own sources) is close to
-the question's are cited beside the answer-bearing one (docs/architecture.md,
-Citations > Bridges).
+it is that it names what the question asks about *and the cited fact does not*. A
+source sharing only the terms the citation already covers is a neighbour on the same
+topic ("the hotel limit within the country is $180" beside the cited "abroad it is
+$260"), not a bridge.
 
-Cosine similarity of these vectors lies in [0, 1]; a source sharing no content word
-with the question scores 0. Each source is read with its passage title first, as the
-model reads it.
+Terms are weighted by TF-IDF (scikit-learn: English stop words removed, sublinear term
+frequency, inverse document frequency over the context's own sources), each source read
+with its passage title first, as the model reads it. A source's *added relevance* is the
+part of its cosine similarity with the question that comes from question terms none of
+the covering sources contains: in [0, 1], 0 when it shares no uncovered term
+(docs/architecture.md, Citations > Bridges).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -25,20 +28,45 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from ..sources import Passage, Source
 
 
+@dataclass(frozen=True)
+class QuestionTerms:
+    """The question's TF-IDF vector and each source's, over the context's vocabulary
+    (rows L2-normalised; dense, the vocabulary of one context is small)."""
+
+    question: np.ndarray  # (terms,)
+    sources: np.ndarray  # (sources, terms)
+
+    @classmethod
+    def of(cls, question: str, passages: Sequence[Passage], sources: Sequence[Source]) -> "QuestionTerms":
+        texts = [_titled(passages[s.passage_index].title, s.text) for s in sources]
+        vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
+        try:
+            matrix = vectorizer.fit_transform([*texts, question]).toarray()
+        except ValueError:  # nothing but stop words anywhere: no term to share
+            return cls(np.zeros(0), np.zeros((len(texts), 0)))
+        return cls(matrix[-1], matrix[:-1])
+
+    def relevance(self, i: int) -> float:
+        """Source ``i``'s cosine similarity with the question."""
+        return self.added(i, ())
+
+    def added(self, i: int, covered: Sequence[int]) -> float:
+        """The part of source ``i``'s cosine similarity with the question that comes from
+        terms none of the ``covered`` sources contains."""
+        uncovered = self.question.copy()
+        for j in covered:
+            uncovered[self.sources[int(j)] > 0] = 0.0
+        return float(self.sources[int(i)] @ uncovered)
+
+
 def question_relevance(question: str, passages: Sequence[Passage], sources: Sequence[Source]) -> np.ndarray:
     """Each source's TF-IDF cosine similarity with the question, in [0, 1]."""
-    texts = [_titled(passages[s.passage_index].title, s.text) for s in sources]
-    vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
-    try:
-        matrix = vectorizer.fit_transform([*texts, question])
-    except ValueError:  # nothing but stop words anywhere: nothing is relevant
-        return np.zeros(len(texts))
-    # rows are L2-normalised, so the dot product is the cosine
-    return np.asarray((matrix[:-1] @ matrix[-1].T).toarray()).ravel()
+    terms = QuestionTerms.of(question, passages, sources)
+    return np.array([terms.relevance(i) for i in range(len(sources))])
 
 
 def _titled(title: str | None, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-__all__ = ["question_relevance"]
+__all__ = ["QuestionTerms", "question_relevance"]

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..citations import Calibration, Choice, CitationPolicy, ResolvedPolicy, SentenceEvidence
-from ..citations.relevance import question_relevance
+from ..citations.relevance import QuestionTerms
 from ..citations.support import SupportCache, contrast, contrast_sets
 from ..sources import Source, make_sources
 from . import qa_metrics
@@ -73,7 +73,7 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
     reference = policy.reference_sources(rec["whole"][rec.get("ranker", SUPPORT_RANKER)]) if checked else []
     gains = rec.get("gain") or [None] * len(scores)
     bridged = ex is not None and policy.bridge_relevance is not None
-    relevance = example_relevance(ex) if bridged else None  # type: ignore[arg-type]
+    terms = example_terms(ex) if bridged else None  # type: ignore[arg-type]
     passage_of = [s.passage_index for s in sentence_sources(ex)] if bridged else None  # type: ignore[arg-type]
     out = []
     for k, s in enumerate(scores):
@@ -88,7 +88,7 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
                 companions = [j for j in pair[1] if cache.has((pair[0], j))]
                 joint = contrast_sets(cache, pair[0], companions, tuple(target), ref)
         tokens = 1 if target is None else target[1] - target[0]
-        out.append(SentenceEvidence(s, tokens, gains[k], support, joint, relevance, passage_of))
+        out.append(SentenceEvidence(s, tokens, gains[k], support, joint, terms, passage_of))
     return out
 
 
@@ -101,7 +101,7 @@ def support_cache(rec: dict[str, Any]) -> SupportCache:
 
 
 _SOURCES: dict[tuple[str, tuple[str, ...]], list[Source]] = {}
-_RELEVANCE: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+_TERMS: dict[tuple[str, tuple[str, ...]], QuestionTerms] = {}
 
 
 def sentence_sources(ex: CiteExample) -> list[Source]:
@@ -112,12 +112,12 @@ def sentence_sources(ex: CiteExample) -> list[Source]:
     return _SOURCES[key]
 
 
-def example_relevance(ex: CiteExample) -> list[float]:
-    """Each sentence source's relevance to the question, as ``cite`` computes it (once per example)."""
+def example_terms(ex: CiteExample) -> QuestionTerms:
+    """The question's and the sentence sources' terms, as ``cite`` computes them (once per example)."""
     key = (ex.id, tuple(p.id for p in ex.passages))
-    if key not in _RELEVANCE:
-        _RELEVANCE[key] = [float(v) for v in question_relevance(ex.question, ex.passages, sentence_sources(ex))]
-    return _RELEVANCE[key]
+    if key not in _TERMS:
+        _TERMS[key] = QuestionTerms.of(ex.question, ex.passages, sentence_sources(ex))
+    return _TERMS[key]
 
 
 def explained(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> list[Choice]:
