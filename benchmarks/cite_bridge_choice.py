@@ -39,7 +39,12 @@ def citers() -> list[Citer]:
     out += [Citer(f"bridge_relevance {t}", "at2", p.with_options(bridge_relevance=t)) for t in (0.05, 0.1, 0.15, 0.25, 0.3)]
     out += [Citer(f"bridge_candidates {k}", "at2", p.with_options(bridge_candidates=k)) for k in (2, 4, 5)]
     out += [Citer("3 kept", "at2", p.with_options(max_per_sentence=3))]
-    out += [Citer("references 2", "at2", p.with_options(references=2)),
+    out += [Citer("answer_relative_threshold 0.2", "at2", p.with_options(answer_relative_threshold=0.2)),
+            Citer("answer_relative_threshold 0.3", "at2", p.with_options(answer_relative_threshold=0.3)),
+            Citer("used", "at2", CitationPolicy(evidence="used")),
+            Citer("used, answer_relative_threshold 0.1", "at2", CitationPolicy(evidence="used", answer_relative_threshold=0.1)),
+            Citer("used, answer_relative_threshold 0.3", "at2", CitationPolicy(evidence="used", answer_relative_threshold=0.3)),
+            Citer("references 2", "at2", p.with_options(references=2)),
             Citer("2 candidates", "at2", p.with_options(candidates=2)),
             Citer("2 candidates, references 2", "at2", p.with_options(candidates=2, references=2)),
             Citer("2 candidates, references 2, no bridges (the previous default)", "at2",

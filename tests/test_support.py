@@ -113,6 +113,10 @@ def test_a_cited_sentence_also_cites_the_bridge_from_the_question_in_another_pas
     assert policy.with_options(fallback=False).explain(unsupported) == ([], None, ())
     used = CitationPolicy(evidence="used", null_floor=None, min_context_gain=None, bridge_relevance=0.2)
     assert used.explain(ev).bridges == ()
+    # a side remark whose citation shares no term with the question is not its answer:
+    # the question's terms lead nowhere from it ("Employees also get 22 vacation days.")
+    side = QuestionTerms(terms.question, np.vstack([[0.0, 0.0, 1.0], terms.sources[1:]]))
+    assert policy.explain(SentenceEvidence(scores, 5, None, {0: 0.6}, terms=side, passage_of=[0, 0, 1, 2, 3])).sources == [0]
     with pytest.raises(InputError, match="bridge_relevance must be in"):
         CitationPolicy(bridge_relevance=1.5)
     with pytest.raises(InputError, match="bridge_candidates must be a positive integer"):
@@ -147,7 +151,7 @@ def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():
 
 
 def test_the_used_rules_are_the_contributive_ones():
-    used = CitationPolicy(evidence="used", null_floor=0.1, min_context_gain=0.25)
+    used = CitationPolicy(evidence="used", null_floor=0.1, min_context_gain=0.25, answer_relative_threshold=0.1)
     sentences = [SentenceEvidence([3.0, 0.2], 10, 1.0), SentenceEvidence([0.9, 0.8], 10, 0.1)]
     assert used.choose(sentences, per_token=True) == [[0], []]  # the gate drops the second
     assert used.with_options(min_context_gain=None).choose(sentences) == [[0], [0, 1]]
