@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
+from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ..sources import Passage, Source
@@ -31,20 +32,23 @@ from ..sources import Passage, Source
 @dataclass(frozen=True)
 class QuestionTerms:
     """The question's TF-IDF vector and each source's, over the context's vocabulary
-    (rows L2-normalised; dense, the vocabulary of one context is small)."""
+    (rows L2-normalised; the sources' as a sparse matrix, most terms are absent)."""
 
     question: np.ndarray  # (terms,)
-    sources: np.ndarray  # (sources, terms)
+    sources: sparse.csr_matrix  # (sources, terms); a dense array is converted
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", sparse.csr_matrix(self.sources))
 
     @classmethod
     def of(cls, question: str, passages: Sequence[Passage], sources: Sequence[Source]) -> "QuestionTerms":
         texts = [_titled(passages[s.passage_index].title, s.text) for s in sources]
         vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
         try:
-            matrix = vectorizer.fit_transform([*texts, question]).toarray()
+            matrix = sparse.csr_matrix(vectorizer.fit_transform([*texts, question]))
         except ValueError:  # nothing but stop words anywhere: no term to share
-            return cls(np.zeros(0), np.zeros((len(texts), 0)))
-        return cls(matrix[-1], matrix[:-1])
+            return cls(np.zeros(0), sparse.csr_matrix((len(texts), 0)))
+        return cls(matrix[-1].toarray().ravel(), matrix[:-1])
 
     def relevance(self, i: int) -> float:
         """Source ``i``'s cosine similarity with the question."""
@@ -55,8 +59,8 @@ class QuestionTerms:
         terms none of the ``covered`` sources contains."""
         uncovered = self.question.copy()
         for j in covered:
-            uncovered[self.sources[int(j)] > 0] = 0.0
-        return float(self.sources[int(i)] @ uncovered)
+            uncovered[self.sources[int(j)].indices] = 0.0
+        return float((self.sources[int(i)] @ uncovered)[0])
 
 
 def question_relevance(question: str, passages: Sequence[Passage], sources: Sequence[Source]) -> np.ndarray:
