@@ -115,7 +115,7 @@ def test_a_cited_sentence_also_cites_the_bridge_from_the_question_in_another_pas
     assert used.explain(ev).bridges == ()
     # a side remark whose citation shares no term with the question is not its answer:
     # the question's terms lead nowhere from it ("Employees also get 22 vacation days.")
-    side = QuestionTerms(terms.question, np.vstack([[0.0, 0.0, 1.0], terms.sources[1:]]))
+    side = QuestionTerms(terms.question, np.vstack([[0.0, 0.0, 1.0], terms.sources[1:].toarray()]))
     assert policy.explain(SentenceEvidence(scores, 5, None, {0: 0.6}, terms=side, passage_of=[0, 0, 1, 2, 3])).sources == [0]
     with pytest.raises(InputError, match="bridge_relevance must be in"):
         CitationPolicy(bridge_relevance=1.5)
