@@ -58,8 +58,13 @@ def grid() -> list[Citer]:
             for t in (0.1, 0.15, 0.2, 0.25, 0.3) for k in (2, 3, 4, 5, 6)]
 
 
+LAST_CHOICE = {"hotpotqa": 199, "nq": 499}  # HotpotQA dev 200-239 and NQ-open 500+ are held out
+
+
 def records(ds: str, n: int) -> list:
     data, offset, cache = SPLITS[ds]
+    if offset + n - 1 > LAST_CHOICE[ds]:
+        sys.exit(f"refused: {ds} beyond {LAST_CHOICE[ds]} is held out; choose on the choice split only")
     examples = load_examples(ds, data, n, offset)
     base = record_base(MODEL, "bfloat16", data, METHODS, PLAN, "loo-dev0-19-2026-12-06")
     items, _ = cached_items(examples, ResultsCache(cache, cached_only=True), base, ["own", "external"], METHODS)
@@ -68,7 +73,7 @@ def records(ds: str, n: int) -> list:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hotpotqa-n", type=int, default=100)
+    ap.add_argument("--hotpotqa-n", type=int, default=100)  # dev 20-119
     ap.add_argument("--nq-n", type=int, default=120)
     ap.add_argument("--grid", action="store_true")
     args = ap.parse_args()
