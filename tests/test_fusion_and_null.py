@@ -28,8 +28,9 @@ USED = CitationPolicy(evidence="used")
 
 
 def choose_citations(sentences, gains=None, per_token=False, **settings):
-    """The "used" rules over (scores, tokens) per sentence (no floor or gate unless given)."""
-    policy = USED.with_options(**{"null_floor": None, "min_context_gain": None, **settings})
+    """The "used" rules over (scores, tokens) per sentence (no floor or gate unless given;
+    the answer-relative floor at 0.1 of the best score, so the rule under test decides)."""
+    policy = USED.with_options(**{"null_floor": None, "min_context_gain": None, "answer_relative_threshold": 0.1, **settings})
     gains = gains or [None] * len(sentences)
     evidence = [SentenceEvidence(s, t, g) for (s, t), g in zip(sentences, gains)]
     return policy.choose(evidence, per_token=per_token)
@@ -155,7 +156,9 @@ def test_without_the_context_gain_gate_at2_cites_the_self_description(attributor
     # what the gate is for: AT2's attention always lands somewhere, and on this sentence
     # its best score (0.0287) clears the calibrated null floor (0.0269)
     answer = "The hotel limit is $260 per night. " + SELF_DESCRIPTION
-    ungated = cite(attributor, QUESTION, PASSAGES, answer, method="at2", policy=USED, min_context_gain=None)
+    # (the default answer-relative floor, 0.3 of the claim's score, would drop it too)
+    ungated = cite(attributor, QUESTION, PASSAGES, answer, method="at2", policy=USED, min_context_gain=None,
+                   answer_relative_threshold=0.1)
     assert ungated.sentences[1].citations != ()
     assert ungated.sentences[1].context_gain is None
     assert ungated.settings["min_context_gain"] is None
