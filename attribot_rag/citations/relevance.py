@@ -45,10 +45,10 @@ class QuestionTerms:
         texts = [_titled(passages[s.passage_index].title, s.text) for s in sources]
         vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
         try:
-            matrix = sparse.csr_matrix(vectorizer.fit_transform([*texts, question]))
+            matrix = vectorizer.fit_transform([*texts, question])  # CSR
         except ValueError:  # nothing but stop words anywhere: no term to share
             return cls(np.zeros(0), sparse.csr_matrix((len(texts), 0)))
-        return cls(matrix[-1].toarray().ravel(), matrix[:-1])
+        return cls(np.asarray(matrix[-1].todense()).ravel(), matrix[:-1])
 
     def relevance(self, i: int) -> float:
         """Source ``i``'s cosine similarity with the question."""

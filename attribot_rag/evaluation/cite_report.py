@@ -126,22 +126,17 @@ def explained(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) ->
     return rp.policy.explain_answer(evidence(rec, citer.ranker, rp.policy, ex), per_token=rp.per_token)
 
 
-def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> list[list[int]]:
-    """The sources each sentence cites under the citer (indices into the sentence sources)."""
-    n = len(rec["sentences"])
+def choose(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> tuple[list[list[int]], bool]:
+    """The sources each sentence cites under the citer (indices into the sentence sources),
+    and whether a supports policy cited some sentence by its fallback (which reads the gain)."""
     if citer.policy is None:
-        return _first_retrieved(ex, rec)
-    chosen = [choice.sources for choice in explained(citer, ex, rec, model)]
-    if rec.get("truncated") and n:
+        return _first_retrieved(ex, rec), False
+    choices = explained(citer, ex, rec, model)
+    chosen = [choice.sources for choice in choices]
+    if rec.get("truncated") and chosen:
         chosen[-1] = []  # a sentence the length limit cut is not cited (as cite does)
-    return chosen
-
-
-def fell_back(citer: Citer, ex: CiteExample, rec: dict[str, Any], model: str) -> bool:
-    """Whether a supports policy cited some sentence by its fallback (which reads the gain)."""
-    if citer.policy is None or citer.policy.evidence != "supports":
-        return False
-    return any(choice.kind == "used" for choice in explained(citer, ex, rec, model))
+    fallback = citer.policy.evidence == "supports" and any(choice.kind == "used" for choice in choices)
+    return chosen, fallback
 
 
 def _first_retrieved(ex: CiteExample, rec: dict[str, Any]) -> list[list[int]]:
@@ -161,7 +156,7 @@ def _first_retrieved(ex: CiteExample, rec: dict[str, Any]) -> list[list[int]]:
 def answer_metrics(citer: Citer, ex: CiteExample, mode: str, rec: dict[str, Any], model: str) -> dict[str, Any]:
     """One answer's counts under one citer."""
     sources = sentence_sources(ex)
-    chosen = choose(citer, ex, rec, model)
+    chosen, fell_back = choose(citer, ex, rec, model)
     cited: list[Source] = [sources[i] for c in chosen for i in c]
     ok = correct(ex, mode, rec["answer"])
     facts = ex.gold_facts
@@ -176,7 +171,7 @@ def answer_metrics(citer: Citer, ex: CiteExample, mode: str, rec: dict[str, Any]
         "passages_cited": len(ex.gold_passages & {s.passage_id for s in cited}),
         "uncited": not cited,
         "gold_in_context": ex.gold_in_context(),
-        "cost": _cost(citer, mode, rec, fell_back(citer, ex, rec, model)),
+        "cost": _cost(citer, mode, rec, fell_back),
         "type": ex.type,
     }
 
