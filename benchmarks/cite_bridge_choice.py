@@ -1,5 +1,5 @@
-"""Bridges on the choice split: the default policy with and without them, and the
-bridge settings around the chosen ones, replayed on cite-eval's records (no model runs;
+"""Bridges and verdicts on the choice split: the default policy with and without them,
+and the settings around the chosen ones, replayed on cite-eval's records (no model runs;
 the relevance to the question is computed from the examples). Prints Markdown rows:
 quality (as ``calibrate`` measures it), then precision / recall / uncited per answer mode
 (sentence level on HotpotQA, passage level on NQ), correct answers only.
@@ -7,7 +7,9 @@ quality (as ``calibrate`` measures it), then precision / recall / uncited per an
     python benchmarks/cite_bridge_choice.py [--hotpotqa-n 100] [--nq-n 120] [--grid]
 
 ``--grid`` prints instead the quality of every (bridge_relevance, bridge_candidates) pair,
-averaged over the two datasets: what the defaults were chosen from.
+averaged over the two datasets: what the defaults were chosen from. The third dataset,
+"verdicts", is every yes/no question of the HotpotQA dev ranges choices are made on
+(``benchmarks/hotpotqa_verdicts.py``); ``verdict_relevance`` was chosen on it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ PLAN = SupportPlan(5, ("at2", FIRST))
 SPLITS = {  # the choice split: HotpotQA dev from 20 (not 200-239, 400-585), NQ-open lines from 1
     "hotpotqa": ("../shared/data/hotpotqa/dev.json", 20, "benchmarks/cite-eval-cache/qwen15-hotpotqa-choice"),
     "nq": ("../shared/data/nq_open/nq-open-oracle.jsonl.gz", 1, "benchmarks/cite-eval-cache/qwen15-nq-choice"),
+    "verdicts": ("benchmarks/data/hotpotqa-dev-choice-verdicts.json", 0,
+                 "benchmarks/cite-eval-cache/qwen15-hotpotqa-choice-verdicts"),
 }
+DATASET = {"hotpotqa": "hotpotqa", "nq": "nq", "verdicts": "hotpotqa"}
 
 
 def citers() -> list[Citer]:
@@ -39,6 +44,8 @@ def citers() -> list[Citer]:
     out += [Citer(f"bridge_relevance {t}", "at2", p.with_options(bridge_relevance=t)) for t in (0.05, 0.1, 0.15, 0.25, 0.3)]
     out += [Citer(f"bridge_candidates {k}", "at2", p.with_options(bridge_candidates=k)) for k in (2, 4, 5)]
     out += [Citer("3 kept", "at2", p.with_options(max_per_sentence=3))]
+    out += [Citer("verdicts cited like any sentence", "at2", p.with_options(verdict_relevance=None))]
+    out += [Citer(f"verdict_relevance {t}", "at2", p.with_options(verdict_relevance=t)) for t in (0.05, 0.15, 0.2, 0.3)]
     out += [Citer("answer_relative_threshold 0.2", "at2", p.with_options(answer_relative_threshold=0.2)),
             Citer("answer_relative_threshold 0.3", "at2", p.with_options(answer_relative_threshold=0.3)),
             Citer("used", "at2", CitationPolicy(evidence="used")),
@@ -58,17 +65,21 @@ def grid() -> list[Citer]:
             for t in (0.1, 0.15, 0.2, 0.25, 0.3) for k in (2, 3, 4, 5, 6)]
 
 
-LAST_CHOICE = {"hotpotqa": 199, "nq": 499}  # HotpotQA dev 200-239 and NQ-open 500+ are held out
+LAST_CHOICE = {"hotpotqa": 199, "nq": 499, "verdicts": 13}  # HotpotQA dev 200-239 and NQ-open 500+ are held out
 
 
 def records(ds: str, n: int) -> list:
     data, offset, cache = SPLITS[ds]
     if offset + n - 1 > LAST_CHOICE[ds]:
         sys.exit(f"refused: {ds} beyond {LAST_CHOICE[ds]} is held out; choose on the choice split only")
-    examples = load_examples(ds, data, n, offset)
+    examples = load_examples(DATASET[ds], data, n, offset)
     base = record_base(MODEL, "bfloat16", data, METHODS, PLAN, "loo-dev0-19-2026-12-06")
     items, _ = cached_items(examples, ResultsCache(cache, cached_only=True), base, ["own", "external"], METHODS)
     return items
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def main() -> None:
@@ -78,9 +89,9 @@ def main() -> None:
     ap.add_argument("--grid", action="store_true")
     args = ap.parse_args()
     per: dict[str, list[float]] = {}
-    for ds, n in (("hotpotqa", args.hotpotqa_n), ("nq", args.nq_n)):
+    for ds, n in (("hotpotqa", args.hotpotqa_n), ("nq", args.nq_n), ("verdicts", 14)):
         items = records(ds, n)
-        level = "sentence" if ds == "hotpotqa" else "passage"
+        level = "sentence" if DATASET[ds] == "hotpotqa" else "passage"
         print(f"\n{ds}: {len({e.id for e, _, _ in items})} examples")
         by: dict[str, list] = {}
         for r in rows(items, grid() if args.grid else citers(), MODEL):
@@ -91,7 +102,7 @@ def main() -> None:
             continue
         for name, rs in by.items():
             cells = " | ".join(
-                f"{r['mode']} ({r['answers']}): {r['precision_' + level]:.2f} / {r['recall_' + level]:.2f} / {r['uncited_with_gold']:.2f}"
+                f"{r['mode']} ({r['answers']}): " + " / ".join(_num(r[k]) for k in (f"precision_{level}", f"recall_{level}", "uncited_with_gold"))
                 for r in rs
             )
             print(f"| {name} | {quality(rs):.3f} | {cells} |")

@@ -5,6 +5,7 @@ source says what the sentence says, a memorised fact still gets its source, fill
 none) on the small model, smollm2-135m, named explicitly.
 """
 
+import dataclasses
 import json
 import os
 
@@ -142,6 +143,61 @@ def test_question_terms_weigh_shared_content_words_and_what_a_citation_leaves_un
     assert terms.relevance(1) > 0.2 and terms.added(1, [0]) == 0.0
 
 
+def test_a_verdict_cites_the_sources_the_question_is_about_one_per_passage():
+    # "Were X and Y both American?" terms (x, y, american) weighted (0.6, 0.6, 0.5)
+    from attribot_rag.citations.relevance import QuestionTerms
+
+    terms = QuestionTerms(
+        np.array([0.6, 0.6, 0.5, 0.0]),
+        np.array([
+            [0.8, 0.0, 0.6, 0.0],  # 0: "X is an American director"
+            [0.8, 0.0, 0.0, 0.6],  # 1: X's other sentence, same passage
+            [0.0, 0.8, 0.6, 0.0],  # 2: "Y was an American actor"
+            [0.0, 0.0, 1.0, 0.0],  # 3: somebody else who is American: adds nothing once 0 is cited
+            [0.0, 0.0, 0.0, 1.0],  # 4: unrelated
+        ]),
+    )
+    policy = CitationPolicy(min_support=0.1, verdict_relevance=0.1)
+    scores = [0.1, 0.2, 0.1, 0.9, 0.8]  # the ranker points elsewhere: nothing says "no"
+    passage_of = [0, 0, 1, 2, 3]
+    bare = SentenceEvidence(scores, 4, None, {3: 0.4}, terms=terms, passage_of=passage_of, verdict="bare")
+    assert policy.explain(bare) == ([0, 2], "question", ())  # replaces what the support check found
+    assert policy.with_options(max_per_sentence=1).explain(bare).sources == [0]
+    assert policy.with_options(verdict_relevance=0.5).explain(bare) == ([0], "question", ())  # 2 adds 0.48
+    assert policy.with_options(verdict_relevance=0.9).explain(bare) == ([], None, ())  # nothing that relevant
+    assert policy.with_options(verdict_relevance=None).explain(bare).sources == [3, 1]  # like any sentence, a bridge too
+    # a verdict restating the question keeps what the usual rules cite, and gets the
+    # question's sources only where they cite nothing
+    restating = dataclasses.replace(bare, verdict="restating", support={3: 0.4, 0: 0.05})
+    assert policy.explain(restating).kind == "supports"
+    nothing = dataclasses.replace(restating, support={3: -0.1})
+    assert policy.with_options(fallback=False).explain(nothing) == ([0, 2], "question", ())
+    # contributive evidence has no verdict rule; a sentence that is no verdict neither
+    used = CitationPolicy(evidence="used", null_floor=None, min_context_gain=None, relative_threshold=0.5)
+    assert used.explain(bare).kind == "used"
+    assert policy.explain(dataclasses.replace(bare, verdict=None)).sources[0] == 3
+    with pytest.raises(InputError, match="verdict_relevance must be in"):
+        CitationPolicy(verdict_relevance=-0.1)
+
+
+@pytest.mark.parametrize(
+    "question, sentence, kind",
+    [
+        ("Were Scott Derrickson and Ed Wood of the same nationality?", "The answer is no.", "bare"),
+        ("Are both bands from Atlanta?", "No.", "bare"),
+        ("Is the Virgilia found in Africa?", "Yes, Virgilia is found in Africa.", "restating"),
+        ("Did the film premiere in 1990?", "It premiered in 1991, so no.", "bare"),
+        ("Which film premiered first?", "The answer is no.", None),  # not a yes/no question
+        ("Were both directors American?", "Both were American.", None),  # says neither yes nor no
+        ("", "No.", None),
+    ],
+)
+def test_a_verdict_is_a_yes_or_no_to_a_yes_no_question(question, sentence, kind):
+    from attribot_rag.citations.relevance import verdict
+
+    assert verdict(question, sentence) == kind
+
+
 def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():
     policy = CitationPolicy(min_support=0.05, answer_relative_threshold=0.1, fallback=False, candidates=2)
     claim = SentenceEvidence([0.9, 0.1], 10, None, {0: 1.2, 1: 0.0})
@@ -265,6 +321,17 @@ def test_cite_marks_the_bridge_a_reader_needs_to_follow_the_question(attributor)
     assert "vacation" not in {c.passage_id for c in sentence.citations}
     assert [c.evidence for c in sentence.citations][-1] == "bridge"  # bridges after the evidence
     assert attributor.cite(question, PASSAGES, ANSWER, policy=policy.with_options(bridge_relevance=None)).citations[-1].evidence == "supports"
+
+
+def test_cite_gives_a_bare_verdict_the_passages_the_question_is_about(attributor):
+    question = "Do staff of the Lisbon office get a higher hotel limit on international trips?"
+    cited = attributor.cite(question, PASSAGES, "The answer is no.")
+    (sentence,) = cited.sentences
+    assert sentence.citations and {c.evidence for c in sentence.citations} == {"question"}
+    assert sorted(c.passage_id for c in sentence.citations) == ["lisbon", "travel"]  # one per passage
+    assert cited.unsupported == []
+    plain = attributor.cite(question, PASSAGES, "The answer is no.", verdict_relevance=None)
+    assert "question" not in {c.evidence for c in plain.citations}
 
 
 def test_joint_support_checks_pairs_with_the_best_supported_source(attributor):

@@ -31,7 +31,7 @@ from ..scoring import Response
 from ..sources import coerce_passages, split_sentences
 from .markers import insert_markers, is_truncated
 from .policy import DEFAULT_POLICY, Calibration, Choice, CitationPolicy, SentenceEvidence, calibration_for
-from .relevance import QuestionTerms
+from .relevance import QuestionTerms, verdict
 from .support import check_sources, joint_support, support
 from .types import TRUNCATION_MARK, Citation, CitedAnswer, CitedSentence, Reference
 
@@ -82,10 +82,19 @@ class ResolvedPolicy:
             pair = self.policy.joint_to_check(scores, checked)
             if pair is not None:
                 joint = joint_support(task, *pair, att.task.target, ref)
-        terms = _terms(task) if self.policy.bridges_to_check(scores) else None
-        passage_of = [s.source.passage_index for s in att.sources]
         a, b = att.task.target
-        return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of)
+        verdict = self._verdict(task.question, att.task.response, (a, b))
+        terms = _terms(task) if self.policy.bridges_to_check(scores) or verdict else None
+        passage_of = [s.source.passage_index for s in att.sources]
+        return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of, verdict)
+
+    def _verdict(self, question: str, response: Response, target: tuple[int, int]) -> str | None:
+        """Whether the sentence (tokens ``target``) is a yes/no verdict, where the policy
+        cites verdicts by their own rule."""
+        if self.policy.verdict_relevance is None or self.policy.evidence != "supports":
+            return None
+        (start, _), (_, end) = response.offsets[target[0]], response.offsets[target[1] - 1]
+        return verdict(question, response.text[start:end])
 
     def explain_answer(
         self, evidence: list[SentenceEvidence], atts: Sequence[Attribution | None], whole: Attribution | None = None
@@ -252,7 +261,8 @@ def cited_sentence(
     truncated: bool = False,
 ) -> CitedSentence:
     """Sentence ``k`` with its chosen sources as citations (``numbers``: passage index ->
-    reference number, extended by first appearance); a bridge's evidence is "bridge"."""
+    reference number, extended by first appearance); a bridge's evidence is "bridge", a
+    verdict's sources' "question"."""
     a, b = span
     text = whole.answer[a:b]
     if att is None:

@@ -29,7 +29,9 @@ sentence's citations that shares question terms they do not contain
 (:mod:`attribot_rag.citations.relevance`), the link from what was asked to the fact that
 answers it (a multi-hop question's first hop, a comparison's other side), which says
 nothing about the answer sentence on its own. At most ``max_per_sentence`` are kept, best
-first, bridges last. The values "auto" are read from the
+first, bridges last. A yes/no *verdict* ("The answer is no.") states nothing a source
+says; it cites the sources most relevant to the question (``verdict_relevance``), each
+from another passage: the facts a comparison's verdict rests on. The values "auto" are read from the
 model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
 by ``attribot-rag calibrate``); without one, documented generic values apply and the
 result says the model is uncalibrated. See docs/architecture.md, Citations.
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import InputError
-from .relevance import QuestionTerms
+from .relevance import BARE, QuestionTerms
 
 EVIDENCE_KINDS = ("supports", "used")
 AUTO = "auto"
@@ -136,12 +138,15 @@ class SentenceEvidence:
     # computed, no bridge is cited)
     terms: QuestionTerms | None = None
     passage_of: Sequence[int] | None = None
+    # the sentence says yes or no to a yes/no question: "bare" (nothing else) or
+    # "restating" (it repeats the question's terms); None otherwise (relevance.verdict)
+    verdict: str | None = None
 
 
 class Choice(NamedTuple):
     """One sentence's citations: the sources (best first, bridges last), the evidence the
-    first rest on ("supports", "used", or None when nothing is cited) and which of the
-    sources are bridges."""
+    first rest on ("supports", "used", "question" for a verdict's, or None when nothing is
+    cited) and which of the sources are bridges."""
 
     sources: list[int]
     kind: str | None
@@ -185,6 +190,12 @@ class CitationPolicy:
     # Chosen on the choice split with the fields above (BENCHMARKS.md, "Bridges").
     bridge_relevance: float | None = 0.2
     bridge_candidates: int = 5
+    # supports: a yes/no verdict cites, instead (a bare "The answer is no.") or when nothing
+    # else is cited (a verdict restating the question), the sources most relevant to the
+    # question: each from another passage, adding at least this much relevance through
+    # question terms the ones before lack (None: a verdict is cited like any sentence).
+    # Chosen on the choice split's yes/no questions (BENCHMARKS.md, "Verdicts").
+    verdict_relevance: float | None = 0.1
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_KINDS:
@@ -195,7 +206,8 @@ class CitationPolicy:
             if not allowed and (isinstance(val, bool) or not isinstance(val, (int, float))):
                 auto = ", " + repr(AUTO) if name not in ("threshold", "joint_gain") else ""
                 raise InputError(f"{name} must be a number{auto} or None, got {val!r}")
-        for name in ("relative_threshold", "answer_relative_threshold", "support_relative", "bridge_relevance"):
+        for name in ("relative_threshold", "answer_relative_threshold", "support_relative", "bridge_relevance",
+                     "verdict_relevance"):
             val = getattr(self, name)
             if val is not None and not 0 <= val <= 1:
                 raise InputError(f"{name} must be in [0, 1] (or None), got {val}")
@@ -300,6 +312,9 @@ class CitationPolicy:
         and the bridges added to them."""
         if ev.scores is None:
             return Choice([], None)
+        question = self._question_sources(ev)
+        if ev.verdict == BARE and self.verdict_relevance is not None and self.evidence == "supports":
+            return Choice(question, "question" if question else None)  # no source says "no"
         floors = _floors(answer_floor, self.evidence)
         chosen, kind = [], None
         if self.evidence == "supports":
@@ -308,7 +323,7 @@ class CitationPolicy:
             chosen, kind = self._used(ev, floors.score, per_token), "used"
         chosen = chosen[: self.max_per_sentence] if self.max_per_sentence is not None else chosen
         if not chosen:
-            return Choice([], None)
+            return Choice(question, "question") if question else Choice([], None)
         bridges = self._bridges(ev, chosen)
         return Choice([*chosen, *bridges], kind, tuple(bridges))
 
@@ -331,6 +346,24 @@ class CitationPolicy:
                 found.append(i)
                 covered.append(i)  # a further bridge must add terms this one does not
         return found
+
+    def _question_sources(self, ev: SentenceEvidence) -> list[int]:
+        """A verdict's sources: the most question-relevant source, then from each further
+        passage the source adding most relevance through question terms not yet covered,
+        while that is at least ``verdict_relevance`` (``supports`` only)."""
+        least, passage_of = self.verdict_relevance, ev.passage_of
+        if self.evidence != "supports" or least is None or ev.verdict is None or ev.terms is None or passage_of is None:
+            return []
+        limit = len(passage_of) if self.max_per_sentence is None else self.max_per_sentence
+        chosen: list[int] = []
+        while len(chosen) < limit:
+            cited = {passage_of[j] for j in chosen}
+            rest = [i for i in range(len(passage_of)) if passage_of[i] not in cited]
+            best = max(rest, key=lambda i: (ev.terms.added(i, chosen), -i), default=None)  # type: ignore[union-attr]
+            if best is None or ev.terms.added(best, chosen) < least:
+                break
+            chosen.append(best)
+        return chosen
 
     def _used(self, ev: SentenceEvidence, answer_floor: float | None, per_token: bool) -> list[int]:
         gate = self.min_context_gain

@@ -15,16 +15,24 @@ with its passage title first, as the model reads it. A source's *added relevance
 part of its cosine similarity with the question that comes from question terms none of
 the covering sources contains: in [0, 1], 0 when it shares no uncovered term
 (docs/architecture.md, Citations > Bridges).
+
+A *verdict* is a yes or no replying to a yes/no question ("Were X and Y both American?"
+"The answer is no."). It states no fact a source could say, so neither the support
+check nor the ranker finds what it rests on; the sources it rests on are the ones the
+question is about (docs/architecture.md, Citations > Verdicts). :func:`verdict` tells
+the two kinds apart: a *bare* verdict says nothing else; a *restating* one repeats the
+question's terms ("Yes, both X and Y are American."), which the usual rules can check.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 
 from ..sources import Passage, Source
 
@@ -69,8 +77,31 @@ def question_relevance(question: str, passages: Sequence[Passage], sources: Sequ
     return np.array([terms.relevance(i) for i in range(len(sources))])
 
 
+# A yes/no question opens with an auxiliary verb (English, as the stop words are).
+POLAR_OPENERS = frozenset(
+    "is are was were am do does did has have had can could will would shall should may might must".split()
+)
+VERDICT_WORDS = frozenset({"yes", "no"})
+BARE, RESTATING = "bare", "restating"
+
+
+def verdict(question: str, sentence: str) -> str | None:
+    """``"bare"`` or ``"restating"`` when ``sentence`` says yes or no to a yes/no
+    ``question`` (restating: it also shares a content word with the question), else None."""
+    opener = _words(question)[:1]
+    words = set(_words(sentence))
+    if not opener or opener[0] not in POLAR_OPENERS or not words & VERDICT_WORDS:
+        return None
+    shared = (words - ENGLISH_STOP_WORDS) & (set(_words(question)) - ENGLISH_STOP_WORDS)
+    return RESTATING if shared else BARE
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
 def _titled(title: str | None, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-__all__ = ["QuestionTerms", "question_relevance"]
+__all__ = ["BARE", "RESTATING", "QuestionTerms", "question_relevance", "verdict"]

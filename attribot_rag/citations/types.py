@@ -31,8 +31,10 @@ class Citation:
     support: float | None = None
     # what the citation rests on: "supports" (the source says it), "used" (the model
     # relied on it: contributive evidence, or the fallback when no single source says it)
-    # or "bridge" (among what the model relied on most, it names what the question asks
+    # "bridge" (among what the model relied on most, it names what the question asks
     # about: the link from the question to the cited fact, beside a citation of the others)
+    # or "question" (the sentence is a yes/no verdict, which no source states: the sources
+    # the question is about, which the verdict rests on)
     evidence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..citations import Calibration, Choice, CitationPolicy, ResolvedPolicy, SentenceEvidence
-from ..citations.relevance import QuestionTerms
+from ..citations.relevance import QuestionTerms, verdict
 from ..citations.support import SupportCache, contrast, contrast_sets
 from ..sources import Source, make_sources
 from . import qa_metrics
@@ -72,7 +72,7 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
     # the references are the run's ranker's lowest-scored sources (their log-probs are kept)
     reference = policy.reference_sources(rec["whole"][rec.get("ranker", SUPPORT_RANKER)]) if checked else []
     gains = rec.get("gain") or [None] * len(scores)
-    bridged = ex is not None and policy.bridge_relevance is not None
+    bridged = ex is not None and (policy.bridge_relevance is not None or policy.verdict_relevance is not None)
     terms = example_terms(ex) if bridged else None  # type: ignore[arg-type]
     passage_of = [s.passage_index for s in sentence_sources(ex)] if bridged else None  # type: ignore[arg-type]
     out = []
@@ -88,8 +88,17 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
                 companions = [j for j in pair[1] if cache.has((pair[0], j))]
                 joint = contrast_sets(cache, pair[0], companions, tuple(target), ref)
         tokens = 1 if target is None else target[1] - target[0]
-        out.append(SentenceEvidence(s, tokens, gains[k], support, joint, terms, passage_of))
+        out.append(SentenceEvidence(s, tokens, gains[k], support, joint, terms, passage_of, _verdict(policy, ex, rec, k)))
     return out
+
+
+def _verdict(policy: CitationPolicy, ex: CiteExample | None, rec: dict[str, Any], k: int) -> str | None:
+    """Whether sentence ``k`` is a yes/no verdict, as ``cite`` tells (supports policies
+    that cite verdicts by their rule only)."""
+    if ex is None or policy.verdict_relevance is None or policy.evidence != "supports":
+        return None
+    a, b = rec["sentences"][k]
+    return verdict(ex.question, rec["answer"][a:b])
 
 
 def support_cache(rec: dict[str, Any]) -> SupportCache:
