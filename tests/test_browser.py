@@ -125,6 +125,9 @@ def test_page_shows_a_cited_answer_with_the_api_quote(server_url, browser, tmp_p
     assert cited, f"the API gives no citation [{number}] for sentence {sentence}: {api['citations']}"
     assert shown_passage == cited[0]["passage_id"]
     assert shown_quote.startswith(cited[0]["quote"].strip()[:40])
+    # the label says what the citation rests on, in words ("states it" for evidence "supports")
+    label = browser.find_element(By.ID, "quote-label").text
+    assert {"supports": "states it", "used": "relied on"}.get(cited[0]["evidence"], ":") in label
     passage_text = next(p["text"] for p in api["passages"] if p["id"] == shown_passage)
     assert cited[0]["quote"] in passage_text
     # The answer shown is the API's cited answer, markers included.

@@ -53,6 +53,9 @@ def test_cite_returns_the_library_citations(client, service_attributor, handbook
     first = out["citations"][0]
     assert first["passage_id"] == "travel"
     assert first["quote"] in handbook_passages[1].text
+    # what each citation rests on comes back too (a client shows "supports" and "bridge" apart)
+    assert [(c["evidence"], c["support"]) for c in out["citations"]] == [(c.evidence, c.support) for c in expected.citations]
+    assert first["evidence"] == "supports" and first["support"] > 0
     # Every passage comes back with its sentences scored, for the page's shading.
     travel = next(p for p in out["passages"] if p["id"] == "travel")
     assert travel["number"] == 1

@@ -115,6 +115,12 @@ class CitationOut(BaseModel):
     score: float
     quote: str
     quote_span: list[int]
+    support: float | None = Field(None, description="nats per token the source alone adds to the sentence (checked candidates)")
+    evidence: str | None = Field(
+        None,
+        description='what this citation rests on: "supports" (the source says it), "used" (the model relied on it), '
+        '"bridge" (it links the question to the cited fact) or "question" (a yes/no verdict\'s subject)',
+    )
     file: str | None = Field(None, description="the cited document's file (an index built with --docs)")
     page: int | None = Field(None, description="its page (a PDF)")
 

@@ -155,6 +155,14 @@ function citationsFor(number, sentenceIndex) {
   return current.cite.citations.filter((c) => c.number === number && c.sentence_index === sentenceIndex);
 }
 
+// What a citation rests on, in the reader's words (the API's "evidence").
+const EVIDENCE_WORDS = {
+  supports: "states it",
+  used: "the model relied on it",
+  bridge: "links the question to it",
+  question: "what the question asks about",
+};
+
 function showQuote(button) {
   const number = Number(button.dataset.number);
   const cits = citationsFor(number, Number(button.dataset.sentence));
@@ -166,7 +174,8 @@ function showQuote(button) {
   const box = $("quote");
   box.dataset.passageId = first.passage_id;
   box.dataset.number = String(number);
-  $("quote-label").textContent = `[${number}] ${origin(first)}, score ${first.score.toFixed(2)}`;
+  const rests = EVIDENCE_WORDS[first.evidence] || "cited";
+  $("quote-label").textContent = `[${number}] ${origin(first)}: ${rests}, score ${first.score.toFixed(2)}`;
   $("quote-text").textContent = cits.map((c) => c.quote).join(" \u2026 ");
   for (const c of cits) {
     const sentence = document.querySelector(`.sentence[data-source-id="${CSS.escape(c.source_id)}"]`);
