@@ -158,6 +158,7 @@ def test_absolute_threshold_can_silence_everything(attributor):
 
 def select_citations(scores, floor=None, **settings):
     """One sentence's choice under the "used" rules, no null floor or gate."""
+    settings.setdefault("max_per_sentence", 2)  # the rules below are read against a limit of 2
     policy = USED.with_options(null_floor=None, min_context_gain=None, **settings)
     return policy.choose_sentence(SentenceEvidence(scores), answer_floor=floor)
 

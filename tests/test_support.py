@@ -103,15 +103,15 @@ def test_a_cited_sentence_also_cites_the_bridge_from_the_question_in_another_pas
     policy = CitationPolicy(min_support=0.1, candidates=1, max_per_sentence=2, bridge_relevance=0.2, bridge_candidates=3)
     scores = [0.9, 0.6, 0.5, 0.45, 0.3]
     ev = SentenceEvidence(scores, 5, None, {0: 0.6}, terms=terms, passage_of=[0, 0, 1, 2, 3])
-    assert policy.explain(ev) == ([0, 2], "supports", (2,))
+    assert policy.explain(ev)[:3] == ([0, 2], "supports", (2,))
     assert policy.with_options(bridge_relevance=0.5).explain(ev).sources == [0]  # 0.48 is not enough
     # a further bridge must add terms the first does not: source 4 repeats source 2's film
     assert policy.with_options(bridge_candidates=5, max_per_sentence=3).explain(ev).sources == [0, 2]
-    assert policy.with_options(bridge_relevance=None).explain(ev) == ([0], "supports", ())
+    assert policy.with_options(bridge_relevance=None).explain(ev)[:3] == ([0], "supports", ())
     assert policy.with_options(max_per_sentence=1).explain(ev).sources == [0]  # no room left
     # a sentence that cites nothing gets no bridge, nor does a contributive policy
     unsupported = SentenceEvidence(scores, 5, None, {0: -0.2}, terms=terms, passage_of=[0, 0, 1, 2, 3])
-    assert policy.with_options(fallback=False).explain(unsupported) == ([], None, ())
+    assert policy.with_options(fallback=False).explain(unsupported)[:3] == ([], None, ())
     used = CitationPolicy(evidence="used", null_floor=None, min_context_gain=None, bridge_relevance=0.2)
     assert used.explain(ev).bridges == ()
     # a side remark whose citation shares no term with the question is not its answer:
@@ -157,21 +157,21 @@ def test_a_verdict_cites_the_sources_the_question_is_about_one_per_passage():
             [0.0, 0.0, 0.0, 1.0],  # 4: unrelated
         ]),
     )
-    policy = CitationPolicy(min_support=0.1, verdict_relevance=0.1)
+    policy = CitationPolicy(min_support=0.1, verdict_relevance=0.1, max_per_sentence=2)
     scores = [0.1, 0.2, 0.1, 0.9, 0.8]  # the ranker points elsewhere: nothing says "no"
     passage_of = [0, 0, 1, 2, 3]
     bare = SentenceEvidence(scores, 4, None, {3: 0.4}, terms=terms, passage_of=passage_of, verdict="bare")
-    assert policy.explain(bare) == ([0, 2], "question", ())  # replaces what the support check found
+    assert policy.explain(bare)[:3] == ([0, 2], "question", ())  # replaces what the support check found
     assert policy.with_options(max_per_sentence=1).explain(bare).sources == [0]
-    assert policy.with_options(verdict_relevance=0.5).explain(bare) == ([0], "question", ())  # 2 adds 0.48
-    assert policy.with_options(verdict_relevance=0.9).explain(bare) == ([], None, ())  # nothing that relevant
+    assert policy.with_options(verdict_relevance=0.5).explain(bare)[:3] == ([0], "question", ())  # 2 adds 0.48
+    assert policy.with_options(verdict_relevance=0.9).explain(bare)[:3] == ([], None, ())  # nothing that relevant
     assert policy.with_options(verdict_relevance=None).explain(bare).sources == [3, 1]  # like any sentence, a bridge too
     # a verdict restating the question keeps what the usual rules cite, and gets the
     # question's sources only where they cite nothing
     restating = dataclasses.replace(bare, verdict="restating", support={3: 0.4, 0: 0.05})
     assert policy.explain(restating).kind == "supports"
     nothing = dataclasses.replace(restating, support={3: -0.1})
-    assert policy.with_options(fallback=False).explain(nothing) == ([0, 2], "question", ())
+    assert policy.with_options(fallback=False).explain(nothing)[:3] == ([0, 2], "question", ())
     # contributive evidence has no verdict rule; a sentence that is no verdict neither
     used = CitationPolicy(evidence="used", null_floor=None, min_context_gain=None, relative_threshold=0.5)
     assert used.explain(bare).kind == "used"
@@ -196,6 +196,56 @@ def test_a_verdict_is_a_yes_or_no_to_a_yes_no_question(question, sentence, kind)
     from attribot_rag.citations.relevance import verdict
 
     assert verdict(question, sentence) == kind
+
+
+def test_companions_are_the_further_facts_the_fitted_model_finds_likely(tmp_path):
+    from attribot_rag.citations import CompanionModel
+    from attribot_rag.citations.companions import FEATURES, candidate_features
+    from attribot_rag.citations.relevance import QuestionTerms
+
+    terms = QuestionTerms(
+        np.array([0.6, 0.8, 0.0]),
+        np.array([
+            [0.0, 1.0, 0.0],  # 0: the cited fact
+            [0.6, 0.0, 0.8],  # 1: same passage, names the film: the question's other term
+            [0.0, 0.0, 1.0],  # 2: shares nothing with the question
+            [0.0, 1.0, 0.0],  # 3: another director: relevant, adds nothing once 0 is cited
+        ]),
+    )
+    scores, passage_of = [0.9, 0.3, 0.5, 0.1], [0, 0, 1, 2]
+    candidates, x = candidate_features(scores, [0], terms, passage_of)
+    assert candidates == [2, 1, 3]  # ranked by the ranker, the cited source left out
+    column = dict(zip(FEATURES, x.T))
+    assert list(column["added"]) == pytest.approx([0.0, 0.36, 0.0]) and list(column["same_passage"]) == [0, 1, 0]
+    assert list(column["score"]) == pytest.approx([0.5 / 0.9, 0.3 / 0.9, 0.1 / 0.9])
+    assert list(column["rank"]) == pytest.approx(np.log1p([1, 2, 3]))
+    # a model that reads only the added relevance (probability 0.5 at 0.2)
+    model = CompanionModel(tuple(10.0 if f == "added" else 0.0 for f in FEATURES), -2.0)
+    policy = CitationPolicy(min_support=0.1, bridge_relevance=None, verdict_relevance=None, companion_model=model)
+    ev = SentenceEvidence(scores, 5, None, {0: 0.6}, terms=terms, passage_of=passage_of)
+    choice = policy.explain(ev)
+    assert (choice.sources, choice.kind, choice.companions) == ([0, 1], "supports", (1,))
+    assert policy.with_options(companion_probability=0.9).explain(ev).sources == [0]  # 0.83 is not enough
+    assert policy.with_options(companions=0).explain(ev).sources == [0]
+    assert policy.with_options(max_per_sentence=1).explain(ev).sources == [0]  # no room
+    assert policy.with_options(companion_model="auto").explain(ev).sources == [0]  # unresolved: no model
+    # the model ships in the calibration, and comes back from it
+    cal = Calibration(model="m", fitted_on="test", companion=model)
+    assert Calibration.load(cal.save(tmp_path / "c.json")).companion == model
+    assert policy.with_options(companion_model="auto").resolve(cal, "at2").companion_model == model
+    bad = json.loads((tmp_path / "c.json").read_text())
+    bad["companion"]["coef"] = [1.0]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(InputError, match="one coefficient per feature"):
+        Calibration.load(tmp_path / "bad.json")
+    # fitted: gold candidates with high added relevance, the rest without
+    fitted = CompanionModel.fit(np.array([[0, 0, 0, a, 0, 0, 0, 0] for a in (0.5, 0.4, 0.0, 0.05, 0.0, 0.6)]),
+                                np.array([1, 1, 0, 0, 0, 1]))
+    assert fitted.coef[FEATURES.index("added")] > 0
+    with pytest.raises(InputError, match="gold and non-gold"):
+        CompanionModel.fit(np.zeros((2, len(FEATURES))), np.array([0, 0]))
+    with pytest.raises(InputError, match="companions must be an integer"):
+        CitationPolicy(companions=-1)
 
 
 def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():

@@ -6,6 +6,7 @@ goes) and ``cite`` (putting them together).
 """
 
 from .cite import ResolvedPolicy, cite, cite_sentences, cited_sentence, looks_truncated, split_options
+from .companions import CompanionModel
 from .markers import insert_markers, is_truncated
 from .relevance import question_relevance
 from .policy import (
@@ -25,6 +26,7 @@ from .support import check_sources, support
 from .types import TRUNCATION_MARK, Citation, CitedAnswer, CitedSentence, Reference
 
 __all__ = [
+    "CompanionModel",
     "AUTO",
     "DEFAULT_POLICY",
     "EVIDENCE_KINDS",

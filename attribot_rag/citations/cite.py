@@ -84,7 +84,7 @@ class ResolvedPolicy:
                 joint = joint_support(task, *pair, att.task.target, ref)
         a, b = att.task.target
         verdict = self._verdict(task.question, att.task.response, (a, b))
-        terms = _terms(task) if self.policy.bridges_to_check(scores) or verdict else None
+        terms = _terms(task) if self.policy.reads_question() else None
         passage_of = [s.source.passage_index for s in att.sources]
         return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of, verdict)
 
@@ -262,7 +262,7 @@ def cited_sentence(
 ) -> CitedSentence:
     """Sentence ``k`` with its chosen sources as citations (``numbers``: passage index ->
     reference number, extended by first appearance); a bridge's evidence is "bridge", a
-    verdict's sources' "question"."""
+    companion's "companion", a verdict's sources' "question"."""
     a, b = span
     text = whole.answer[a:b]
     if att is None:
@@ -286,7 +286,7 @@ def cited_sentence(
                 quote=src.text,
                 quote_span=(src.start, src.end),
                 support=checked.get(i),
-                evidence="bridge" if i in choice.bridges else choice.kind,
+                evidence="bridge" if i in choice.bridges else "companion" if i in choice.companions else choice.kind,
             )
         )
     return CitedSentence(

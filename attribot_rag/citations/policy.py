@@ -31,7 +31,10 @@ answers it (a multi-hop question's first hop, a comparison's other side), which 
 nothing about the answer sentence on its own. At most ``max_per_sentence`` are kept, best
 first, bridges last. A yes/no *verdict* ("The answer is no.") states nothing a source
 says; it cites the sources most relevant to the question (``verdict_relevance``), each
-from another passage: the facts a comparison's verdict rests on. The values "auto" are read from the
+from another passage: the facts a comparison's verdict rests on. Last come up to
+``companions`` further facts the model's fitted companion model
+(:mod:`attribot_rag.citations.companions`, in its calibration) gives a probability of at
+least ``companion_probability`` of being evidence too. The values "auto" are read from the
 model's :class:`Calibration` (fitted on dev data, shipped beside its AT2 weights, or made
 by ``attribot-rag calibrate``); without one, documented generic values apply and the
 result says the model is uncalibrated. See docs/architecture.md, Citations.
@@ -47,6 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import InputError
+from .companions import CompanionModel, candidate_features
 from .relevance import BARE, QuestionTerms
 
 EVIDENCE_KINDS = ("supports", "used")
@@ -69,6 +73,8 @@ class Calibration:
     floors: Mapping[str, float] = field(default_factory=dict)
     min_context_gain: float | None = GENERIC_MIN_CONTEXT_GAIN
     min_support: float | None = GENERIC_MIN_SUPPORT
+    # P(a further source is a supporting fact too), for companions (None: not fitted)
+    companion: CompanionModel | None = None
     path: str | None = None
 
     @classmethod
@@ -82,16 +88,18 @@ class Calibration:
                 floors={str(k): float(v) for k, v in dict(data.get("floors", {})).items()},
                 min_context_gain=_number_or_none(data.get("min_context_gain", GENERIC_MIN_CONTEXT_GAIN)),
                 min_support=_number_or_none(data.get("min_support", GENERIC_MIN_SUPPORT)),
+                companion=CompanionModel.from_dict(data["companion"]) if data.get("companion") else None,
                 path=str(path),
             )
         except FileNotFoundError:
             raise InputError(f"no calibration file at {str(path)!r}") from None
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, InputError) as exc:
             raise InputError(f"calibration file {str(path)!r} is malformed: {exc}") from exc
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         data = {k: v for k, v in dataclasses.asdict(self).items() if k != "path"}
+        data["companion"] = self.companion.to_dict() if self.companion else None
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return path
 
@@ -146,11 +154,12 @@ class SentenceEvidence:
 class Choice(NamedTuple):
     """One sentence's citations: the sources (best first, bridges last), the evidence the
     first rest on ("supports", "used", "question" for a verdict's, or None when nothing is
-    cited) and which of the sources are bridges."""
+    cited) and which of the sources are bridges, and which companions."""
 
     sources: list[int]
     kind: str | None
     bridges: tuple[int, ...] = ()
+    companions: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,8 @@ class CitationPolicy:
     # support from a small model's check against one reference; no value from 0.1 to 0.3
     # changed a citation on the choice split (BENCHMARKS.md, "Bridges")
     answer_relative_threshold: float | None = 0.3
-    max_per_sentence: int | None = 2
+    # 3: the one checked candidate, a bridge and a companion (BENCHMARKS.md, "Companions")
+    max_per_sentence: int | None = 3
     threshold: float | None = None
     null_floor: float | str | None = AUTO
     min_context_gain: float | str | None = AUTO
@@ -196,6 +206,14 @@ class CitationPolicy:
     # question terms the ones before lack (None: a verdict is cited like any sentence).
     # Chosen on the choice split's yes/no questions (BENCHMARKS.md, "Verdicts").
     verdict_relevance: float | None = 0.1
+    verdict_sources: int = 2  # a verdict judges what the question names: one per side
+    # supports: a cited sentence also cites up to ``companions`` further sources whose
+    # probability of being a supporting fact, by the model's fitted companion model, is at
+    # least ``companion_probability`` ("auto": the calibration's model; None: none).
+    # Chosen on the choice split, cross-validated (BENCHMARKS.md, "Companions").
+    companions: int = 1
+    companion_probability: float | None = 0.45
+    companion_model: CompanionModel | str | None = AUTO
 
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE_KINDS:
@@ -207,7 +225,7 @@ class CitationPolicy:
                 auto = ", " + repr(AUTO) if name not in ("threshold", "joint_gain") else ""
                 raise InputError(f"{name} must be a number{auto} or None, got {val!r}")
         for name in ("relative_threshold", "answer_relative_threshold", "support_relative", "bridge_relevance",
-                     "verdict_relevance"):
+                     "verdict_relevance", "companion_probability"):
             val = getattr(self, name)
             if val is not None and not 0 <= val <= 1:
                 raise InputError(f"{name} must be in [0, 1] (or None), got {val}")
@@ -217,6 +235,12 @@ class CitationPolicy:
             raise InputError(f"candidates must be a positive integer, got {self.candidates!r}")
         if not isinstance(self.bridge_candidates, int) or self.bridge_candidates < 1:
             raise InputError(f"bridge_candidates must be a positive integer, got {self.bridge_candidates!r}")
+        if not isinstance(self.verdict_sources, int) or self.verdict_sources < 1:
+            raise InputError(f"verdict_sources must be a positive integer, got {self.verdict_sources!r}")
+        if not isinstance(self.companions, int) or self.companions < 0:
+            raise InputError(f"companions must be an integer >= 0, got {self.companions!r}")
+        if not (self.companion_model in (AUTO, None) or isinstance(self.companion_model, CompanionModel)):
+            raise InputError(f"companion_model must be 'auto', None or a CompanionModel, got {self.companion_model!r}")
         if not isinstance(self.references, int) or self.references < 0:
             raise InputError(f"references must be an integer >= 0, got {self.references!r}")
 
@@ -242,6 +266,7 @@ class CitationPolicy:
             if self.min_context_gain == AUTO
             else self.min_context_gain,
             min_support=(cal.min_support if cal else GENERIC_MIN_SUPPORT) if self.min_support == AUTO else self.min_support,
+            companion_model=(cal.companion if cal else None) if self.companion_model == AUTO else self.companion_model,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,7 +350,29 @@ class CitationPolicy:
         if not chosen:
             return Choice(question, "question") if question else Choice([], None)
         bridges = self._bridges(ev, chosen)
-        return Choice([*chosen, *bridges], kind, tuple(bridges))
+        companions = self._companions(ev, [*chosen, *bridges])
+        return Choice([*chosen, *bridges, *companions], kind, tuple(bridges), tuple(companions))
+
+    def reads_question(self) -> bool:
+        """Whether choosing reads the question's terms (bridges, verdicts or companions)."""
+        return self.evidence == "supports" and (
+            self.bridge_relevance is not None or self.verdict_relevance is not None or self.companion_probability is not None
+        )
+
+    def _companions(self, ev: SentenceEvidence, chosen: list[int]) -> list[int]:
+        model = self.companion_model
+        if (self.evidence != "supports" or not isinstance(model, CompanionModel) or self.companion_probability is None
+                or ev.terms is None or ev.passage_of is None or ev.scores is None):
+            return []
+        room = min(self.companions, (len(ev.scores) if self.max_per_sentence is None else self.max_per_sentence) - len(chosen))
+        if room <= 0:
+            return []
+        candidates, features = candidate_features(ev.scores, chosen, ev.terms, ev.passage_of)
+        if not candidates:
+            return []
+        p = model.probability(features)
+        best = sorted(range(len(candidates)), key=lambda j: (-p[j], candidates[j]))[:room]
+        return [candidates[j] for j in best if p[j] >= self.companion_probability]
 
     def bridges_to_check(self, scores: Sequence[float | None] | None) -> list[int]:
         """The sources whose relevance to the question a bridge is chosen from (``supports``
@@ -350,11 +397,12 @@ class CitationPolicy:
     def _question_sources(self, ev: SentenceEvidence) -> list[int]:
         """A verdict's sources: the most question-relevant source, then from each further
         passage the source adding most relevance through question terms not yet covered,
-        while that is at least ``verdict_relevance`` (``supports`` only)."""
+        while that is at least ``verdict_relevance``, up to ``verdict_sources``
+        (``supports`` only)."""
         least, passage_of = self.verdict_relevance, ev.passage_of
         if self.evidence != "supports" or least is None or ev.verdict is None or ev.terms is None or passage_of is None:
             return []
-        limit = len(passage_of) if self.max_per_sentence is None else self.max_per_sentence
+        limit = self.verdict_sources if self.max_per_sentence is None else min(self.verdict_sources, self.max_per_sentence)
         chosen: list[int] = []
         while len(chosen) < limit:
             cited = {passage_of[j] for j in chosen}

@@ -65,10 +65,22 @@ class QuestionTerms:
     def added(self, i: int, covered: Sequence[int]) -> float:
         """The part of source ``i``'s cosine similarity with the question that comes from
         terms none of the ``covered`` sources contains."""
+        return float((self.sources[int(i)] @ self._uncovered(covered))[0])
+
+    def relevance_all(self) -> np.ndarray:
+        """Every source's cosine similarity with the question."""
+        return self.added_all(())
+
+    def added_all(self, covered: Sequence[int]) -> np.ndarray:
+        """:meth:`added` for every source at once."""
+        return np.asarray(self.sources @ self._uncovered(covered)).ravel()
+
+    def _uncovered(self, covered: Sequence[int]) -> np.ndarray:
+        """The question's vector without the terms any ``covered`` source contains."""
         uncovered = self.question.copy()
         for j in covered:
             uncovered[self.sources[int(j)].indices] = 0.0
-        return float((self.sources[int(i)] @ uncovered)[0])
+        return uncovered
 
 
 def question_relevance(question: str, passages: Sequence[Passage], sources: Sequence[Source]) -> np.ndarray:

@@ -33,8 +33,9 @@ class Citation:
     # relied on it: contributive evidence, or the fallback when no single source says it)
     # "bridge" (among what the model relied on most, it names what the question asks
     # about: the link from the question to the cited fact, beside a citation of the others)
-    # or "question" (the sentence is a yes/no verdict, which no source states: the sources
-    # the question is about, which the verdict rests on)
+    # "question" (the sentence is a yes/no verdict, which no source states: the sources
+    # the question is about, which the verdict rests on) or "companion" (a further fact
+    # the model's fitted companion model finds likely evidence too)
     evidence: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,12 +25,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..citations import DEFAULT_POLICY, GENERIC_MIN_CONTEXT_GAIN, Calibration, CitationPolicy
+from ..citations import DEFAULT_POLICY, GENERIC_MIN_CONTEXT_GAIN, Calibration, CitationPolicy, CompanionModel, ResolvedPolicy
+from ..citations.companions import candidate_features
 from ..errors import InputError
 from ..methods.at2 import AT2
 from ..sources import make_sources
 from .cite_data import CiteExample
-from .cite_report import evidence
+from .cite_report import evidence, sentence_sources
 
 NULL_QUANTILE = 0.99
 GATE_GRID: tuple[float | None, ...] = (None, 0.0, 0.02, 0.05, 0.1)  # nats per token; None: no gate
@@ -115,6 +116,40 @@ def best_gate(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Cal
                                          1.0 if g is None else -g))
 
 
+def companion_data(
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels (a supporting-fact sentence) of every candidate a companion is
+    chosen from: in each sentence the default policy cites (by support, its fallback and
+    bridges; a verdict has its own rule), the sources it does not cite. Sentence-level
+    gold only (HotpotQA)."""
+    rp = ResolvedPolicy.of(DEFAULT_POLICY.with_options(companion_probability=None), ranker, cal.model, cal)
+    xs, gold = [], []
+    for ex, _, rec in items:
+        if not ex.gold_facts:
+            continue
+        sources = sentence_sources(ex)
+        sentences = evidence(rec, ranker, rp.policy, ex)
+        for ev, choice in zip(sentences, rp.policy.explain_answer(sentences, per_token=rp.per_token)):
+            if not choice.sources or choice.kind == "question" or ev.scores is None or ev.terms is None:
+                continue
+            candidates, x = candidate_features(ev.scores, choice.sources, ev.terms, ev.passage_of or [])
+            xs.append(x)
+            gold += [ex.is_gold_source(sources[i]) for i in candidates]
+    if not xs:
+        raise InputError("no record with sentence-level gold evidence (HotpotQA): companions cannot be fitted")
+    return np.vstack(xs), np.array(gold, dtype=bool)
+
+
+def fit_companion(
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name
+) -> Calibration:
+    """The calibration with a companion model fitted on these records."""
+    x, gold = companion_data(items, cal, ranker)
+    note = f"companion model = logistic regression over {len(gold)} candidates ({int(gold.sum())} supporting facts); "
+    return replace(cal, companion=CompanionModel.fit(x, gold), fitted_on=cal.fitted_on + note)
+
+
 def has_text_gains(items: Sequence[tuple[CiteExample, str, dict[str, Any]]]) -> bool:
     return any(mode != "own" and rec.get("gain") is not None for _, mode, rec in items)
 
@@ -136,11 +171,14 @@ def fit(
         min_support=best_threshold(labelled_support(items, ranker=ranker)),
     )
     if not has_text_gains(items):
-        return replace(cal, fitted_on=cal.fitted_on + "context-gain gate: generic (no text answer's gain recorded)")
-    gate = best_gate(items, cal, ranker)
-    return replace(cal, min_context_gain=gate, fitted_on=cal.fitted_on + (
-        f"context-gain gate = best of {list(GATE_GRID)} for the default policy (F1 - uncited, mean over answer modes)"))
+        cal = replace(cal, fitted_on=cal.fitted_on + "context-gain gate: generic (no text answer's gain recorded); ")
+    else:
+        cal = replace(cal, min_context_gain=best_gate(items, cal, ranker), fitted_on=cal.fitted_on + (
+            f"context-gain gate = best of {list(GATE_GRID)} for the default policy (F1 - uncited, mean over answer modes); "))
+    if not any(ex.gold_facts for ex, _, _ in items):
+        return replace(cal, fitted_on=cal.fitted_on + "no companion model (no sentence-level gold)")
+    return fit_companion(items, cal, ranker)
 
 
-__all__ = ["GATE_GRID", "NULL_QUANTILE", "best_gate", "best_threshold", "citation_quality", "fit", "labelled_support", "mode_quality",
-           "null_scores"]
+__all__ = ["GATE_GRID", "NULL_QUANTILE", "best_gate", "best_threshold", "citation_quality", "companion_data", "fit",
+           "fit_companion", "labelled_support", "mode_quality", "null_scores"]

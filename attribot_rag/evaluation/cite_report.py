@@ -72,7 +72,7 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
     # the references are the run's ranker's lowest-scored sources (their log-probs are kept)
     reference = policy.reference_sources(rec["whole"][rec.get("ranker", SUPPORT_RANKER)]) if checked else []
     gains = rec.get("gain") or [None] * len(scores)
-    bridged = ex is not None and (policy.bridge_relevance is not None or policy.verdict_relevance is not None)
+    bridged = ex is not None and policy.reads_question()
     terms = example_terms(ex) if bridged else None  # type: ignore[arg-type]
     passage_of = [s.passage_index for s in sentence_sources(ex)] if bridged else None  # type: ignore[arg-type]
     out = []

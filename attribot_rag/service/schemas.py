@@ -119,7 +119,8 @@ class CitationOut(BaseModel):
     evidence: str | None = Field(
         None,
         description='what this citation rests on: "supports" (the source says it), "used" (the model relied on it), '
-        '"bridge" (it links the question to the cited fact) or "question" (a yes/no verdict\'s subject)',
+        '"bridge" (it links the question to the cited fact), "companion" (a further fact the fitted companion '
+        'model finds likely) or "question" (a yes/no verdict\'s subject)',
     )
     file: str | None = Field(None, description="the cited document's file (an index built with --docs)")
     page: int | None = Field(None, description="its page (a PDF)")

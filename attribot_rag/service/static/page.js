@@ -161,6 +161,7 @@ const EVIDENCE_WORDS = {
   used: "the model relied on it",
   bridge: "links the question to it",
   question: "what the question asks about",
+  companion: "a further fact the answer rests on",
 };
 
 function showQuote(button) {

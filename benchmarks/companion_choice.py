@@ -1,0 +1,91 @@
+"""Companions on the choice split: cross-validated choice of the policy's companion settings,
+and the 1.5B's companion model fitted for its shipped calibration.
+
+The companion model is fitted on cite-eval's records (no model runs), so judging a
+setting on the records it was fitted on would flatter it. The examples of the choice
+split (HotpotQA dev 20-119 and the yes/no questions of ``hotpotqa_verdicts.py``) are
+split into five folds by example; each fold is cited with a model fitted on the other
+four, and the rows below pool the five. Prints, per setting, quality (as ``calibrate``
+measures it) and precision / fact recall / uncited per answer mode, correct answers only.
+
+    python benchmarks/companion_choice.py            # the cross-validated grid
+    python benchmarks/companion_choice.py --write    # fit on every choice example, write the
+                                                     # model into the 1.5B's shipped calibration
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+
+import numpy as np
+from sklearn.model_selection import GroupKFold
+
+sys.path.insert(0, "benchmarks")
+from cite_bridge_choice import MODEL, records  # noqa: E402
+
+from attribot_rag.at2.weights import default_weights_path  # noqa: E402
+from attribot_rag.citations import CitationPolicy, calibration_for, calibration_path  # noqa: E402
+from attribot_rag.evaluation.calibrate import fit_companion, mode_quality  # noqa: E402
+from attribot_rag.evaluation.cite_report import STATS, Citer, answer_metrics  # noqa: E402
+
+FOLDS = 5
+
+
+def choice_items() -> list:
+    return records("hotpotqa", 100) + records("verdicts", 14)
+
+
+def settings() -> dict[str, CitationPolicy]:
+    p = CitationPolicy()
+    out = {"no companions": p.with_options(companion_probability=None)}
+    for k in (1, 2):
+        for t in (0.3, 0.4, 0.45, 0.5, 0.6):
+            out[f"companions {k}, probability {t}"] = p.with_options(companions=k, companion_probability=t)
+    out["probability 0.45, 2 kept"] = p.with_options(max_per_sentence=2)
+    return out
+
+
+def cross_validated(items: list) -> None:
+    shipped = calibration_for(MODEL)
+    rows: dict[str, dict[str, list]] = {name: {} for name in settings()}
+    groups = [ex.id for ex, _, _ in items]
+    for train, test in GroupKFold(FOLDS).split(np.zeros(len(items)), groups=groups):
+        cal = fit_companion([items[i] for i in train], shipped)
+        for name, policy in settings().items():
+            citer = Citer(name, "at2", policy, cal)
+            for i in test:
+                ex, mode, rec = items[i]
+                row = answer_metrics(citer, ex, mode, rec, MODEL)
+                if row["correct"]:
+                    rows[name].setdefault(mode, []).append(row)
+    for name, by in rows.items():
+        stats = {m: (STATS["precision_sentence"](rs), STATS["recall_sentence"](rs), STATS["uncited_with_gold"](rs)) for m, rs in by.items()}
+        quality = np.mean([mode_quality(*v) for v in stats.values()])
+        cells = " | ".join(f"{m} ({len(by[m])}): {p:.2f} / {r:.2f} / {u:.2f}" for m, (p, r, u) in sorted(stats.items()))
+        print(f"| {name} | {quality:.3f} | {cells} |")
+
+
+def write(items: list) -> None:
+    shipped = calibration_for(MODEL)
+    before = shipped.fitted_on.split("companion model =")[0].rstrip("; ") + "; "  # the rest is kept as it is
+    cal = fit_companion(items, replace(shipped, fitted_on=before))
+    cal = replace(cal, fitted_on=cal.fitted_on + "on the choice split (HotpotQA dev 20-119 and the yes/no questions of "
+                  "dev 62-199, 240-399: benchmarks/companion_choice.py --write)")
+    path = calibration_path(default_weights_path(MODEL))
+    cal.save(path)
+    print(f"wrote {path}: {cal.companion.to_dict()}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    items = choice_items()
+    print(f"{len({ex.id for ex, _, _ in items})} examples, {len(items)} answers")
+    write(items) if args.write else cross_validated(items)
+
+
+if __name__ == "__main__":
+    main()
