@@ -209,23 +209,28 @@ def test_companions_are_the_further_facts_the_fitted_model_finds_likely(tmp_path
             [0.0, 1.0, 0.0],  # 0: the cited fact
             [0.6, 0.0, 0.8],  # 1: same passage, names the film: the question's other term
             [0.0, 0.0, 1.0],  # 2: shares nothing with the question
-            [0.0, 1.0, 0.0],  # 3: another director: relevant, adds nothing once 0 is cited
+            [0.0, 1.0, 0.0],  # 3: another director: a neighbour, adds nothing once 0 is cited
+            [1.0, 0.0, 0.0],  # 4: names the film, in another passage
         ]),
     )
-    scores, passage_of = [0.9, 0.3, 0.5, 0.1], [0, 0, 1, 2]
+    scores, passage_of = [0.9, 0.3, 0.5, 0.1, 0.05], [0, 0, 1, 2, 3]
     candidates, x = candidate_features(scores, [0], terms, passage_of)
-    assert candidates == [2, 1, 3]  # ranked by the ranker, the cited source left out
+    # ranked by the ranker; the cited source and the other passages' neighbours (2, 3) left out
+    assert candidates == [1, 4]
     column = dict(zip(FEATURES, x.T))
-    assert list(column["added"]) == pytest.approx([0.0, 0.36, 0.0]) and list(column["same_passage"]) == [0, 1, 0]
-    assert list(column["score"]) == pytest.approx([0.5 / 0.9, 0.3 / 0.9, 0.1 / 0.9])
-    assert list(column["rank"]) == pytest.approx(np.log1p([1, 2, 3]))
+    assert list(column["added"]) == pytest.approx([0.36, 0.6]) and list(column["same_passage"]) == [1, 0]
+    assert list(column["score"]) == pytest.approx([0.3 / 0.9, 0.05 / 0.9])
+    assert list(column["rank"]) == pytest.approx(np.log1p([2, 4]))
+    assert list(column["lead"]) == [0, 1]
     # a model that reads only the added relevance (probability 0.5 at 0.2)
     model = CompanionModel(tuple(10.0 if f == "added" else 0.0 for f in FEATURES), -2.0)
     policy = CitationPolicy(min_support=0.1, bridge_relevance=None, verdict_relevance=None, companion_model=model)
     ev = SentenceEvidence(scores, 5, None, {0: 0.6}, terms=terms, passage_of=passage_of)
     choice = policy.explain(ev)
-    assert (choice.sources, choice.kind, choice.companions) == ([0, 1], "supports", (1,))
-    assert policy.with_options(companion_probability=0.9).explain(ev).sources == [0]  # 0.83 is not enough
+    assert (choice.sources, choice.kind, choice.companions) == ([0, 4], "supports", (4,))  # p 0.98, then 0.83
+    assert policy.with_options(companions=2).explain(ev).sources == [0, 4, 1]
+    assert policy.with_options(companions=2, companion_probability=0.9).explain(ev).sources == [0, 4]
+    assert policy.with_options(companion_probability=0.99).explain(ev).sources == [0]  # 0.98 is not enough
     assert policy.with_options(companions=0).explain(ev).sources == [0]
     assert policy.with_options(max_per_sentence=1).explain(ev).sources == [0]  # no room
     assert policy.with_options(companion_model="auto").explain(ev).sources == [0]  # unresolved: no model

@@ -75,7 +75,10 @@ class CompanionModel:
 def candidate_features(
     scores: Sequence[float | None], chosen: Sequence[int], terms: QuestionTerms, passage_of: Sequence[int]
 ) -> tuple[list[int], np.ndarray]:
-    """The sentence's candidates (scored sources it does not cite) and their features."""
+    """The sentence's candidates and their features: the scored sources it does not cite,
+    from a passage it cites or adding a question term its citations lack (a source of
+    another passage that only repeats the cited terms is a neighbour on the same topic,
+    "within the country the limit is $180" beside the cited "abroad it is $260")."""
     valid = [(float(v), i) for i, v in enumerate(scores) if v is not None and v == v]
     ranked = [i for _, i in sorted(valid, key=lambda t: (-t[0], t[1]))]
     rank = {i: r for r, i in enumerate(ranked)}
@@ -92,7 +95,7 @@ def candidate_features(
         if i in rank:
             passage_rank[p] = min(passage_rank.get(p, len(scores)), rank[i])
     question_rank = {p: r for r, p in enumerate(sorted(best_rel, key=lambda p: (-best_rel[p], p)))}
-    candidates = [i for i in ranked if i not in set(chosen)]
+    candidates = [i for i in ranked if i not in set(chosen) and (passage_of[i] in cited or added[i] > 0)]
     rows = [
         [
             np.log1p(rank[i]),
