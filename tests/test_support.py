@@ -234,6 +234,12 @@ def test_companions_are_the_further_facts_the_fitted_model_finds_likely(tmp_path
     assert policy.with_options(companions=0).explain(ev).sources == [0]
     assert policy.with_options(max_per_sentence=1).explain(ev).sources == [0]  # no room
     assert policy.with_options(companion_model="auto").explain(ev).sources == [0]  # unresolved: no model
+    # a companion another sentence of the answer cites on its own evidence supports that one
+    second = SentenceEvidence([0.1, 0.9, 0.2, 0.1, 0.05], 5, None, {1: 0.7}, terms=terms, passage_of=passage_of)
+    assert [c.sources for c in policy.explain_answer([ev, second])][0] == [0, 4]
+    elsewhere = SentenceEvidence([0.1, 0.1, 0.2, 0.1, 0.9], 5, None, {4: 0.7}, terms=terms, passage_of=passage_of)
+    first, _ = policy.explain_answer([ev, elsewhere])
+    assert (first.sources, first.companions) == ([0], ())
     # the model ships in the calibration, and comes back from it
     cal = Calibration(model="m", fitted_on="test", companion=model)
     assert Calibration.load(cal.save(tmp_path / "c.json")).companion == model

@@ -318,7 +318,7 @@ class CitationPolicy:
     def explain_answer(self, sentences: Sequence[SentenceEvidence], *, per_token: bool = False) -> list[Choice]:
         """:meth:`explain` for every sentence of an answer (its floors from all of them)."""
         floor = self.answer_floor(sentences)
-        return [self.explain(ev, answer_floor=floor, per_token=per_token) for ev in sentences]
+        return _companions_once([self.explain(ev, answer_floor=floor, per_token=per_token) for ev in sentences])
 
     def choose_sentence(
         self, ev: SentenceEvidence, *, answer_floor: "AnswerFloors | float | None" = None, per_token: bool = False
@@ -464,6 +464,23 @@ class CitationPolicy:
         if not added:
             return keep
         return [*([] if best in keep else [best]), *keep, *sorted(added, key=lambda j: (-joint[j], j))]
+
+
+def _companions_once(choices: list[Choice]) -> list[Choice]:
+    """Drop a sentence's companion that another sentence of the answer cites on its own
+    evidence: it supports that sentence ("unused days expire on March 31" is not a
+    companion of "employees get 22 days" when the next sentence cites it)."""
+    cited = [set(c.sources) - set(c.companions) for c in choices]
+    out = []
+    for k, c in enumerate(choices):
+        elsewhere = set().union(*(cited[:k] + cited[k + 1:])) if len(choices) > 1 else set()
+        dropped = [i for i in c.companions if i in elsewhere]
+        if not dropped:
+            out.append(c)
+            continue
+        companions = tuple(i for i in c.companions if i not in dropped)
+        out.append(Choice([i for i in c.sources if i not in dropped], c.kind, c.bridges, companions))
+    return out
 
 
 def _checked(support: Mapping[int, float] | None) -> dict[int, float]:
