@@ -337,9 +337,9 @@ class CitationPolicy:
         and the bridges added to them."""
         if ev.scores is None:
             return Choice([], None)
-        question = self._question_sources(ev)
         if ev.verdict == BARE and self.verdict_relevance is not None and self.evidence == "supports":
-            return Choice(question, "question" if question else None)  # no source says "no"
+            question = self._question_sources(ev)  # no source says "no": what the question is about
+            return Choice(question, "question" if question else None)
         floors = _floors(answer_floor, self.evidence)
         chosen, kind = [], None
         if self.evidence == "supports":
@@ -348,6 +348,7 @@ class CitationPolicy:
             chosen, kind = self._used(ev, floors.score, per_token), "used"
         chosen = chosen[: self.max_per_sentence] if self.max_per_sentence is not None else chosen
         if not chosen:
+            question = self._question_sources(ev)  # a restating verdict nothing else supports
             return Choice(question, "question") if question else Choice([], None)
         bridges = self._bridges(ev, chosen)
         companions = self._companions(ev, [*chosen, *bridges])
