@@ -83,10 +83,10 @@ class ResolvedPolicy:
             if pair is not None:
                 joint = joint_support(task, *pair, att.task.target, ref)
         a, b = att.task.target
-        verdict = self._verdict(task.question, att.task.response, (a, b))
+        reply = self._verdict(task.question, att.task.response, (a, b))
         terms = _terms(task) if self.policy.reads_question() else None
         passage_of = [s.source.passage_index for s in att.sources]
-        return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of, verdict)
+        return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of, reply)
 
     def _verdict(self, question: str, response: Response, target: tuple[int, int]) -> str | None:
         """Whether the sentence (tokens ``target``) is a yes/no verdict, where the policy
