@@ -34,8 +34,10 @@ SPLITS = {  # the choice split: HotpotQA dev from 20 (not 200-239, 400-585), NQ-
     "nq": ("../shared/data/nq_open/nq-open-oracle.jsonl.gz", 1, "benchmarks/cite-eval-cache/qwen15-nq-choice"),
     "verdicts": ("benchmarks/data/hotpotqa-dev-choice-verdicts.json", 0,
                  "benchmarks/cite-eval-cache/qwen15-hotpotqa-choice-verdicts"),
+    # the other dev range choices may be made on (recorded from 2026-12-07, afternoon)
+    "hotpotqa-240": ("../shared/data/hotpotqa/dev.json", 240, "benchmarks/cite-eval-cache/qwen15-hotpotqa-choice-240"),
 }
-DATASET = {"hotpotqa": "hotpotqa", "nq": "nq", "verdicts": "hotpotqa"}
+DATASET = {"hotpotqa": "hotpotqa", "nq": "nq", "verdicts": "hotpotqa", "hotpotqa-240": "hotpotqa"}
 
 
 def citers() -> list[Citer]:
@@ -65,7 +67,7 @@ def grid() -> list[Citer]:
             for t in (0.1, 0.15, 0.2, 0.25, 0.3) for k in (2, 3, 4, 5, 6)]
 
 
-LAST_CHOICE = {"hotpotqa": 199, "nq": 499, "verdicts": 13}  # HotpotQA dev 200-239 and NQ-open 500+ are held out
+LAST_CHOICE = {"hotpotqa": 199, "nq": 499, "verdicts": 13, "hotpotqa-240": 399}  # HotpotQA dev 200-239 and NQ-open 500+ are held out
 
 
 def records(ds: str, n: int) -> list:

@@ -3,7 +3,8 @@ and the 1.5B's companion model fitted for its shipped calibration.
 
 The companion model is fitted on cite-eval's records (no model runs), so judging a
 setting on the records it was fitted on would flatter it. The examples of the choice
-split (HotpotQA dev 20-119 and the yes/no questions of ``hotpotqa_verdicts.py``) are
+split (HotpotQA dev 20-199 and 240-399 as far as recorded, and the yes/no questions of
+``hotpotqa_verdicts.py``) are
 split into five folds by example; each fold is cited with a model fitted on the other
 four, and the rows below pool the five. Prints, per setting, quality (as ``calibrate``
 measures it) and precision / fact recall / uncited per answer mode, correct answers only.
@@ -34,7 +35,11 @@ FOLDS = 5
 
 
 def choice_items() -> list:
-    return records("hotpotqa", 100) + records("verdicts", 14)
+    """Every choice-split answer recorded so far (dev 20-199, 240-399), and the yes/no
+    questions recorded on their own that those ranges do not hold yet."""
+    items = records("hotpotqa", 180) + records("hotpotqa-240", 160)
+    have = {ex.id for ex, _, _ in items}
+    return items + [t for t in records("verdicts", 14) if t[0].id not in have]
 
 
 def settings() -> dict[str, CitationPolicy]:
@@ -71,8 +76,9 @@ def write(items: list) -> None:
     shipped = calibration_for(MODEL)
     before = shipped.fitted_on.split("companion model =")[0].rstrip("; ") + "; "  # the rest is kept as it is
     cal = fit_companion(items, replace(shipped, fitted_on=before))
-    cal = replace(cal, fitted_on=cal.fitted_on + "on the choice split (HotpotQA dev 20-119 and the yes/no questions of "
-                  "dev 62-199, 240-399: benchmarks/companion_choice.py --write)")
+    ids = sorted({ex.id for ex, _, _ in items})
+    cal = replace(cal, fitted_on=cal.fitted_on + f"on the choice split ({len(ids)} HotpotQA dev examples of 20-199 and "
+                  "240-399 with their yes/no questions: benchmarks/companion_choice.py --write)")
     path = calibration_path(default_weights_path(MODEL))
     cal.save(path)
     print(f"wrote {path}: {cal.companion.to_dict()}")
