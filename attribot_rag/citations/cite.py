@@ -91,7 +91,7 @@ class ResolvedPolicy:
     def _verdict(self, question: str, response: Response, target: tuple[int, int]) -> str | None:
         """Whether the sentence (tokens ``target``) is a yes/no verdict, where the policy
         cites verdicts by their own rule."""
-        if self.policy.verdict_relevance is None or self.policy.evidence != "supports":
+        if not self.policy.cites_verdicts():
             return None
         (start, _), (_, end) = response.offsets[target[0]], response.offsets[target[1] - 1]
         return verdict(question, response.text[start:end])

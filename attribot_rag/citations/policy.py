@@ -337,7 +337,7 @@ class CitationPolicy:
         and the bridges added to them."""
         if ev.scores is None:
             return Choice([], None)
-        if ev.verdict == BARE and self.verdict_relevance is not None and self.evidence == "supports":
+        if ev.verdict == BARE and self.cites_verdicts():
             question = self._question_sources(ev)  # no source says "no": what the question is about
             return Choice(question, "question" if question else None)
         floors = _floors(answer_floor, self.evidence)
@@ -353,6 +353,10 @@ class CitationPolicy:
         bridges = self._bridges(ev, chosen)
         companions = self._companions(ev, [*chosen, *bridges])
         return Choice([*chosen, *bridges, *companions], kind, tuple(bridges), tuple(companions))
+
+    def cites_verdicts(self) -> bool:
+        """Whether a yes/no verdict is cited by its own rule (``supports`` with ``verdict_relevance``)."""
+        return self.evidence == "supports" and self.verdict_relevance is not None
 
     def reads_question(self) -> bool:
         """Whether choosing reads the question's terms (bridges, verdicts or companions)."""
@@ -400,16 +404,16 @@ class CitationPolicy:
         passage the source adding most relevance through question terms not yet covered,
         while that is at least ``verdict_relevance``, up to ``verdict_sources``
         (``supports`` only)."""
-        least, passage_of = self.verdict_relevance, ev.passage_of
-        if self.evidence != "supports" or least is None or ev.verdict is None or ev.terms is None or passage_of is None:
+        passage_of, terms = ev.passage_of, ev.terms
+        if not self.cites_verdicts() or ev.verdict is None or terms is None or passage_of is None:
             return []
         limit = self.verdict_sources if self.max_per_sentence is None else min(self.verdict_sources, self.max_per_sentence)
         chosen: list[int] = []
         while len(chosen) < limit:
             cited = {passage_of[j] for j in chosen}
-            rest = [i for i in range(len(passage_of)) if passage_of[i] not in cited]
-            best = max(rest, key=lambda i: (ev.terms.added(i, chosen), -i), default=None)  # type: ignore[union-attr]
-            if best is None or ev.terms.added(best, chosen) < least:
+            added = terms.added_all(chosen)  # one pass over the sources per round
+            best = max((i for i in range(len(passage_of)) if passage_of[i] not in cited), key=lambda i: (added[i], -i), default=None)
+            if best is None or added[best] < float(self.verdict_relevance):  # type: ignore[arg-type]
                 break
             chosen.append(best)
         return chosen
@@ -474,7 +478,7 @@ def _companions_once(choices: list[Choice]) -> list[Choice]:
     cited = [set(c.sources) - set(c.companions) for c in choices]
     out = []
     for k, c in enumerate(choices):
-        elsewhere = set().union(*(cited[:k] + cited[k + 1:])) if len(choices) > 1 else set()
+        elsewhere = set().union(*cited[:k], *cited[k + 1:])
         dropped = [i for i in c.companions if i in elsewhere]
         if not dropped:
             out.append(c)

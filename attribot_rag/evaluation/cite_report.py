@@ -95,7 +95,7 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
 def _verdict(policy: CitationPolicy, ex: CiteExample | None, rec: dict[str, Any], k: int) -> str | None:
     """Whether sentence ``k`` is a yes/no verdict, as ``cite`` tells (supports policies
     that cite verdicts by their rule only)."""
-    if ex is None or policy.verdict_relevance is None or policy.evidence != "supports":
+    if ex is None or not policy.cites_verdicts():
         return None
     a, b = rec["sentences"][k]
     return verdict(ex.question, rec["answer"][a:b])
