@@ -46,7 +46,7 @@ def settings() -> dict[str, CitationPolicy]:
     p = CitationPolicy()
     out = {"no companions": p.with_options(companion_probability=None)}
     for k in (1, 2):
-        for t in (0.3, 0.4, 0.45, 0.5, 0.6):
+        for t in (0.3, 0.35, 0.4, 0.45, 0.5, 0.6):
             out[f"companions {k}, probability {t}"] = p.with_options(companions=k, companion_probability=t)
     out["probability 0.4, 2 kept"] = p.with_options(max_per_sentence=2)
     return out

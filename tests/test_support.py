@@ -250,13 +250,45 @@ def test_companions_are_the_further_facts_the_fitted_model_finds_likely(tmp_path
     with pytest.raises(InputError, match="one coefficient per feature"):
         Calibration.load(tmp_path / "bad.json")
     # fitted: gold candidates with high added relevance, the rest without
-    fitted = CompanionModel.fit(np.array([[0, 0, 0, a, 0, 0, 0, 0] for a in (0.5, 0.4, 0.0, 0.05, 0.0, 0.6)]),
-                                np.array([1, 1, 0, 0, 0, 1]))
+    rows = np.zeros((6, len(FEATURES)))
+    rows[:, FEATURES.index("added")] = (0.5, 0.4, 0.0, 0.05, 0.0, 0.6)
+    fitted = CompanionModel.fit(rows, np.array([1, 1, 0, 0, 0, 1]))
     assert fitted.coef[FEATURES.index("added")] > 0
     with pytest.raises(InputError, match="gold and non-gold"):
         CompanionModel.fit(np.zeros((2, len(FEATURES))), np.array([0, 0]))
     with pytest.raises(InputError, match="companions must be an integer"):
         CitationPolicy(companions=-1)
+
+
+def test_a_companion_that_names_what_a_cited_passage_is_about_is_the_hop():
+    # "Which country is the director of Film A from?"; the answer cites "Jane Roe is an
+    # American director." (passage "Jane Roe"); "Film A was directed by Jane Roe." names it
+    from attribot_rag.citations.companions import FEATURES, candidate_features
+    from attribot_rag.citations.relevance import QuestionTerms
+    from attribot_rag.sources import Passage, make_sources
+
+    passages = [
+        Passage("p0", "Jane Roe is an American director. She was born in Ohio.", title="Jane Roe (director)"),
+        Passage("p1", "Film A is a 1999 drama. Film A was directed by Jane Roe.", title="Film A"),
+        Passage("p2", "Roe deer live in Europe. The director of the zoo is Jane Roebuck.", title="Roe deer"),
+        Passage("p3", "The Film is a magazine.", title="The"),  # a title of stop words names nothing
+    ]
+    sources = make_sources(passages, "sentence")
+    terms = QuestionTerms.of("Which country is the director of Film A from?", passages, sources)
+    texts = [s.text for s in sources]
+    hop, lookalike = texts.index("Film A was directed by Jane Roe."), texts.index("The director of the zoo is Jane Roebuck.")
+    # the title's qualifier is dropped and words match whole: "Jane Roebuck" is not "Jane Roe"
+    assert terms.names(hop, 0) and not terms.names(lookalike, 0)
+    assert terms.names(texts.index("Film A is a 1999 drama."), 1) and not terms.names(hop, 2)
+    assert not any(terms.names(i, 3) for i in range(len(sources)))
+    assert not terms.names(99, 0)  # a source it was not built for names nothing
+    passage_of = [s.passage_index for s in sources]
+    scores = [0.9 - 0.1 * i for i in range(len(sources))]
+    candidates, x = candidate_features(scores, [0], terms, passage_of)
+    named = dict(zip(candidates, x[:, FEATURES.index("names_cited")]))
+    assert named[hop] == 1.0 and named.get(lookalike, 0.0) == 0.0
+    # it names its own passage's subject, but that is no hop
+    assert named[texts.index("She was born in Ohio.")] == 0.0
 
 
 def test_a_sentence_far_weaker_than_the_rest_of_the_answer_cites_nothing():

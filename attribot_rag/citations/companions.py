@@ -34,6 +34,7 @@ FEATURES = (
     "lead",  # 1 when it is its passage's first sentence (which names the subject)
     "passage_rank",  # log(1 + the ranker's best rank of any source of its passage)
     "question_rank",  # log(1 + its passage's rank by best question relevance)
+    "names_cited",  # 1 when it names the subject of another passage the sentence cites (the hop)
 )
 __doc__ += "\n".join(f"``{name}``" for name in FEATURES) + "\n"
 
@@ -48,7 +49,8 @@ class CompanionModel:
 
     def __post_init__(self) -> None:
         if tuple(self.features) != FEATURES or len(self.coef) != len(FEATURES):
-            raise InputError(f"a companion model needs one coefficient per feature {list(FEATURES)}, got {list(self.features)}")
+            raise InputError(f"a companion model needs one coefficient per feature {list(FEATURES)}, got {list(self.features)}: "
+                             "refit it with `attribot-rag calibrate`")
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(np.asarray(x, dtype=np.float64) @ np.array(self.coef) + self.intercept)))
@@ -95,6 +97,7 @@ def candidate_features(
         if i in rank:
             passage_rank[p] = min(passage_rank.get(p, len(scores)), rank[i])
     question_rank = {p: r for r, p in enumerate(sorted(best_rel, key=lambda p: (-best_rel[p], p)))}
+    names_cited = lambda i: any(p != passage_of[i] and terms.names(i, p) for p in cited)  # noqa: E731
     candidates = [i for i in ranked if i not in set(chosen) and (passage_of[i] in cited or added[i] > 0)]
     rows = [
         [
@@ -106,6 +109,7 @@ def candidate_features(
             float(lead[passage_of[i]] == i),
             np.log1p(passage_rank.get(passage_of[i], len(scores))),
             np.log1p(question_rank[passage_of[i]]),
+            float(names_cited(i)),
         ]
         for i in candidates
     ]

@@ -212,7 +212,7 @@ class CitationPolicy:
     # least ``companion_probability`` ("auto": the calibration's model; None: none).
     # Chosen on the choice split, cross-validated (BENCHMARKS.md, "Companions").
     companions: int = 1
-    companion_probability: float | None = 0.4
+    companion_probability: float | None = 0.35
     companion_model: CompanionModel | str | None = AUTO
 
     def __post_init__(self) -> None:

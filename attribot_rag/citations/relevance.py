@@ -27,7 +27,7 @@ question's terms ("Yes, both X and Y are American."), which the usual rules can 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -44,6 +44,9 @@ class QuestionTerms:
 
     question: np.ndarray  # (terms,)
     sources: sparse.csr_matrix  # (sources, terms); a dense array is converted
+    # mentions[i, p]: source i names passage p's subject (its title, words matched whole);
+    # empty: not computed (no titles), nothing is named
+    mentions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", sparse.csr_matrix(self.sources))
@@ -52,11 +55,17 @@ class QuestionTerms:
     def of(cls, question: str, passages: Sequence[Passage], sources: Sequence[Source]) -> "QuestionTerms":
         texts = [_titled(passages[s.passage_index].title, s.text) for s in sources]
         vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
+        mentions = _mentions([p.title for p in passages], [s.text for s in sources])
         try:
             matrix = vectorizer.fit_transform([*texts, question])  # CSR
         except ValueError:  # nothing but stop words anywhere: no term to share
-            return cls(np.zeros(0), sparse.csr_matrix((len(texts), 0)))
-        return cls(np.asarray(matrix[-1].todense()).ravel(), matrix[:-1])
+            return cls(np.zeros(0), sparse.csr_matrix((len(texts), 0)), mentions)
+        return cls(np.asarray(matrix[-1].todense()).ravel(), matrix[:-1], mentions)
+
+    def names(self, i: int, passage: int) -> bool:
+        """Whether source ``i`` names passage ``passage``'s subject."""
+        m = self.mentions
+        return bool(i < m.shape[0] and passage < m.shape[1] and m[i, passage])
 
     def relevance(self, i: int) -> float:
         """Source ``i``'s cosine similarity with the question."""
@@ -110,6 +119,16 @@ def verdict(question: str, sentence: str) -> str | None:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _mentions(titles: Sequence[str | None], texts: Sequence[str]) -> np.ndarray:
+    """Which source names which passage's subject: the title without a parenthesised
+    qualifier ("Roger Waters (album)" -> "roger waters"), found as whole words; a title
+    of stop words only names nothing."""
+    subjects = [" ".join(_words(re.sub(r"\([^)]*\)", " ", t or ""))) for t in titles]
+    subjects = [s if set(s.split()) - ENGLISH_STOP_WORDS else "" for s in subjects]
+    padded = [f" {' '.join(_words(t))} " for t in texts]
+    return np.array([[bool(s) and f" {s} " in text for s in subjects] for text in padded], dtype=bool).reshape(len(texts), len(titles))
 
 
 def _titled(title: str | None, text: str) -> str:
