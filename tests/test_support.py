@@ -166,6 +166,10 @@ def test_a_verdict_cites_the_sources_the_question_is_about_one_per_passage():
     assert policy.with_options(verdict_relevance=0.5).explain(bare)[:3] == ([0], "question", ())  # 2 adds 0.48
     assert policy.with_options(verdict_relevance=0.9).explain(bare)[:3] == ([], None, ())  # nothing that relevant
     assert policy.with_options(verdict_relevance=None).explain(bare).sources == [3, 1]  # like any sentence, a bridge too
+    # passages whose subject the question names come first, while relevant enough: here it
+    # names Y's passage and source 3's (whose "American" adds nothing once Y's is cited)
+    named = dataclasses.replace(terms, named=np.array([False, True, True, False]))
+    assert policy.explain(dataclasses.replace(bare, terms=named)).sources == [2, 0]
     # a verdict restating the question keeps what the usual rules cite, and gets the
     # question's sources only where they cite nothing
     restating = dataclasses.replace(bare, verdict="restating", support={3: 0.4, 0: 0.05})

@@ -197,8 +197,9 @@ class CitationPolicy:
     # a cited sentence also cites, among the ranker's top ``bridge_candidates``, sources of
     # other passages whose TF-IDF similarity with the question, through terms its
     # citations do not contain, is at least this (None: no bridges).
-    # Chosen on the choice split with the fields above (BENCHMARKS.md, "Bridges").
-    bridge_relevance: float | None = 0.2
+    # Chosen on the choice split with the fields above (BENCHMARKS.md, "Bridges"), then
+    # re-chosen with the companion probability, cross-validated ("Hops named by title").
+    bridge_relevance: float | None = 0.25
     bridge_candidates: int = 5
     # supports: a yes/no verdict cites, instead (a bare "The answer is no.") or when nothing
     # else is cited (a verdict restating the question), the sources most relevant to the
@@ -210,9 +211,10 @@ class CitationPolicy:
     # supports: a cited sentence also cites up to ``companions`` further sources whose
     # probability of being a supporting fact, by the model's fitted companion model, is at
     # least ``companion_probability`` ("auto": the calibration's model; None: none).
-    # Chosen on the choice split, cross-validated (BENCHMARKS.md, "Companions").
+    # Chosen on the choice split, cross-validated (BENCHMARKS.md, "Companions", then
+    # "Hops named by title").
     companions: int = 1
-    companion_probability: float | None = 0.35
+    companion_probability: float | None = 0.3
     companion_model: CompanionModel | str | None = AUTO
 
     def __post_init__(self) -> None:
@@ -403,7 +405,8 @@ class CitationPolicy:
         """A verdict's sources: the most question-relevant source, then from each further
         passage the source adding most relevance through question terms not yet covered,
         while that is at least ``verdict_relevance``, up to ``verdict_sources``
-        (``supports`` only)."""
+        (``supports`` only). Passages whose subject the question names come first: "Are X
+        and Y both American?" is judged on X's and Y's, not on an album named after X."""
         passage_of, terms = ev.passage_of, ev.terms
         if not self.cites_verdicts() or ev.verdict is None or terms is None or passage_of is None:
             return []
@@ -412,8 +415,10 @@ class CitationPolicy:
         while len(chosen) < limit:
             cited = {passage_of[j] for j in chosen}
             added = terms.added_all(chosen)  # one pass over the sources per round
-            best = max((i for i in range(len(passage_of)) if passage_of[i] not in cited), key=lambda i: (added[i], -i), default=None)
-            if best is None or added[best] < float(self.verdict_relevance):  # type: ignore[arg-type]
+            least = float(self.verdict_relevance)  # type: ignore[arg-type]
+            enough = [i for i in range(len(passage_of)) if passage_of[i] not in cited and added[i] >= least]
+            best = max(enough, key=lambda i: (terms.question_names(passage_of[i]), added[i], -i), default=None)
+            if best is None:
                 break
             chosen.append(best)
         return chosen

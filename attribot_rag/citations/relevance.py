@@ -47,6 +47,8 @@ class QuestionTerms:
     # mentions[i, p]: source i names passage p's subject (its title, words matched whole);
     # empty: not computed (no titles), nothing is named
     mentions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=bool))
+    # named[p]: the question names passage p's subject ("Are X and Y both ...?" names X and Y)
+    named: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sources", sparse.csr_matrix(self.sources))
@@ -55,12 +57,17 @@ class QuestionTerms:
     def of(cls, question: str, passages: Sequence[Passage], sources: Sequence[Source]) -> "QuestionTerms":
         texts = [_titled(passages[s.passage_index].title, s.text) for s in sources]
         vectorizer = TfidfVectorizer(stop_words="english", sublinear_tf=True)
-        mentions = _mentions([p.title for p in passages], [s.text for s in sources])
+        titles = [p.title for p in passages]
+        mentions, named = _mentions(titles, [s.text for s in sources]), _mentions(titles, [question])[0]
         try:
             matrix = vectorizer.fit_transform([*texts, question])  # CSR
         except ValueError:  # nothing but stop words anywhere: no term to share
-            return cls(np.zeros(0), sparse.csr_matrix((len(texts), 0)), mentions)
-        return cls(np.asarray(matrix[-1].todense()).ravel(), matrix[:-1], mentions)
+            return cls(np.zeros(0), sparse.csr_matrix((len(texts), 0)), mentions, named)
+        return cls(np.asarray(matrix[-1].todense()).ravel(), matrix[:-1], mentions, named)
+
+    def question_names(self, passage: int) -> bool:
+        """Whether the question names passage ``passage``'s subject."""
+        return bool(passage < self.named.shape[0] and self.named[passage])
 
     def names(self, i: int, passage: int) -> bool:
         """Whether source ``i`` names passage ``passage``'s subject."""
@@ -122,7 +129,7 @@ def _words(text: str) -> list[str]:
 
 
 def _mentions(titles: Sequence[str | None], texts: Sequence[str]) -> np.ndarray:
-    """Which source names which passage's subject: the title without a parenthesised
+    """Which text names which passage's subject: the title without a parenthesised
     qualifier ("Roger Waters (album)" -> "roger waters"), found as whole words; a title
     of stop words only names nothing."""
     subjects = [" ".join(_words(re.sub(r"\([^)]*\)", " ", t or ""))) for t in titles]
