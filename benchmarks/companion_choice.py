@@ -10,6 +10,8 @@ four, and the rows below pool the five. Prints, per setting, quality (as ``calib
 measures it) and precision / fact recall / uncited per answer mode, correct answers only.
 
     python benchmarks/companion_choice.py            # the cross-validated grid
+    python benchmarks/companion_choice.py --bridges  # bridge_relevance x probability, each
+                                                     # fold's model fitted under that policy
     python benchmarks/companion_choice.py --write    # fit on every choice example, write the
                                                      # model into the 1.5B's shipped calibration
 """
@@ -52,13 +54,23 @@ def settings() -> dict[str, CitationPolicy]:
     return out
 
 
-def cross_validated(items: list) -> None:
+def bridge_settings() -> dict[str, CitationPolicy]:
+    p = CitationPolicy()
+    return {f"bridge_relevance {b}, probability {t}": p.with_options(bridge_relevance=b, companion_probability=t)
+            for b in (0.2, 0.25, 0.3) for t in (0.3, 0.35, 0.4)}
+
+
+def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_setting: bool = False) -> None:
+    """Print each setting's pooled rows; each fold's companion model is fitted on the
+    other folds (under each setting's own citations with ``fit_per_setting``)."""
     shipped = calibration_for(MODEL)
-    rows: dict[str, dict[str, list]] = {name: {} for name in settings()}
+    rows: dict[str, dict[str, list]] = {name: {} for name in grid}
     groups = [ex.id for ex, _, _ in items]
     for train, test in GroupKFold(FOLDS).split(np.zeros(len(items)), groups=groups):
         cal = fit_companion([items[i] for i in train], shipped)
-        for name, policy in settings().items():
+        for name, policy in grid.items():
+            if fit_per_setting:
+                cal = fit_companion([items[i] for i in train], shipped, policy=policy)
             citer = Citer(name, "at2", policy, cal)
             for i in test:
                 ex, mode, rec = items[i]
@@ -87,10 +99,16 @@ def write(items: list) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--bridges", action="store_true")
     args = ap.parse_args()
     items = choice_items()
     print(f"{len({ex.id for ex, _, _ in items})} examples, {len(items)} answers")
-    write(items) if args.write else cross_validated(items)
+    if args.write:
+        write(items)
+    elif args.bridges:
+        cross_validated(items, bridge_settings(), fit_per_setting=True)
+    else:
+        cross_validated(items, settings())
 
 
 if __name__ == "__main__":

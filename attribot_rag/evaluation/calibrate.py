@@ -117,13 +117,14 @@ def best_gate(items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Cal
 
 
 def companion_data(
-    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name,
+    policy: CitationPolicy = DEFAULT_POLICY,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and labels (a supporting-fact sentence) of every candidate a companion is
-    chosen from: in each sentence the default policy cites (by support, its fallback and
-    bridges; a verdict has its own rule), the sources it does not cite. Sentence-level
+    chosen from: in each sentence the policy (the default) cites (by support, its fallback
+    and bridges; a verdict has its own rule), the sources it does not cite. Sentence-level
     gold only (HotpotQA)."""
-    rp = ResolvedPolicy.of(DEFAULT_POLICY.with_options(companion_probability=None), ranker, cal.model, cal)
+    rp = ResolvedPolicy.of(policy.with_options(companion_probability=None), ranker, cal.model, cal)
     xs, gold = [], []
     for ex, _, rec in items:
         if not ex.gold_facts:
@@ -142,10 +143,12 @@ def companion_data(
 
 
 def fit_companion(
-    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name
+    items: Sequence[tuple[CiteExample, str, dict[str, Any]]], cal: Calibration, ranker: str = AT2.name,
+    policy: CitationPolicy = DEFAULT_POLICY,
 ) -> Calibration:
-    """The calibration with a companion model fitted on these records."""
-    x, gold = companion_data(items, cal, ranker)
+    """The calibration with a companion model fitted on these records, for the citations
+    ``policy`` makes before companions."""
+    x, gold = companion_data(items, cal, ranker, policy)
     note = f"companion model = logistic regression over {len(gold)} candidates ({int(gold.sum())} supporting facts); "
     return replace(cal, companion=CompanionModel.fit(x, gold), fitted_on=cal.fitted_on + note)
 
