@@ -170,6 +170,16 @@ def test_a_verdict_cites_the_sources_the_question_is_about_one_per_passage():
     # names Y's passage and source 3's (whose "American" adds nothing once Y's is cited)
     named = dataclasses.replace(terms, named=np.array([False, True, True, False]))
     assert policy.explain(dataclasses.replace(bare, terms=named)).sources == [2, 0]
+    # a choice ("Which is older, X or Y?") is judged on the passages the question names,
+    # in place of what the support check found; with fewer than two named, the usual rules
+    choice = dataclasses.replace(bare, verdict="choice")
+    both = dataclasses.replace(terms, named=np.array([True, True, False, False]))
+    assert policy.explain(dataclasses.replace(choice, terms=both))[:2] == ([0, 2], "question")
+    assert policy.explain(dataclasses.replace(choice, terms=named))[:2] == ([2], "question")  # 3 adds nothing after 2
+    one = dataclasses.replace(terms, named=np.array([False, True, False, False]))
+    usual = policy.explain(dataclasses.replace(bare, verdict=None, terms=one))
+    assert usual.kind == "supports" and policy.explain(dataclasses.replace(choice, terms=one)) == usual
+    assert policy.explain(choice) == policy.explain(dataclasses.replace(bare, verdict=None))  # no passage named
     # a verdict restating the question keeps what the usual rules cite, and gets the
     # question's sources only where they cite nothing
     restating = dataclasses.replace(bare, verdict="restating", support={3: 0.4, 0: 0.05})
@@ -194,6 +204,10 @@ def test_a_verdict_cites_the_sources_the_question_is_about_one_per_passage():
         ("Which film premiered first?", "The answer is no.", None),  # not a yes/no question
         ("Were both directors American?", "Both were American.", None),  # says neither yes nor no
         ("", "No.", None),
+        ("Which is older, the Tibetan Terrier or the Labrador?", "The answer is the Labrador.", "choice"),
+        ("Was Wavves or Social Code formed first?", "Social Code was formed first.", "choice"),
+        ("Is X or Y older?", "Yes.", "bare"),  # a yes/no reply is a verdict whatever was asked
+        ("Who directed the film?", "Orson Welles directed it.", None),  # "or" inside a word offers nothing
     ],
 )
 def test_a_verdict_is_a_yes_or_no_to_a_yes_no_question(question, sentence, kind):

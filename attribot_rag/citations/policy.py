@@ -51,7 +51,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import InputError
 from .companions import CompanionModel, candidate_features
-from .relevance import BARE, QuestionTerms
+from .relevance import BARE, CHOICE, QuestionTerms
 
 EVIDENCE_KINDS = ("supports", "used")
 AUTO = "auto"
@@ -147,7 +147,8 @@ class SentenceEvidence:
     terms: QuestionTerms | None = None
     passage_of: Sequence[int] | None = None
     # the sentence says yes or no to a yes/no question: "bare" (nothing else) or
-    # "restating" (it repeats the question's terms); None otherwise (relevance.verdict)
+    # "restating" (it repeats the question's terms); "choice": it answers a question
+    # offering alternatives ("X or Y?"); None otherwise (relevance.verdict)
     verdict: str | None = None
 
 
@@ -198,7 +199,7 @@ class CitationPolicy:
     # other passages whose TF-IDF similarity with the question, through terms its
     # citations do not contain, is at least this (None: no bridges).
     # Chosen on the choice split with the fields above (BENCHMARKS.md, "Bridges"), then
-    # re-chosen with the companion probability, cross-validated ("Hops named by title").
+    # re-chosen with the companion probability, cross-validated ("Choices").
     bridge_relevance: float | None = 0.25
     bridge_candidates: int = 5
     # supports: a yes/no verdict cites, instead (a bare "The answer is no.") or when nothing
@@ -211,10 +212,10 @@ class CitationPolicy:
     # supports: a cited sentence also cites up to ``companions`` further sources whose
     # probability of being a supporting fact, by the model's fitted companion model, is at
     # least ``companion_probability`` ("auto": the calibration's model; None: none).
-    # Chosen on the choice split, cross-validated (BENCHMARKS.md, "Companions", then
-    # "Hops named by title").
+    # Chosen on the choice split, cross-validated, with bridge_relevance: the setting that
+    # meets the precision and recall targets with the most room (BENCHMARKS.md, "Choices").
     companions: int = 1
-    companion_probability: float | None = 0.3
+    companion_probability: float | None = 0.4
     companion_model: CompanionModel | str | None = AUTO
 
     def __post_init__(self) -> None:
@@ -339,9 +340,10 @@ class CitationPolicy:
         and the bridges added to them."""
         if ev.scores is None:
             return Choice([], None)
-        if ev.verdict == BARE and self.cites_verdicts():
-            question = self._question_sources(ev)  # no source says "no": what the question is about
-            return Choice(question, "question" if question else None)
+        if ev.verdict in (BARE, CHOICE) and self.cites_verdicts():
+            question = self._question_sources(ev)  # no source says "no" or "older": what the question is about
+            if question or ev.verdict == BARE:  # a choice between fewer than two named passages: the usual rules
+                return Choice(question, "question" if question else None)
         floors = _floors(answer_floor, self.evidence)
         chosen, kind = [], None
         if self.evidence == "supports":
@@ -406,17 +408,24 @@ class CitationPolicy:
         passage the source adding most relevance through question terms not yet covered,
         while that is at least ``verdict_relevance``, up to ``verdict_sources``
         (``supports`` only). Passages whose subject the question names come first: "Are X
-        and Y both American?" is judged on X's and Y's, not on an album named after X."""
+        and Y both American?" is judged on X's and Y's, not on an album named after X. A
+        choice ("Which is older, X or Y?") is judged on the named passages only, and needs
+        two of them."""
         passage_of, terms = ev.passage_of, ev.terms
         if not self.cites_verdicts() or ev.verdict is None or terms is None or passage_of is None:
             return []
+        named = {p for p in set(passage_of) if terms.question_names(p)}
+        if ev.verdict == CHOICE and len(named) < 2:
+            return []
+        allowed = named if ev.verdict == CHOICE else set(passage_of)
         limit = self.verdict_sources if self.max_per_sentence is None else min(self.verdict_sources, self.max_per_sentence)
         chosen: list[int] = []
         while len(chosen) < limit:
             cited = {passage_of[j] for j in chosen}
             added = terms.added_all(chosen)  # one pass over the sources per round
             least = float(self.verdict_relevance)  # type: ignore[arg-type]
-            enough = [i for i in range(len(passage_of)) if passage_of[i] not in cited and added[i] >= least]
+            enough = [i for i in range(len(passage_of))
+                      if passage_of[i] in allowed and passage_of[i] not in cited and added[i] >= least]
             best = max(enough, key=lambda i: (terms.question_names(passage_of[i]), added[i], -i), default=None)
             if best is None:
                 break

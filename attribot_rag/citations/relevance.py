@@ -20,8 +20,10 @@ A *verdict* is a yes or no replying to a yes/no question ("Were X and Y both Ame
 "The answer is no."). It states no fact a source could say, so neither the support
 check nor the ranker finds what it rests on; the sources it rests on are the ones the
 question is about (docs/architecture.md, Citations > Verdicts). :func:`verdict` tells
-the two kinds apart: a *bare* verdict says nothing else; a *restating* one repeats the
-question's terms ("Yes, both X and Y are American."), which the usual rules can check.
+the kinds apart: a *bare* verdict says nothing else; a *restating* one repeats the
+question's terms ("Yes, both X and Y are American."), which the usual rules can check;
+a *choice* picks one of the alternatives the question offers ("Which is older, X or Y?"
+"X."), and rests on what the sources say of each.
 """
 
 from __future__ import annotations
@@ -110,18 +112,20 @@ POLAR_OPENERS = frozenset(
     "is are was were am do does did has have had can could will would shall should may might must".split()
 )
 VERDICT_WORDS = frozenset({"yes", "no"})
-BARE, RESTATING = "bare", "restating"
+BARE, RESTATING, CHOICE = "bare", "restating", "choice"
 
 
 def verdict(question: str, sentence: str) -> str | None:
     """``"bare"`` or ``"restating"`` when ``sentence`` says yes or no to a yes/no
-    ``question`` (restating: it also shares a content word with the question), else None."""
-    opener = _words(question)[:1]
+    ``question`` (restating: it also shares a content word with the question);
+    ``"choice"`` when the question offers alternatives ("Which is older, X or Y?") and the
+    sentence is no yes/no reply; else None."""
+    asked = _words(question)
     words = set(_words(sentence))
-    if not opener or opener[0] not in POLAR_OPENERS or not words & VERDICT_WORDS:
-        return None
-    shared = (words - ENGLISH_STOP_WORDS) & (set(_words(question)) - ENGLISH_STOP_WORDS)
-    return RESTATING if shared else BARE
+    if asked[:1] and asked[0] in POLAR_OPENERS and words & VERDICT_WORDS:
+        shared = (words - ENGLISH_STOP_WORDS) & (set(asked) - ENGLISH_STOP_WORDS)
+        return RESTATING if shared else BARE
+    return CHOICE if "or" in asked else None
 
 
 def _words(text: str) -> list[str]:
@@ -142,4 +146,4 @@ def _titled(title: str | None, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
-__all__ = ["BARE", "RESTATING", "QuestionTerms", "question_relevance", "verdict"]
+__all__ = ["BARE", "CHOICE", "RESTATING", "QuestionTerms", "question_relevance", "verdict"]
