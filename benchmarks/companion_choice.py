@@ -70,10 +70,11 @@ def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_settin
     rows: dict[str, dict[str, list]] = {name: {} for name in grid}
     groups = [ex.id for ex, _, _ in items]
     for train, test in GroupKFold(FOLDS).split(np.zeros(len(items)), groups=groups):
-        cal = fit_companion([items[i] for i in train], shipped)
+        train_items = [items[i] for i in train]
+        cal = None if fit_per_setting else fit_companion(train_items, shipped)
         for name, policy in grid.items():
             if fit_per_setting:
-                cal = fit_companion([items[i] for i in train], shipped, policy=policy)
+                cal = fit_companion(train_items, shipped, policy=policy)
             citer = Citer(name, "at2", policy, cal)
             for i in test:
                 ex, mode, rec = items[i]

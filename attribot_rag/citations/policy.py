@@ -426,7 +426,7 @@ class CitationPolicy:
             least = float(self.verdict_relevance)  # type: ignore[arg-type]
             enough = [i for i in range(len(passage_of))
                       if passage_of[i] in allowed and passage_of[i] not in cited and added[i] >= least]
-            best = max(enough, key=lambda i: (terms.question_names(passage_of[i]), added[i], -i), default=None)
+            best = max(enough, key=lambda i: (passage_of[i] in named, added[i], -i), default=None)
             if best is None:
                 break
             chosen.append(best)
