@@ -175,6 +175,12 @@ def test_a_verdict_cites_the_sources_the_question_is_about_one_per_passage():
     choice = dataclasses.replace(bare, verdict="choice")
     both = dataclasses.replace(terms, named=np.array([True, True, False, False]))
     assert policy.explain(dataclasses.replace(choice, terms=both))[:2] == ([0, 2], "question")
+    # from a named passage its first sentence, which introduces the subject, even where a
+    # later sentence repeats more of the question ("X is from Ohio" vs "X, an American, ...")
+    later = QuestionTerms(terms.question, np.array([[1.0, 0, 0, 0], [0.8, 0, 0.6, 0], *terms.sources.toarray()[2:]]))
+    assert policy.explain(dataclasses.replace(bare, terms=later)).sources[0] == 1  # nothing named: the most relevant
+    later_named = dataclasses.replace(later, named=np.array([True, True, False, False]))
+    assert policy.explain(dataclasses.replace(choice, terms=later_named)).sources == [0, 2]
     assert policy.explain(dataclasses.replace(choice, terms=named))[:2] == ([2], "question")  # 3 adds nothing after 2
     one = dataclasses.replace(terms, named=np.array([False, True, False, False]))
     usual = policy.explain(dataclasses.replace(bare, verdict=None, terms=one))
