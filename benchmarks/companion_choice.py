@@ -17,6 +17,8 @@ fact recall / uncited per answer mode, correct answers only.
     python benchmarks/companion_choice.py --write    # fit on every choice example, write the
                                                      # model into the 1.5B's shipped calibration
     python benchmarks/companion_choice.py --optimism # how much cross-validation flatters
+    python benchmarks/companion_choice.py --leads    # how often a gold passage's first
+                                                     # sentence is a supporting fact, by type
 
 Cross-validation refits the companion model per fold, but the rules around it (bridges,
 verdicts, names, choices) were designed by reading the errors on the examples recorded
@@ -43,7 +45,7 @@ from attribot_rag.at2.weights import default_weights_path  # noqa: E402
 from attribot_rag.citations import CitationPolicy, calibration_for, calibration_path  # noqa: E402
 from attribot_rag.evaluation.calibrate import fit_companion, mode_quality  # noqa: E402
 from attribot_rag.evaluation.cite_eval import load_examples  # noqa: E402
-from attribot_rag.evaluation.cite_report import STATS, Citer, answer_metrics  # noqa: E402
+from attribot_rag.evaluation.cite_report import STATS, Citer, answer_metrics, sentence_sources  # noqa: E402
 
 FOLDS = 5
 TARGET_PRECISION, TARGET_RECALL = 0.8, 0.6  # what a reader's citations are held to (issue 31)
@@ -84,6 +86,22 @@ def optimism(items: list) -> None:
         if row["correct"]:
             rows.setdefault(mode, []).append(row)
     _print_row("default on the unread examples", rows)
+
+
+def leads(items: list) -> None:
+    """Per question type, the sentences of gold passages that are supporting facts: the
+    passage's first sentence against the later ones (what verdicts and choices cite)."""
+    counts: dict[tuple[str, bool], list[int]] = {}
+    for ex in {ex.id: ex for ex, _, _ in items}.values():
+        first: dict[int, int] = {}
+        for s in sentence_sources(ex):
+            first.setdefault(s.passage_index, s.index)
+            if s.passage_id in ex.gold_passages:
+                c = counts.setdefault((ex.type or "-", first[s.passage_index] == s.index), [0, 0])
+                c[0] += ex.is_gold_source(s)
+                c[1] += 1
+    for (kind, lead), (gold, n) in sorted(counts.items()):
+        print(f"| {kind} | {'first' if lead else 'later'} | {gold} of {n} | {gold / n:.2f} |")
 
 
 def settings() -> dict[str, CitationPolicy]:
@@ -152,11 +170,14 @@ def main() -> None:
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--bridges", action="store_true")
     ap.add_argument("--optimism", action="store_true")
+    ap.add_argument("--leads", action="store_true")
     args = ap.parse_args()
     items = choice_items()
     print(f"{len({ex.id for ex, _, _ in items})} examples, {len(items)} answers")
     if args.write:
         write(items)
+    elif args.leads:
+        leads(items)
     elif args.optimism:
         optimism(items)
     elif args.bridges:
