@@ -43,6 +43,7 @@ from cite_bridge_choice import MODEL, SPLITS, records  # noqa: E402
 
 from attribot_rag.at2.weights import default_weights_path  # noqa: E402
 from attribot_rag.citations import CitationPolicy, calibration_for, calibration_path  # noqa: E402
+from attribot_rag.citations.companions import first_sentences  # noqa: E402
 from attribot_rag.evaluation.calibrate import fit_companion, mode_quality  # noqa: E402
 from attribot_rag.evaluation.cite_eval import load_examples  # noqa: E402
 from attribot_rag.evaluation.cite_report import STATS, Citer, answer_metrics, sentence_sources  # noqa: E402
@@ -80,10 +81,10 @@ def optimism(items: list) -> None:
     late = [t for t in items if t[0].id in unread]
     print(f"read: {len({e.id for e, _, _ in read})} examples; unread: {len({e.id for e, _, _ in late})}")
     cross_validated(read, {"default, cross-validated on the read examples": CitationPolicy()})
-    cal = fit_companion(read, calibration_for(MODEL))
+    citer = Citer("default", "at2", CitationPolicy(), fit_companion(read, calibration_for(MODEL)))
     rows: dict[str, list] = {}
     for ex, mode, rec in late:
-        row = answer_metrics(Citer("default", "at2", CitationPolicy(), cal), ex, mode, rec, MODEL)
+        row = answer_metrics(citer, ex, mode, rec, MODEL)
         if row["correct"]:
             rows.setdefault(mode, []).append(row)
     _print_row("default on the unread examples", rows)
@@ -94,9 +95,9 @@ def leads(items: list) -> None:
     passage's first sentence against the later ones (what verdicts and choices cite)."""
     counts: dict[tuple[str, bool], list[int]] = {}
     for ex in {ex.id: ex for ex, _, _ in items}.values():
-        first: dict[int, int] = {}
-        for s in sentence_sources(ex):
-            first.setdefault(s.passage_index, s.index)
+        sources = sentence_sources(ex)
+        first = first_sentences([s.passage_index for s in sources])
+        for s in sources:
             if s.passage_id in ex.gold_passages:
                 c = counts.setdefault((ex.type or "-", first[s.passage_index] == s.index), [0, 0])
                 c[0] += ex.is_gold_source(s)
@@ -121,9 +122,10 @@ def bridge_settings() -> dict[str, CitationPolicy]:
             for b in (0.2, 0.25, 0.3, 0.35) for t in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6)}
 
 
-def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_setting: bool = False) -> None:
+def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_setting: bool = False, corrected: bool = False) -> None:
     """Print each setting's pooled rows; each fold's companion model is fitted on the
-    other folds (under each setting's own citations with ``fit_per_setting``)."""
+    other folds (under each setting's own citations with ``fit_per_setting``); with
+    ``corrected`` the room is measured after the optimism is taken off."""
     shipped = calibration_for(MODEL)
     rows: dict[str, dict[str, list]] = {name: {} for name in grid}
     groups = [ex.id for ex, _, _ in items]
@@ -140,7 +142,7 @@ def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_settin
                 if row["correct"]:
                     rows[name].setdefault(mode, []).append(row)
     for name, by in rows.items():
-        _print_row(name, by, corrected=fit_per_setting)
+        _print_row(name, by, corrected)
 
 
 def _print_row(name: str, by: dict[str, list], corrected: bool = False) -> None:
@@ -182,7 +184,7 @@ def main() -> None:
     elif args.optimism:
         optimism(items)
     elif args.bridges:
-        cross_validated(items, bridge_settings(), fit_per_setting=True)
+        cross_validated(items, bridge_settings(), fit_per_setting=True, corrected=True)
     else:
         cross_validated(items, settings())
 

@@ -74,6 +74,14 @@ class CompanionModel:
         return cls(tuple(float(c) for c in model.coef_[0]), float(model.intercept_[0]))
 
 
+def first_sentences(passage_of: Sequence[int]) -> dict[int, int]:
+    """Each passage's first source (its lead sentence, which introduces the subject)."""
+    first: dict[int, int] = {}
+    for i, p in enumerate(passage_of):
+        first.setdefault(p, i)
+    return first
+
+
 def candidate_features(
     scores: Sequence[float | None], chosen: Sequence[int], terms: QuestionTerms, passage_of: Sequence[int]
 ) -> tuple[list[int], np.ndarray]:
@@ -89,10 +97,9 @@ def candidate_features(
     added = terms.added_all(chosen)
     cited = {passage_of[i] for i in chosen}
     passage_rank: dict[int, int] = {}
-    lead: dict[int, int] = {}
+    lead = first_sentences(passage_of)
     best_rel: dict[int, float] = {}
     for i, p in enumerate(passage_of):
-        lead.setdefault(p, i)
         best_rel[p] = max(best_rel.get(p, 0.0), float(relevance[i]))
         if i in rank:
             passage_rank[p] = min(passage_rank.get(p, len(scores)), rank[i])
@@ -116,4 +123,4 @@ def candidate_features(
     return candidates, np.array(rows, dtype=np.float64).reshape(len(candidates), len(FEATURES))
 
 
-__all__ = ["FEATURES", "CompanionModel", "candidate_features"]
+__all__ = ["FEATURES", "CompanionModel", "candidate_features", "first_sentences"]

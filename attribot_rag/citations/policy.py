@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import InputError
-from .companions import CompanionModel, candidate_features
+from .companions import CompanionModel, candidate_features, first_sentences
 from .relevance import BARE, CHOICE, QuestionTerms
 
 EVIDENCE_KINDS = ("supports", "used")
@@ -421,9 +421,7 @@ class CitationPolicy:
         if ev.verdict == CHOICE and len(named) < 2:
             return []
         allowed = named if ev.verdict == CHOICE else set(passage_of)
-        lead: dict[int, int] = {}
-        for i, p in enumerate(passage_of):
-            lead.setdefault(p, i)
+        lead = first_sentences(passage_of)
         limit = self.verdict_sources if self.max_per_sentence is None else min(self.verdict_sources, self.max_per_sentence)
         chosen: list[int] = []
         while len(chosen) < limit:
