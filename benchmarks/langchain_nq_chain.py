@@ -3,7 +3,8 @@
 The chain is the README's: a FAISS vector store (MiniLM, normalised) over every distinct
 gold passage of NQ-open lines 0-999 as LangChain ``Document``s, its retriever's top 5
 (optionally an ``AttribotRetriever`` with ``top_n`` in front), an answer step standing in
-for an external LLM ("The answer is {gold}.", the benchmark's ``external`` template), and
+for an external LLM (cite-eval's ``external`` template "The answer is {gold}.", or with
+``--template external2`` its second one), and
 ``AttribotCitations`` with every default (the default model, method and policy). Per
 question it records the retrieved documents, whether the gold passage is among them and
 which documents were cited; the report gives, over the questions whose gold passage was
@@ -13,7 +14,7 @@ retrieved document is the gold one (the cite-the-first-retrieved baseline).
 Records go to a JSON-lines file as each question finishes, so a run resumes.
 
     OMP_NUM_THREADS=1 python benchmarks/langchain_nq_chain.py --data ../shared/data/nq_open/nq-open-oracle.jsonl.gz \\
-        --offset 500 --n 40 --out benchmarks/langchain-nq-chain/nq-500.jsonl
+        --offset 500 --n 40 --out benchmarks/langchain-nq-chain/nq-500.jsonl [--top-n 2] [--template external2]
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from typing import Any
 import numpy as np
 
 CORPUS_LINES = 1000  # NQ-open lines 1000+ are never read
-TEMPLATE = "The answer is {answer}."
 
 
 def corpus_documents(rows: list[dict[str, Any]]) -> tuple[list[Any], dict[int, str]]:
@@ -45,7 +45,7 @@ def corpus_documents(rows: list[dict[str, Any]]) -> tuple[list[Any], dict[int, s
     return docs, gold
 
 
-def build_chain(docs: list[Any], top_n: int | None) -> Any:
+def build_chain(docs: list[Any], top_n: int | None, template: str) -> Any:
     from langchain_community.vectorstores import FAISS
     from langchain_core.runnables import RunnableLambda, RunnablePassthrough
     from langchain_huggingface import HuggingFaceEmbeddings
@@ -59,7 +59,7 @@ def build_chain(docs: list[Any], top_n: int | None) -> Any:
     if top_n is not None:
         retriever = AttribotRetriever(base_retriever=retriever,
                                       compressor=AttribotCompressor(attributor=citations.attributor, top_n=top_n))
-    external_llm = RunnableLambda(lambda x: TEMPLATE.format(answer=x["gold_answer"]))
+    external_llm = RunnableLambda(lambda x: template.format(answer=x["gold_answer"]))
     return (
         RunnablePassthrough.assign(context=itemgetter("question") | retriever).assign(answer=external_llm)
         | citations
@@ -96,12 +96,15 @@ def summary(records: list[dict[str, Any]], seed: int = 0) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     from attribot_rag.evaluation.cite_data import _nq_lines
+    from attribot_rag.evaluation.cite_eval import TEMPLATES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="NQ-open oracle JSONL(.gz)")
     p.add_argument("--offset", type=int, default=500)
     p.add_argument("--n", type=int, default=40)
     p.add_argument("--top-n", type=int, default=None, help="an AttribotRetriever keeping this many in front")
+    p.add_argument("--template", choices=sorted(TEMPLATES), default="external",
+                   help="how the stand-in external LLM phrases the gold answer (cite-eval's templates)")
     p.add_argument("--out", required=True, help="per-question records (JSON lines; a rerun resumes)")
     p.add_argument("--summary", action="store_true", help="report the records in --out, computing nothing")
     args = p.parse_args(argv)
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.summary:
         rows = _nq_lines(args.data)[:CORPUS_LINES]
         docs, gold = corpus_documents(rows)
-        chain = build_chain(docs, args.top_n)
+        chain = build_chain(docs, args.top_n, TEMPLATES[args.template])
         out.parent.mkdir(parents=True, exist_ok=True)
         have = {r["line"] for r in done}
         for k in wanted:
