@@ -54,7 +54,7 @@ def record(offset: int, n: int, out: Path, data: str) -> None:
         group += [ex.id] * len(sources)
         at2_scores.append(f @ at2)
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, features=np.vstack(feats).astype(np.float32), gold=np.array(gold), group=np.array(group),
+    np.savez_compressed(out, features=np.vstack(feats).astype(np.float16), gold=np.array(gold), group=np.array(group),
                         at2=np.concatenate(at2_scores))
 
 
