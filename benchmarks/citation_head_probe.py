@@ -60,11 +60,13 @@ def record(offset: int, n: int, out: Path, data: str) -> None:
 
 def top_k(scores: np.ndarray, gold: np.ndarray, group: np.ndarray, k: int) -> tuple[float, float]:
     """Over examples: the share of gold among each one's top k, and of its gold facts there."""
+    from attribot_rag.evaluation.metrics import top_k_sources
+
     hits = gold_total = 0
     examples = np.unique(group)
     for g in examples:
         m = group == g
-        hits += gold[m][np.argsort(-scores[m], kind="stable")[:k]].sum()
+        hits += gold[m][top_k_sources(scores[m], k)].sum()
         gold_total += gold[m].sum()
     return hits / (k * len(examples)), hits / gold_total
 

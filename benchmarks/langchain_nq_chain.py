@@ -66,13 +66,13 @@ def build_chain(docs: list[Any], top_n: int | None, template: str) -> Any:
     )
 
 
-def record(chain: Any, k: int, row: dict[str, Any], gold_id: str) -> dict[str, Any]:
+def record(chain: Any, k: int, row: dict[str, Any], gold_id: str, template: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = chain.invoke({"question": row["question"], "gold_answer": str(row["answers"][0])})
     context = [d.id for d in out["context"]]
     cited = sorted({str(c["source_id"]).split("#")[0] for c in out["citations"]})
     return {
-        "line": k, "question": row["question"], "answer": out["answer"], "gold": gold_id, "context": context,
+        "line": k, "template": template, "question": row["question"], "answer": out["answer"], "gold": gold_id, "context": context,
         "gold_in_context": gold_id in context, "first_is_gold": bool(context) and context[0] == gold_id,
         "cited": cited, "gold_cited": gold_id in cited, "uncited": not out["citations"],
         "cited_answer": out["cited_answer"], "seconds": time.perf_counter() - t0,
@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"NQ-open lines from {CORPUS_LINES} on are never used")
     out = Path(args.out)
     done = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+    mixed = sorted({r.get("template", "external") for r in done} - {args.template})  # older records: the first template
+    if mixed:
+        raise SystemExit(f"{out} holds answers phrased by template {', '.join(mixed)}: resume it with that --template")
     wanted = range(args.offset, args.offset + args.n)
     if not args.summary:
         rows = _nq_lines(args.data)[:CORPUS_LINES]
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in wanted:
             if k in have:
                 continue
-            rec = record(chain, k, rows[k], gold[k])
+            rec = record(chain, k, rows[k], gold[k], args.template)
             done.append(rec)
             with out.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps(rec) + "\n")
