@@ -76,12 +76,12 @@ RANGES = {
 }
 
 
-def range_items(name: str, modes: list[str]) -> list:
-    """(example, mode, record) of a range, as the reports read them."""
+def range_records(name: str) -> tuple[list, "ResultsCache", dict, list[str]]:
+    """A range's examples, its cite-eval cache (read only), the records' shared key and methods."""
     import sys
 
     from attribot_rag.evaluation.cache import ResultsCache
-    from attribot_rag.evaluation.cite_eval import SupportPlan, cached_items, load_examples, record_base
+    from attribot_rag.evaluation.cite_eval import SupportPlan, load_examples, record_base
 
     spec = RANGES[name]
     if len(spec) == 2:
@@ -96,7 +96,14 @@ def range_items(name: str, modes: list[str]) -> list:
         methods = ["at2", "attention", "similarity"]
         examples = load_examples("hotpotqa", data, n, offset)
         base = record_base(MODEL, "bfloat16", data, methods, SupportPlan(3))
-    cache = ResultsCache(caches[0], read_also=caches[1:], cached_only=True)
+    return examples, ResultsCache(caches[0], read_also=caches[1:], cached_only=True), base, methods
+
+
+def range_items(name: str, modes: list[str]) -> list:
+    """(example, mode, record) of a range, as the reports read them."""
+    from attribot_rag.evaluation.cite_eval import cached_items
+
+    examples, cache, base, methods = range_records(name)
     items = []
     for mode in modes:
         got, missing = cached_items(examples, cache, base, [mode], methods)

@@ -12,6 +12,13 @@ prints them (quality, the room to the targets less the measured optimism, and pr
     python benchmarks/fact_heads_choice.py --write         # fit on every choice answer and
                                                            # write heads + companions into
                                                            # the 1.5B's shipped calibration
+    python benchmarks/fact_heads_choice.py --sidecars dev400 --modes own,external,external2
+
+``--sidecars`` stores, for a range's cite-eval records, the shipped heads' scores as the
+records' ``facts`` (what ``cite-eval`` computes for a new record, one pass each) from the
+features ``citation_head_probe.py record-answers`` recorded for them (kept in float16), in
+``benchmarks/cite-eval-cache/qwen15-hotpotqa-<range>-facts``, which a report reads with
+``--read-cache``.
 """
 
 from __future__ import annotations
@@ -105,7 +112,7 @@ def grid() -> dict[str, CitationPolicy]:
     p = CitationPolicy()
     out = {}
     for k in (1, 2):
-        for t in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6):
+        for t in ((0.4, 0.45, 0.5, 0.55, 0.6) if k == 1 else (0.55, 0.6, 0.65)):
             out[f"companions {k}, probability {t}"] = p.with_options(companions=k, companion_probability=t, max_per_sentence=2 + k)
     return out
 
@@ -137,11 +144,47 @@ def cross_validated(items: list, feats: dict) -> None:
         _print_row(name, by, corrected=True)
 
 
+def sidecars(name: str, modes: list[str]) -> None:
+    from citation_head_probe import range_records
+
+    from attribot_rag.evaluation.cache import ResultsCache
+    from attribot_rag.evaluation.cite_eval import cached_items, facts_desc
+
+    heads = calibration_for(MODEL).fact_heads
+    if heads is None:
+        raise SystemExit("the shipped calibration has no fact heads: --write first")
+    feats = {}
+    for p in sorted(HEADS.glob(f"answers-{name}-*.npz")):
+        d = np.load(p)
+        keys = list(zip(d["group"].tolist(), d["mode"].tolist(), d["sentence"].tolist()))
+        for key in dict.fromkeys(keys):
+            m = (d["group"] == key[0]) & (d["mode"] == key[1]) & (d["sentence"] == key[2])
+            feats[key] = d["features"][m].astype(np.float64)
+    examples, cache, base, methods = range_records(name)
+    out = ResultsCache(f"benchmarks/cite-eval-cache/qwen15-hotpotqa-{name}-facts")
+    w, written = np.asarray(heads.weights), 0
+    for mode in modes:
+        items, missing = cached_items(examples, cache, base, [mode], methods)
+        if missing:
+            raise SystemExit(f"{name}: {len(missing)} examples have no {mode} record")
+        for ex, _, rec in items:
+            if any(t is not None and (ex.id, mode, k) not in feats for k, t in enumerate(rec["targets"])):
+                raise SystemExit(f"{name}: no recorded features for {ex.id} ({mode}): record-answers first")
+            facts = [None if t is None else [float(v) for v in feats[(ex.id, mode, k)] @ w] for k, t in enumerate(rec["targets"])]
+            desc = {**base, "example": ex.id, "mode": mode, "methods": list(methods)}
+            out.put(facts_desc(desc, heads), {"facts": facts, "seconds": None, "from": "recorded features (float16)"})
+            written += 1
+    print(f"{written} records' fact scores in {out.path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--modes", default="own,external")
     ap.add_argument("--write", action="store_true")
+    ap.add_argument("--sidecars", metavar="RANGE")
     args = ap.parse_args()
+    if args.sidecars:
+        return sidecars(args.sidecars, args.modes.split(","))
     feats = load_features()
     items = [t for t in choice_items() if t[1] in args.modes.split(",")]
     have = with_facts(items, feats, FactHeads((0.0,) * next(iter(feats.values()))[0].shape[1]))

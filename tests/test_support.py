@@ -676,6 +676,37 @@ def test_cite_eval_records_resume_and_report_against_gold(tmp_path, monkeypatch)
     assert again["report"] == report["report"]
 
 
+def test_cite_eval_keeps_the_fact_heads_scores_cite_reads_beside_each_record(attributor, tmp_path):
+    from attribot_rag.at2.features import task_features
+    from attribot_rag.citations import CompanionModel, calibration_for
+    from attribot_rag.citations.cite import ResolvedPolicy
+    from attribot_rag.citations.companions import FACT_FEATURES, FEATURES, FactHeads
+    from attribot_rag.evaluation.cache import ResultsCache
+    from attribot_rag.evaluation.cite_data import CiteExample, GoldFact
+    from attribot_rag.evaluation.cite_eval import cached_items, collect, record_base
+
+    ex = CiteExample("q1", "hotpotqa", QUESTION, ("$260",), PASSAGES, frozenset({"travel"}), (GoldFact("travel", 0, 10),), "bridge")
+    task = attributor.task(QUESTION, PASSAGES, "The answer is $260.", level="sentence")
+    heads = FactHeads(tuple(float(np.cos(k)) for k in range(task_features(task).shape[-1])))
+    data = tmp_path / "data.json"
+    data.write_text("[]")
+    cache = ResultsCache(tmp_path / "c")
+    (row,) = collect(attributor, [ex], data=str(data), cache=cache, modes=["external"], methods=["at2"], heads=heads)
+    rec = row["record"]
+    # what cite reads for the sentence, from the answer's own pass
+    whole = attributor.run(task)
+    model = CompanionModel((0.0,) * (len(FEATURES) + len(FACT_FEATURES)), 0.0, FEATURES + FACT_FEATURES)
+    cal = dataclasses.replace(calibration_for("smollm2-135m"), companion=model, fact_heads=heads)
+    rp = ResolvedPolicy.of(CitationPolicy(), whole.method, whole.model, cal)
+    ev = rp.evidence(whole.per_sentence()[0][1], whole, rp.check_all(whole, whole.per_sentence()))
+    assert rec["facts"][0] == pytest.approx(ev.facts, rel=1e-4, abs=1e-6) and len(ev.facts) == len(task.sources)
+    # read back only with those heads' scores: other heads' records are missing
+    base = record_base(attributor.model_name, "float32", str(data), ["at2"])
+    assert cached_items([ex], cache, base, ["external"], ["at2"], heads)[0][0][2]["facts"] == rec["facts"]
+    other = FactHeads(tuple(-w for w in heads.weights))
+    assert cached_items([ex], cache, base, ["external"], ["at2"], other) == ([], ["q1"])
+
+
 @pytest.mark.slow  # load_examples loads the MiniLM embedder before the range check
 def test_cite_eval_refuses_nq_lines_it_must_never_read(tmp_path):
     from attribot_rag.evaluation.cite_eval import load_examples
