@@ -112,7 +112,7 @@ def grid() -> dict[str, CitationPolicy]:
     p = CitationPolicy()
     out = {}
     for k in (1, 2):
-        for t in ((0.4, 0.45, 0.5, 0.55, 0.6) if k == 1 else (0.55, 0.6, 0.65)):
+        for t in ((0.45, 0.5, 0.55, 0.575, 0.6, 0.65) if k == 1 else (0.6, 0.65)):
             out[f"companions {k}, probability {t}"] = p.with_options(companions=k, companion_probability=t, max_per_sentence=2 + k)
     return out
 
