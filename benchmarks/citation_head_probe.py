@@ -15,14 +15,6 @@ ROC AUC, average precision, and the share of gold facts among each example's top
     python benchmarks/citation_head_probe.py fit benchmarks/citation-head/dev20.npz benchmarks/citation-head/dev60.npz
 
 Choice split only (HotpotQA dev 20-199, 240-399): the probe refuses held-out ranges.
-
-``record-answers`` records the same features per answer *sentence* (mean over its tokens)
-for the answers cite-eval recorded (own answers through their recorded tokens), on the
-choice split or a held-out range: what ``companion_choice.py --heads`` replays. Recording
-reads no result; only the choice split's files are ever fitted on.
-
-    OMP_NUM_THREADS=1 python benchmarks/citation_head_probe.py record-answers --range choice-240 --modes own \
-        --out benchmarks/citation-head/answers-choice-240-own.npz
 """
 
 from __future__ import annotations
@@ -64,88 +56,6 @@ def record(offset: int, n: int, out: Path, data: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, features=np.vstack(feats).astype(np.float16), gold=np.array(gold), group=np.array(group),
                         at2=np.concatenate(at2_scores))
-
-
-# where cite-eval's records of each range are (data, offset, n, caches, methods, support plan, AT2 tag)
-RANGES = {
-    "choice-20": ("hotpotqa", 180), "choice-240": ("hotpotqa-240", 160), "verdicts": ("verdicts", 14),
-    "dev400": ("../shared/data/hotpotqa/dev.json", 400, 186, ["benchmarks/cite-eval-cache/qwen15-hotpotqa-dev400-loo20",
-               "benchmarks/cite-eval-cache/qwen15-hotpotqa-dev526", "benchmarks/cite-eval-cache/qwen15-hotpotqa-dev400-external2",
-               "benchmarks/cite-eval-cache/qwen15-hotpotqa-dev493-external2"]),
-    "dev200": ("../shared/data/hotpotqa/dev.json", 200, 40, ["benchmarks/cite-eval-cache/qwen15-hotpotqa-dev200"]),
-}
-
-
-def range_records(name: str) -> tuple[list, "ResultsCache", dict, list[str]]:
-    """A range's examples, its cite-eval cache (read only), the records' shared key and methods."""
-    import sys
-
-    from attribot_rag.evaluation.cache import ResultsCache
-    from attribot_rag.evaluation.cite_eval import SupportPlan, load_examples, record_base
-
-    spec = RANGES[name]
-    if len(spec) == 2:
-        sys.path.insert(0, "benchmarks")
-        from cite_bridge_choice import DATASET, METHODS, PLAN, SPLITS
-        data, offset, cache = SPLITS[spec[0]]
-        examples = load_examples(DATASET[spec[0]], data, spec[1], offset)
-        base = record_base(MODEL, "bfloat16", data, METHODS, PLAN, "loo-dev0-19-2026-12-06")
-        caches, methods = [cache], METHODS
-    else:
-        data, offset, n, caches = spec
-        methods = ["at2", "attention", "similarity"]
-        examples = load_examples("hotpotqa", data, n, offset)
-        base = record_base(MODEL, "bfloat16", data, methods, SupportPlan(3))
-    return examples, ResultsCache(caches[0], read_also=caches[1:], cached_only=True), base, methods
-
-
-def range_items(name: str, modes: list[str]) -> list:
-    """(example, mode, record) of a range, as the reports read them."""
-    from attribot_rag.evaluation.cite_eval import cached_items
-
-    examples, cache, base, methods = range_records(name)
-    items = []
-    for mode in modes:
-        got, missing = cached_items(examples, cache, base, [mode], methods)
-        if missing:
-            raise SystemExit(f"{name}: {len(missing)} examples have no {mode} record")
-        items += got
-    return items
-
-
-def record_answers(name: str, modes: list[str], out: Path) -> None:
-    """Per recorded answer sentence and source: the heads' features (mean over the
-    sentence's tokens), whether the source is a supporting fact, and the AT2 score."""
-    from tqdm.auto import tqdm
-
-    from attribot_rag import Attributor
-    from attribot_rag.at2.features import task_features
-    from attribot_rag.evaluation.cite_report import sentence_sources
-    from attribot_rag.scoring import response_from_ids
-
-    items = range_items(name, modes)
-    att = Attributor(model=MODEL, dtype="bfloat16")
-    cols: dict[str, list] = {k: [] for k in ("features", "gold", "group", "mode", "sentence", "source")}
-    for ex, mode, rec in tqdm(items, desc=f"citation-head {name}", unit="answer"):
-        answer = response_from_ids(att.lm.tokenizer, rec["answer_ids"]) if "answer_ids" in rec else rec["answer"]
-        task = att.task(ex.question, ex.passages, answer, level="sentence")
-        if list(task.response.token_ids) != rec.get("answer_ids", list(task.response.token_ids)):
-            raise SystemExit(f"{ex.id} {mode}: the answer re-tokenizes differently from its record")
-        feats = task_features(task)  # [sources, answer tokens, heads]
-        sources = sentence_sources(ex)
-        for k, target in enumerate(rec["targets"]):
-            if target is None:
-                continue
-            f = feats[:, target[0]:target[1]].float().mean(dim=1).numpy()
-            cols["features"].append(f.astype(np.float16))
-            cols["gold"] += [ex.is_gold_source(s) for s in sources]
-            cols["group"] += [ex.id] * len(sources)
-            cols["mode"] += [mode] * len(sources)
-            cols["sentence"] += [k] * len(sources)
-            cols["source"] += list(range(len(sources)))
-        task.cache.at2_features = None  # one answer's features at a time
-    out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, **{k: (np.vstack(v) if k == "features" else np.array(v)) for k, v in cols.items()})
 
 
 def top_k(scores: np.ndarray, gold: np.ndarray, group: np.ndarray, k: int) -> tuple[float, float]:
@@ -196,17 +106,11 @@ def main() -> None:
     rec.add_argument("--n", type=int, required=True)
     rec.add_argument("--out", type=Path, required=True)
     rec.add_argument("--data", default="../shared/data/hotpotqa/dev.json")
-    ra = sub.add_parser("record-answers")
-    ra.add_argument("--range", choices=sorted(RANGES), required=True)
-    ra.add_argument("--modes", default="own")
-    ra.add_argument("--out", type=Path, required=True)
     f = sub.add_parser("fit")
     f.add_argument("paths", type=Path, nargs="+")
     args = ap.parse_args()
     if args.command == "record":
         record(args.offset, args.n, args.out, args.data)
-    elif args.command == "record-answers":
-        record_answers(args.range, args.modes.split(","), args.out)
     else:
         fit(args.paths)
 

@@ -284,43 +284,6 @@ def test_companions_are_the_further_facts_the_fitted_model_finds_likely(tmp_path
         CitationPolicy(companions=-1)
 
 
-def test_a_companion_model_with_fact_heads_reads_their_ranking(tmp_path):
-    from attribot_rag.citations import CompanionModel
-    from attribot_rag.citations.companions import FACT_FEATURES, FEATURES, FactHeads, candidate_features
-    from attribot_rag.citations.relevance import QuestionTerms
-
-    terms = QuestionTerms(np.array([0.6, 0.8]), np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.8, 0.6]]))
-    scores, passage_of = [0.9, 0.5, 0.1, 0.3], [0, 0, 1, 1]
-    facts = [2.0, -1.0, None, 3.0]  # source 2 has no score: it ranks last
-    candidates, x = candidate_features(scores, [0], terms, passage_of, facts)
-    assert x.shape == (len(candidates), len(FEATURES) + len(FACT_FEATURES))
-    column = dict(zip(FEATURES + FACT_FEATURES, x.T))
-    by_source = {i: (r, v) for i, r, v in zip(candidates, column["fact_rank"], column["fact_score"])}
-    assert by_source[3] == pytest.approx((0.0, 1.0))  # the heads' best, scaled between lowest (0) and best (1)
-    assert by_source[1] == pytest.approx((np.log1p(2), 0.0))
-    # a model that trusts only the heads' top source
-    coef = tuple(-20.0 if f == "fact_rank" else 0.0 for f in FEATURES + FACT_FEATURES)
-    model = CompanionModel(coef, 5.0, FEATURES + FACT_FEATURES)
-    assert model.reads_facts and not CompanionModel((0.0,) * len(FEATURES), 0.0).reads_facts
-    policy = CitationPolicy(min_support=0.1, bridge_relevance=None, verdict_relevance=None, companion_model=model)
-    ev = SentenceEvidence(scores, 5, None, {0: 0.6}, terms=terms, passage_of=passage_of, facts=facts)
-    assert policy.explain(ev).companions == (3,)
-    assert policy.explain(dataclasses.replace(ev, facts=[2.0, 3.0, None, -1.0])).companions == (1,)
-    with pytest.raises(InputError, match="fact heads"):
-        policy.explain(dataclasses.replace(ev, facts=None))
-    # fitted on candidates with the heads' columns, it names them
-    rows = np.zeros((6, len(FEATURES) + len(FACT_FEATURES)))
-    rows[:, -2] = np.log1p([0, 1, 4, 5, 0, 6])
-    fitted = CompanionModel.fit(rows, np.array([1, 1, 0, 0, 1, 0]))
-    assert fitted.reads_facts and fitted.coef[-2] < 0
-    # the heads and the model ship in the calibration and come back from it
-    cal = Calibration(model="m", fitted_on="test", companion=model, fact_heads=FactHeads((0.5, -0.25, 1.0)))
-    back = Calibration.load(cal.save(tmp_path / "c.json"))
-    assert (back.companion, back.fact_heads) == (model, cal.fact_heads)
-    with pytest.raises(InputError, match="one finite weight"):
-        FactHeads((1.0, float("nan")))
-
-
 def test_a_companion_that_names_what_a_cited_passage_is_about_is_the_hop():
     # "Which country is the director of Film A from?"; the answer cites "Jane Roe is an
     # American director." (passage "Jane Roe"); "Film A was directed by Jane Roe." names it
@@ -511,34 +474,6 @@ def test_joint_support_checks_pairs_with_the_best_supported_source(attributor):
     assert all(c.evidence == "supports" for c in sentence.citations)
 
 
-def test_cite_ranks_companions_by_the_calibrations_fact_heads(attributor):
-    from attribot_rag.at2.features import task_features
-    from attribot_rag.citations import CompanionModel, calibration_for
-    from attribot_rag.citations.cite import ResolvedPolicy
-    from attribot_rag.citations.companions import FACT_FEATURES, FEATURES, FactHeads, candidate_features
-
-    task = attributor.task(QUESTION, PASSAGES, ANSWER, level="sentence")
-    heads = FactHeads((1.0,) * task_features(task).shape[-1])  # every head alike: the plain average's ranking
-    # a companion model that reads only where the heads put a source, always taking the best
-    model = CompanionModel(tuple(10.0 if f == "fact_score" else 0.0 for f in FEATURES + FACT_FEATURES), -5.0,
-                           FEATURES + FACT_FEATURES)
-    cal = dataclasses.replace(calibration_for("smollm2-135m"), companion=model, fact_heads=heads)
-    policy = CitationPolicy(companion_probability=0.0, bridge_relevance=None, max_per_sentence=3)
-    cited = attributor.cite(QUESTION, PASSAGES, ANSWER, policy=policy, calibration=cal)
-    # what cite read: the heads' scores are the plain average's (times the number of heads)
-    whole = attributor.run(task)
-    rp = ResolvedPolicy.of(policy, whole.method, whole.model, cal)
-    ev = rp.evidence(whole.per_sentence()[0][1], whole, rp.check_all(whole, whole.per_sentence()))
-    average = attributor.run(task, method="attention").per_sentence()[0][1]
-    assert ev.facts == pytest.approx([s.score * len(heads.weights) for s in average.sources], rel=1e-4, abs=1e-6)
-    # the companion is the candidate the heads rank first
-    (sentence,) = cited.sentences
-    chosen = [i for i, s in enumerate(task.sources) if s.id in {c.source_id for c in sentence.citations if c.evidence != "companion"}]
-    candidates, _ = candidate_features(ev.scores, chosen, ev.terms, ev.passage_of, ev.facts)
-    best = max(candidates, key=lambda i: ev.facts[i])
-    assert [c.source_id for c in sentence.citations if c.evidence == "companion"] == [task.sources[best].id]
-
-
 def test_a_fact_the_model_knows_still_gets_its_source(attributor):
     # The failure the policy fixes: the model would say "Paris" without any passage, so
     # the passages do not raise the sentence's likelihood (the context-gain gate refuses
@@ -674,37 +609,6 @@ def test_cite_eval_records_resume_and_report_against_gold(tmp_path, monkeypatch)
     assert main(args[:-2] + ["--cached-only", "--json", str(tmp_path / "again.json")]) == 0
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["report"] == report["report"]
-
-
-def test_cite_eval_keeps_the_fact_heads_scores_cite_reads_beside_each_record(attributor, tmp_path):
-    from attribot_rag.at2.features import task_features
-    from attribot_rag.citations import CompanionModel, calibration_for
-    from attribot_rag.citations.cite import ResolvedPolicy
-    from attribot_rag.citations.companions import FACT_FEATURES, FEATURES, FactHeads
-    from attribot_rag.evaluation.cache import ResultsCache
-    from attribot_rag.evaluation.cite_data import CiteExample, GoldFact
-    from attribot_rag.evaluation.cite_eval import cached_items, collect, record_base
-
-    ex = CiteExample("q1", "hotpotqa", QUESTION, ("$260",), PASSAGES, frozenset({"travel"}), (GoldFact("travel", 0, 10),), "bridge")
-    task = attributor.task(QUESTION, PASSAGES, "The answer is $260.", level="sentence")
-    heads = FactHeads(tuple(float(np.cos(k)) for k in range(task_features(task).shape[-1])))
-    data = tmp_path / "data.json"
-    data.write_text("[]")
-    cache = ResultsCache(tmp_path / "c")
-    (row,) = collect(attributor, [ex], data=str(data), cache=cache, modes=["external"], methods=["at2"], heads=heads)
-    rec = row["record"]
-    # what cite reads for the sentence, from the answer's own pass
-    whole = attributor.run(task)
-    model = CompanionModel((0.0,) * (len(FEATURES) + len(FACT_FEATURES)), 0.0, FEATURES + FACT_FEATURES)
-    cal = dataclasses.replace(calibration_for("smollm2-135m"), companion=model, fact_heads=heads)
-    rp = ResolvedPolicy.of(CitationPolicy(), whole.method, whole.model, cal)
-    ev = rp.evidence(whole.per_sentence()[0][1], whole, rp.check_all(whole, whole.per_sentence()))
-    assert rec["facts"][0] == pytest.approx(ev.facts, rel=1e-4, abs=1e-6) and len(ev.facts) == len(task.sources)
-    # read back only with those heads' scores: other heads' records are missing
-    base = record_base(attributor.model_name, "float32", str(data), ["at2"])
-    assert cached_items([ex], cache, base, ["external"], ["at2"], heads)[0][0][2]["facts"] == rec["facts"]
-    other = FactHeads(tuple(-w for w in heads.weights))
-    assert cached_items([ex], cache, base, ["external"], ["at2"], other) == ([], ["q1"])
 
 
 @pytest.mark.slow  # load_examples loads the MiniLM embedder before the range check

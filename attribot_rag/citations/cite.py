@@ -29,7 +29,6 @@ from ..methods import METHODS, AttributionMethod
 from ..result import Attribution
 from ..scoring import Response
 from ..sources import coerce_passages, split_sentences
-from .companions import CompanionModel, fact_scores
 from .markers import insert_markers, is_truncated
 from .policy import DEFAULT_POLICY, Calibration, Choice, CitationPolicy, SentenceEvidence, calibration_for
 from .relevance import QuestionTerms, verdict
@@ -87,16 +86,7 @@ class ResolvedPolicy:
         reply = self._verdict(task.question, att.task.response, (a, b))
         terms = _terms(task) if self.policy.reads_question() else None
         passage_of = [s.source.passage_index for s in att.sources]
-        facts = fact_scores(task, att.task.target, self.calibration.fact_heads) if self.reads_facts() else None  # type: ignore[union-attr]
-        return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of, reply, facts)
-
-    def reads_facts(self) -> bool:
-        """Whether choosing reads the fact heads' scores (a companion model fitted with
-        them, and the calibration's heads to compute them)."""
-        model = self.policy.companion_model
-        return (self.policy.evidence == "supports" and self.policy.companion_probability is not None
-                and isinstance(model, CompanionModel) and model.reads_facts
-                and self.calibration is not None and self.calibration.fact_heads is not None)
+        return SentenceEvidence(scores, b - a, gain, checked, joint, terms, passage_of, reply)
 
     def _verdict(self, question: str, response: Response, target: tuple[int, int]) -> str | None:
         """Whether the sentence (tokens ``target``) is a yes/no verdict, where the policy

@@ -36,35 +36,7 @@ FEATURES = (
     "question_rank",  # log(1 + its passage's rank by best question relevance)
     "names_cited",  # 1 when it names the subject of another passage the sentence cites (the hop)
 )
-# read where the model's calibration has fact heads (:class:`FactHeads`): the heads'
-# attention refitted to supporting facts, a ranking of what states the answer's evidence
-FACT_FEATURES = (
-    "fact_rank",  # log(1 + the source's rank by the fact heads' score for this sentence)
-    "fact_score",  # that score between the sentence's lowest (0) and best (1): the scores have no zero
-)
-__doc__ += "\n".join(f"``{name}``" for name in FEATURES + FACT_FEATURES) + "\n"
-
-
-@dataclass(frozen=True)
-class FactHeads:
-    """One weight per attention head (layer-major, as AT2's features), fitted by logistic
-    regression to which sources are supporting facts of an answer (HotpotQA dev), where
-    AT2's weights are fitted to leave-one-out. Applied to the features AT2's pass already
-    captured, it costs no model pass. Scores are ``features @ weights``, so a sentence's
-    score is the mean over its tokens, like AT2's."""
-
-    weights: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if not self.weights or not all(isinstance(w, float) and w == w for w in self.weights):
-            raise InputError("fact heads need one finite weight per attention head")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"weights": [round(w, 7) for w in self.weights]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "FactHeads":
-        return cls(tuple(float(w) for w in data["weights"]))
+__doc__ += "\n".join(f"``{name}``" for name in FEATURES) + "\n"
 
 
 @dataclass(frozen=True)
@@ -73,18 +45,12 @@ class CompanionModel:
 
     coef: tuple[float, ...]
     intercept: float
-    features: tuple[str, ...] = FEATURES  # or FEATURES + FACT_FEATURES
+    features: tuple[str, ...] = FEATURES
 
     def __post_init__(self) -> None:
-        known = (FEATURES, FEATURES + FACT_FEATURES)
-        if tuple(self.features) not in known or len(self.coef) != len(self.features):
-            raise InputError(f"a companion model needs one coefficient per feature {list(FEATURES)} (and optionally "
-                             f"{list(FACT_FEATURES)}), got {list(self.features)}: refit it with `attribot-rag calibrate`")
-
-    @property
-    def reads_facts(self) -> bool:
-        """Whether it needs the fact heads' scores (:data:`FACT_FEATURES`)."""
-        return len(self.features) > len(FEATURES)
+        if tuple(self.features) != FEATURES or len(self.coef) != len(FEATURES):
+            raise InputError(f"a companion model needs one coefficient per feature {list(FEATURES)}, got {list(self.features)}: "
+                             "refit it with `attribot-rag calibrate`")
 
     def probability(self, x: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(np.asarray(x, dtype=np.float64) @ np.array(self.coef) + self.intercept)))
@@ -98,28 +64,14 @@ class CompanionModel:
 
     @classmethod
     def fit(cls, x: np.ndarray, gold: np.ndarray) -> "CompanionModel":
-        """Fit on candidate features (:func:`candidate_features`' columns) and whether each
-        was a supporting fact."""
+        """Fit on candidate features and whether each was a supporting fact."""
         from sklearn.linear_model import LogisticRegression
 
         gold = np.asarray(gold, dtype=bool)
         if gold.all() or not gold.any():
             raise InputError("companions need gold and non-gold candidates: calibrate on more examples")
-        x = np.asarray(x, dtype=np.float64)
-        names = FEATURES if x.shape[1] == len(FEATURES) else FEATURES + FACT_FEATURES
-        model = LogisticRegression(max_iter=2000).fit(x, gold)
-        return cls(tuple(float(c) for c in model.coef_[0]), float(model.intercept_[0]), names)
-
-
-def fact_scores(task: Any, target: tuple[int, int], heads: FactHeads) -> list[float]:
-    """Each source's fact-heads score for the answer tokens ``target``: the mean over them
-    of the heads' weighted attention features (AT2's, captured once per answer)."""
-    from ..at2.features import task_features, token_scores
-
-    if task.cache.fact_scores is None:
-        task.cache.fact_scores = token_scores(task_features(task), np.asarray(heads.weights))
-    a, b = target
-    return [float(v) for v in task.cache.fact_scores[:, a:b].mean(axis=1)]
+        model = LogisticRegression(max_iter=2000).fit(np.asarray(x, dtype=np.float64), gold)
+        return cls(tuple(float(c) for c in model.coef_[0]), float(model.intercept_[0]))
 
 
 def first_sentences(passage_of: Sequence[int]) -> dict[int, int]:
@@ -131,14 +83,12 @@ def first_sentences(passage_of: Sequence[int]) -> dict[int, int]:
 
 
 def candidate_features(
-    scores: Sequence[float | None], chosen: Sequence[int], terms: QuestionTerms, passage_of: Sequence[int],
-    facts: Sequence[float | None] | None = None,
+    scores: Sequence[float | None], chosen: Sequence[int], terms: QuestionTerms, passage_of: Sequence[int]
 ) -> tuple[list[int], np.ndarray]:
     """The sentence's candidates and their features: the scored sources it does not cite,
     from a passage it cites or adding a question term its citations lack (a source of
     another passage that only repeats the cited terms is a neighbour on the same topic,
-    "within the country the limit is $180" beside the cited "abroad it is $260"). With the
-    fact heads' ``facts`` scores, :data:`FACT_FEATURES` are appended."""
+    "within the country the limit is $180" beside the cited "abroad it is $260")."""
     valid = [(float(v), i) for i, v in enumerate(scores) if v is not None and v == v]
     ranked = [i for _, i in sorted(valid, key=lambda t: (-t[0], t[1]))]
     rank = {i: r for r, i in enumerate(ranked)}
@@ -170,18 +120,7 @@ def candidate_features(
         ]
         for i in candidates
     ]
-    x = np.array(rows, dtype=np.float64).reshape(len(candidates), len(FEATURES))
-    return candidates, x if facts is None else np.hstack([x, _fact_columns(facts, candidates)])
+    return candidates, np.array(rows, dtype=np.float64).reshape(len(candidates), len(FEATURES))
 
 
-def _fact_columns(facts: Sequence[float | None], candidates: Sequence[int]) -> np.ndarray:
-    """:data:`FACT_FEATURES` of the candidates (a source without a score ranks last)."""
-    valid = [(float(v), i) for i, v in enumerate(facts) if v is not None and v == v]
-    rank = {i: r for r, (_, i) in enumerate(sorted(valid, key=lambda t: (-t[0], t[1])))}
-    lo, hi = min((v for v, _ in valid), default=0.0), max((v for v, _ in valid), default=0.0)
-    value = {i: v for v, i in valid}
-    rows = [[np.log1p(rank.get(i, len(facts))), (value.get(i, lo) - lo) / (hi - lo) if hi > lo else 0.0] for i in candidates]
-    return np.array(rows, dtype=np.float64).reshape(len(candidates), len(FACT_FEATURES))
-
-
-__all__ = ["FACT_FEATURES", "FEATURES", "CompanionModel", "FactHeads", "candidate_features", "fact_scores", "first_sentences"]
+__all__ = ["FEATURES", "CompanionModel", "candidate_features", "first_sentences"]

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Mapping, NamedTuple, Sequence
 
 from ..errors import InputError
-from .companions import CompanionModel, FactHeads, candidate_features, first_sentences
+from .companions import CompanionModel, candidate_features, first_sentences
 from .relevance import BARE, CHOICE, QuestionTerms
 
 EVIDENCE_KINDS = ("supports", "used")
@@ -75,9 +75,6 @@ class Calibration:
     min_support: float | None = GENERIC_MIN_SUPPORT
     # P(a further source is a supporting fact too), for companions (None: not fitted)
     companion: CompanionModel | None = None
-    # per-head weights ranking supporting facts, read by a companion model that has
-    # FACT_FEATURES (None: not fitted)
-    fact_heads: FactHeads | None = None
     path: str | None = None
 
     @classmethod
@@ -92,7 +89,6 @@ class Calibration:
                 min_context_gain=_number_or_none(data.get("min_context_gain", GENERIC_MIN_CONTEXT_GAIN)),
                 min_support=_number_or_none(data.get("min_support", GENERIC_MIN_SUPPORT)),
                 companion=CompanionModel.from_dict(data["companion"]) if data.get("companion") else None,
-                fact_heads=FactHeads.from_dict(data["fact_heads"]) if data.get("fact_heads") else None,
                 path=str(path),
             )
         except FileNotFoundError:
@@ -104,7 +100,6 @@ class Calibration:
         path = Path(path)
         data = {k: v for k, v in dataclasses.asdict(self).items() if k != "path"}
         data["companion"] = self.companion.to_dict() if self.companion else None
-        data["fact_heads"] = self.fact_heads.to_dict() if self.fact_heads else None
         path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         return path
 
@@ -155,9 +150,6 @@ class SentenceEvidence:
     # "restating" (it repeats the question's terms); "choice": it answers a question
     # offering alternatives ("X or Y?"); None otherwise (relevance.verdict)
     verdict: str | None = None
-    # the fact heads' score per source (None: not computed), read by a companion model
-    # fitted with them
-    facts: Sequence[float | None] | None = None
 
 
 class Choice(NamedTuple):
@@ -385,11 +377,7 @@ class CitationPolicy:
         room = min(self.companions, (len(ev.scores) if self.max_per_sentence is None else self.max_per_sentence) - len(chosen))
         if room <= 0:
             return []
-        if model.reads_facts and ev.facts is None:
-            raise InputError("this companion model reads the fact heads' scores, which the evidence lacks: "
-                             "the calibration needs its fact_heads")
-        candidates, features = candidate_features(ev.scores, chosen, ev.terms, ev.passage_of,
-                                                  ev.facts if model.reads_facts else None)
+        candidates, features = candidate_features(ev.scores, chosen, ev.terms, ev.passage_of)
         if not candidates:
             return []
         p = model.probability(features)

@@ -134,7 +134,7 @@ def companion_data(
         for ev, choice in zip(sentences, rp.policy.explain_answer(sentences, per_token=rp.per_token)):
             if not choice.sources or choice.kind == "question" or ev.scores is None or ev.terms is None:
                 continue
-            candidates, x = candidate_features(ev.scores, choice.sources, ev.terms, ev.passage_of or [], ev.facts)
+            candidates, x = candidate_features(ev.scores, choice.sources, ev.terms, ev.passage_of or [])
             xs.append(x)
             gold += [ex.is_gold_source(sources[i]) for i in candidates]
     if not xs:

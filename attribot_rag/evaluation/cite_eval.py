@@ -13,8 +13,6 @@ exist: an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -23,8 +21,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..citations.cite import looks_truncated as _looks_truncated
-from ..citations.companions import FactHeads, fact_scores
-from ..citations.policy import calibration_for
 from ..citations.support import check_sources
 from ..errors import InputError
 from ..grounding import span_gain
@@ -86,8 +82,6 @@ class CiteRun:
     # policy can be replayed on any of them
     checked: Sequence[str] = ()
     prefill_every: int = 4  # time one plain forward pass over prompt + answer every k examples
-    # the model's fact heads (its calibration's): each record gets their scores, kept beside it
-    heads: FactHeads | None = None
 
     def record(self, ex: CiteExample, mode: str, position: int) -> dict[str, Any]:
         desc = {**self.base, "example": ex.id, "mode": mode, "methods": list(self.methods)}
@@ -100,21 +94,7 @@ class CiteRun:
         if self.joint:
             joint = self.cache.get(joint_desc(desc)) or self.cache.put(joint_desc(desc), self._joint(ex, rec))
             rec = with_joint(rec, joint)
-        if self.heads is not None:
-            key = facts_desc(desc, self.heads)
-            rec = with_facts(rec, self.cache.get(key) or self.cache.put(key, self._facts(ex, rec, self.heads)))
         return rec
-
-    def _facts(self, ex: CiteExample, rec: dict[str, Any], heads: FactHeads) -> dict[str, Any]:
-        """The fact heads' score of every source for each sentence of a recorded answer
-        (one pass capturing AT2's features, as ``cite`` computes them)."""
-        answer = response_from_ids(self.attributor.lm.tokenizer, rec["answer_ids"]) if "answer_ids" in rec else rec["answer"]
-        task = self.attributor.task(ex.question, ex.passages, answer, level="sentence")
-        if list(task.response.token_ids) != rec.get("answer_ids", list(task.response.token_ids)):
-            raise InputError(f"{ex.id}: the recorded answer re-tokenizes differently; its fact scores cannot be computed")
-        t0 = time.perf_counter()
-        facts = [None if t is None else fact_scores(task, (t[0], t[1]), heads) for t in rec["targets"]]
-        return {"facts": facts, "seconds": time.perf_counter() - t0}
 
     def _joint(self, ex: CiteExample, rec: dict[str, Any]) -> dict[str, Any]:
         """Log-probs of the answer with pairs of sources kept together, kept beside its
@@ -259,18 +239,15 @@ def collect(
     methods: Sequence[str] = DEFAULT_METHODS,
     gain_modes: Sequence[str] = MODES,
     support: "SupportPlan | None" = None,
-    heads: FactHeads | None = None,
 ) -> list[dict[str, Any]]:
-    """Evidence records for every example and mode (cached ones are read back); with the
-    model's fact heads, their scores too."""
+    """Evidence records for every example and mode (cached ones are read back)."""
     for m in modes:
         if m not in MODES:
             raise InputError(f"unknown answer mode {m!r}: use {', '.join(MODES)}")
     plan = (support or SupportPlan()).checked_against(methods)
     base = _base(attributor.model_name, dtype_key(attributor.lm), data, methods, plan)
     run = CiteRun(attributor, cache, base, methods=methods, gain_modes=gain_modes,
-                  ranker=plan.rankers[0], support_candidates=plan.candidates, checked=plan.rankers[1:], joint=plan.joint,
-                  heads=heads)
+                  ranker=plan.rankers[0], support_candidates=plan.candidates, checked=plan.rankers[1:], joint=plan.joint)
     rows = []
     for k, ex in enumerate(tqdm(examples, desc="cite-eval", unit="ex")):
         for mode in modes:
@@ -295,25 +272,21 @@ def load_examples(dataset: str, data: str, n: int, offset: int, embedder: Any = 
 
 
 def cached_items(
-    examples: Sequence[CiteExample], cache: ResultsCache, base: dict[str, Any], modes: Sequence[str], methods: Sequence[str],
-    heads: FactHeads | None = None,
+    examples: Sequence[CiteExample], cache: ResultsCache, base: dict[str, Any], modes: Sequence[str], methods: Sequence[str]
 ) -> tuple[list[tuple[CiteExample, str, dict[str, Any]]], list[str]]:
-    """The (example, mode, record) triples already in the cache, and the ids missing one
-    (with ``heads``, a record without those heads' scores is missing too)."""
+    """The (example, mode, record) triples already in the cache, and the ids missing one."""
     items, missing = [], []
     for ex in examples:
         descs = [{**base, "example": ex.id, "mode": m, "methods": list(methods)} for m in modes]
         recs = [cache.data.get(cache.key(d)) for d in descs]
-        facts = [cache.data.get(cache.key(facts_desc(d, heads))) if heads else None for d in descs]
-        if any(r is None for r in recs) or (heads is not None and any(f is None for f in facts)):
+        if any(r is None for r in recs):
             missing.append(ex.id)
             continue
         gains = [cache.data.get(cache.key(gain_desc(d))) for d in descs]
         joints = [cache.data.get(cache.key(joint_desc(d))) for d in descs]
-        for m, r, g, j, f in zip(modes, recs, gains, joints, facts):
+        for m, r, g, j in zip(modes, recs, gains, joints):
             r = r if g is None else with_gain(r, g)
-            r = r if j is None else with_joint(r, j)
-            items.append((ex, m, r if f is None else with_facts(r, f)))
+            items.append((ex, m, r if j is None else with_joint(r, j)))
     return items, missing
 
 
@@ -333,16 +306,6 @@ def joint_desc(desc: dict[str, Any]) -> dict[str, Any]:
 
 def with_joint(rec: dict[str, Any], joint: dict[str, Any]) -> dict[str, Any]:
     return {**rec, "joint_lp": joint["together"], "seconds": {**rec["seconds"], "joint": joint["seconds"]}}
-
-
-def facts_desc(desc: dict[str, Any], heads: FactHeads) -> dict[str, Any]:
-    """The cache key of a record's fact-head scores: per set of heads."""
-    digest = hashlib.sha256(json.dumps(heads.to_dict()).encode()).hexdigest()[:16]
-    return {**desc, "kind": "facts", "heads": digest}
-
-
-def with_facts(rec: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
-    return {**rec, "facts": facts["facts"], "seconds": {**rec["seconds"], "facts": facts.get("seconds")}}
 
 
 def run_cite_eval(
@@ -371,13 +334,12 @@ def run_cite_eval(
     if cached_only:
         lm_name = model or default_model()
         base = record_base(lm_name, dtype, data, methods, plan)
-        heads = _fact_heads(lm_name)
     else:
         att = build_attributor(load(model, dtype), level="sentence")
-        lm_name, heads = att.model_name, _fact_heads(att.model_name)
-        collect(att, examples, data=data, cache=cache, modes=modes, methods=methods, support=plan, heads=heads)
+        lm_name = att.model_name
+        collect(att, examples, data=data, cache=cache, modes=modes, methods=methods, support=plan)
         base = _base(lm_name, dtype_key(att.lm), data, methods, plan)
-    items, missing = cached_items(examples, cache, base, modes, methods, heads)
+    items, missing = cached_items(examples, cache, base, modes, methods)
     return {
         "command": command,
         "dataset": dataset,
@@ -388,12 +350,6 @@ def run_cite_eval(
         "report": report(items, default_citers(), lm_name),
         "per_example": [{"example": ex.id, "mode": m, "answer": r["answer"]} for ex, m, r in items],
     }
-
-
-def _fact_heads(model: str) -> FactHeads | None:
-    """The fact heads of the model's shipped calibration, which the default policy reads."""
-    cal = calibration_for(model)
-    return cal.fact_heads if cal is not None else None
 
 
 def record_base(
@@ -419,5 +375,5 @@ def _base(
 
 
 __all__ = [
-    "MODES", "TEMPLATES", "CiteRun", "SupportPlan", "cached_items", "collect", "facts_desc", "load_examples", "record_base", "run_cite_eval",
+    "MODES", "TEMPLATES", "CiteRun", "SupportPlan", "cached_items", "collect", "load_examples", "record_base", "run_cite_eval",
 ]

@@ -72,7 +72,6 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
     # the references are the run's ranker's lowest-scored sources (their log-probs are kept)
     reference = policy.reference_sources(rec["whole"][rec.get("ranker", SUPPORT_RANKER)]) if checked else []
     gains = rec.get("gain") or [None] * len(scores)
-    facts = rec.get("facts")  # the fact heads' scores per sentence, where a replay added them
     bridged = ex is not None and policy.reads_question()
     terms = example_terms(ex) if bridged else None  # type: ignore[arg-type]
     passage_of = [s.passage_index for s in sentence_sources(ex)] if bridged else None  # type: ignore[arg-type]
@@ -89,8 +88,7 @@ def evidence(rec: dict[str, Any], ranker: str, policy: CitationPolicy, ex: CiteE
                 companions = [j for j in pair[1] if cache.has((pair[0], j))]
                 joint = contrast_sets(cache, pair[0], companions, tuple(target), ref)
         tokens = 1 if target is None else target[1] - target[0]
-        out.append(SentenceEvidence(s, tokens, gains[k], support, joint, terms, passage_of, _verdict(policy, ex, rec, k),
-                                    facts[k] if facts else None))
+        out.append(SentenceEvidence(s, tokens, gains[k], support, joint, terms, passage_of, _verdict(policy, ex, rec, k)))
     return out
 
 

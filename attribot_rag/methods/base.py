@@ -54,7 +54,6 @@ class TaskCache:
     # per response token, log p(r_t | full prompt) from a pass that kept no KV cache (AT2's)
     full_logprobs: np.ndarray | None = None
     support: Any = None  # keep-only-this-source log-probs (attribot_rag.citations.support)
-    fact_scores: np.ndarray | None = None  # [S, r] the fact heads' scores (citations.companions)
 
 
 @dataclass
