@@ -1,0 +1,102 @@
+"""Fact heads as the citation ranker, replayed on the choice split: the heads fitted to
+supporting facts (``citation_head_probe.py``) choose the support check's candidate, the
+bridges and the companions' ranks instead of AT2, cross-validated by example (each
+answer scored by heads fitted on the other folds; the companion model refitted per fold)
+and printed as ``companion_choice.py`` prints its rows (BENCHMARKS.md, "Fact heads as
+companion features: no gain").
+
+    git checkout 54a0698 -- benchmarks/citation-head   # the own answers' recorded features
+    python benchmarks/fact_heads_ranker.py
+"""
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GroupKFold
+
+sys.path.insert(0, "benchmarks")
+from cite_bridge_choice import MODEL  # noqa: E402
+from companion_choice import FOLDS, _print_row, choice_items  # noqa: E402
+
+from attribot_rag.citations import CitationPolicy, calibration_for  # noqa: E402
+from attribot_rag.evaluation.calibrate import fit_companion  # noqa: E402
+from attribot_rag.evaluation.cite_report import Citer, answer_metrics  # noqa: E402
+
+H = Path("benchmarks/citation-head")
+TEXT = [H / f"dev{k}.npz" for k in (20, 60, 100, 140, 180, 240, 280, 320, 360)]
+OWN = [H / "answers-choice-20-own.npz", H / "answers-choice-240-own.npz"]
+
+
+def load():
+    """(example, mode, sentence) -> (features [sources, heads], gold)."""
+    out = {}
+    for p in TEXT:
+        d = np.load(p)
+        for g in dict.fromkeys(d["group"].tolist()):
+            m = d["group"] == g
+            out[(g, "external", -1)] = (d["features"][m].astype(np.float64), d["gold"][m])
+    for p in OWN:
+        d = np.load(p)
+        keys = list(zip(d["group"].tolist(), d["mode"].tolist(), d["sentence"].tolist()))
+        for key in dict.fromkeys(keys):
+            m = (d["group"] == key[0]) & (d["mode"] == key[1]) & (d["sentence"] == key[2])
+            out[key] = (d["features"][m].astype(np.float64), d["gold"][m])
+    return out
+
+def block(f, ex_id, mode, k):
+    """A sentence's features (a text answer's are the whole answer's)."""
+    return f.get((ex_id, mode, k)) or f.get((ex_id, mode, -1))
+
+
+def fit(f, ids):
+    """The heads' weights on raw features, fitted on these examples' answers."""
+    bl = [v for (g, _, _), v in f.items() if g in ids]
+    x, y = np.vstack([b[0] for b in bl]), np.concatenate([b[1] for b in bl])
+    sc = np.abs(x).max(axis=0) + 1e-9
+    return LogisticRegression(C=1.0, max_iter=5000).fit(x / sc, y).coef_[0] / sc
+
+
+def scored(items, f):
+    """Every answer with the heads' scores recorded as the method "facts" (heads fitted on
+    the other folds), checked like the run's rankers (its top source's support is in the
+    records for 687 of 689 sentences)."""
+    uniq = sorted({e.id for e, _, _ in items})
+    weights = {}
+    for tr, te in GroupKFold(FOLDS).split(np.zeros(len(uniq)), groups=uniq):
+        w = fit(f, {uniq[i] for i in tr})
+        weights.update({uniq[i]: w for i in te})
+    out = []
+    for ex, mode, rec in items:
+        facts = [None if t is None else [float(v) for v in block(f, ex.id, mode, k)[0] @ weights[ex.id]]
+                 for k, t in enumerate(rec["targets"])]
+        out.append((ex, mode, {**rec, "scores": {**rec["scores"], "facts": facts}, "checked": [*rec.get("checked", ["at2"]), "facts"]}))
+    return out
+
+
+def main() -> None:
+    items = scored(choice_items(), load())
+    ids = [e.id for e, _, _ in items]
+    shipped = calibration_for(MODEL)
+    p = CitationPolicy()
+    grid = {("at2", "default (AT2 ranker)"): p}
+    for t in (0.45, 0.55, 0.65):
+        grid[("facts", f"facts ranker, probability {t}")] = p.with_options(companion_probability=t)
+    grid[("facts", "facts ranker, no bridges")] = p.with_options(bridge_relevance=None)
+    rows = {name: {} for _, name in grid}
+    for tr, te in GroupKFold(FOLDS).split(np.zeros(len(items)), groups=ids):
+        train = [items[i] for i in tr]
+        for (ranker, name), pol in grid.items():
+            citer = Citer(name, ranker, pol, fit_companion(train, shipped, ranker=ranker, policy=pol))
+            for i in te:
+                ex, mode, rec = items[i]
+                r = answer_metrics(citer, ex, mode, rec, MODEL)
+                if r["correct"]:
+                    rows[name].setdefault(mode, []).append(r)
+    for name, by in rows.items():
+        _print_row(name, by, corrected=True)
+
+
+if __name__ == "__main__":
+    main()
+
