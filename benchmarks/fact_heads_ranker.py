@@ -30,6 +30,9 @@ OWN = [H / "answers-choice-20-own.npz", H / "answers-choice-240-own.npz"]
 
 def load():
     """(example, mode, sentence) -> (features [sources, heads], gold)."""
+    missing = [str(p) for p in TEXT + OWN if not p.exists()]
+    if missing:
+        sys.exit(f"no recorded features at {', '.join(missing)}: git checkout 54a0698 -- benchmarks/citation-head")
     out = {}
     for p in TEXT:
         d = np.load(p)
@@ -75,7 +78,8 @@ def scored(items, f):
 
 
 def main() -> None:
-    items = scored(choice_items(), load())
+    features = load()
+    items = scored(choice_items(), features)
     ids = [e.id for e, _, _ in items]
     shipped = calibration_for(MODEL)
     p = CitationPolicy()
