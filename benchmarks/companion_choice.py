@@ -122,10 +122,12 @@ def bridge_settings() -> dict[str, CitationPolicy]:
             for b in (0.2, 0.25, 0.3, 0.35) for t in (0.35, 0.4, 0.45, 0.5, 0.55, 0.6)}
 
 
-def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_setting: bool = False, corrected: bool = False) -> None:
+def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_setting: bool = False, corrected: bool = False,
+                    rankers: dict[str, str] | None = None) -> None:
     """Print each setting's pooled rows; each fold's companion model is fitted on the
-    other folds (under each setting's own citations with ``fit_per_setting``); with
-    ``corrected`` the room is measured after the optimism is taken off."""
+    other folds (under each setting's own citations and ranker, ``rankers`` naming it
+    where not AT2, with ``fit_per_setting``); with ``corrected`` the room is measured
+    after the optimism is taken off."""
     shipped = calibration_for(MODEL)
     rows: dict[str, dict[str, list]] = {name: {} for name in grid}
     groups = [ex.id for ex, _, _ in items]
@@ -133,9 +135,10 @@ def cross_validated(items: list, grid: dict[str, CitationPolicy], fit_per_settin
         train_items = [items[i] for i in train]
         cal = None if fit_per_setting else fit_companion(train_items, shipped)
         for name, policy in grid.items():
+            ranker = (rankers or {}).get(name, "at2")
             if fit_per_setting:
-                cal = fit_companion(train_items, shipped, policy=policy)
-            citer = Citer(name, "at2", policy, cal)
+                cal = fit_companion(train_items, shipped, ranker=ranker, policy=policy)
+            citer = Citer(name, ranker, policy, cal)
             for i in test:
                 ex, mode, rec = items[i]
                 row = answer_metrics(citer, ex, mode, rec, MODEL)

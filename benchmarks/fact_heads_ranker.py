@@ -16,12 +16,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
 sys.path.insert(0, "benchmarks")
-from cite_bridge_choice import MODEL  # noqa: E402
-from companion_choice import FOLDS, _print_row, choice_items  # noqa: E402
+from companion_choice import FOLDS, choice_items, cross_validated  # noqa: E402
 
-from attribot_rag.citations import CitationPolicy, calibration_for  # noqa: E402
-from attribot_rag.evaluation.calibrate import fit_companion  # noqa: E402
-from attribot_rag.evaluation.cite_report import Citer, answer_metrics  # noqa: E402
+from attribot_rag.citations import CitationPolicy  # noqa: E402
 
 H = Path("benchmarks/citation-head")
 TEXT = [H / f"dev{k}.npz" for k in (20, 60, 100, 140, 180, 240, 280, 320, 360)]
@@ -78,27 +75,12 @@ def scored(items, f):
 
 
 def main() -> None:
-    features = load()
-    items = scored(choice_items(), features)
-    ids = [e.id for e, _, _ in items]
-    shipped = calibration_for(MODEL)
+    items = scored(choice_items(), load())
     p = CitationPolicy()
-    grid = {("at2", "default (AT2 ranker)"): p}
-    for t in (0.45, 0.55, 0.65):
-        grid[("facts", f"facts ranker, probability {t}")] = p.with_options(companion_probability=t)
-    grid[("facts", "facts ranker, no bridges")] = p.with_options(bridge_relevance=None)
-    rows = {name: {} for _, name in grid}
-    for tr, te in GroupKFold(FOLDS).split(np.zeros(len(items)), groups=ids):
-        train = [items[i] for i in tr]
-        for (ranker, name), pol in grid.items():
-            citer = Citer(name, ranker, pol, fit_companion(train, shipped, ranker=ranker, policy=pol))
-            for i in te:
-                ex, mode, rec = items[i]
-                r = answer_metrics(citer, ex, mode, rec, MODEL)
-                if r["correct"]:
-                    rows[name].setdefault(mode, []).append(r)
-    for name, by in rows.items():
-        _print_row(name, by, corrected=True)
+    grid = {"default (AT2 ranker)": p}
+    grid.update({f"facts ranker, probability {t}": p.with_options(companion_probability=t) for t in (0.45, 0.55, 0.65)})
+    grid["facts ranker, no bridges"] = p.with_options(bridge_relevance=None)
+    cross_validated(items, grid, fit_per_setting=True, corrected=True, rankers={n: "facts" for n in grid if n.startswith("facts")})
 
 
 if __name__ == "__main__":
