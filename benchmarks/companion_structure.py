@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sys
 from contextlib import contextmanager
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,13 +29,12 @@ sys.path.insert(0, "benchmarks")
 import companion_choice  # noqa: E402
 from companion_choice import MODEL, choice_items, cross_validated  # noqa: E402
 
-from dataclasses import replace  # noqa: E402
-
 from attribot_rag.citations import CitationPolicy, calibration_for  # noqa: E402
 from attribot_rag.citations import companions, policy  # noqa: E402
 from attribot_rag.evaluation import calibrate  # noqa: E402
 
 STRUCTURE = ("adjacent", "position")
+shipped_features, SHIPPED = companions.candidate_features, companions.FEATURES
 
 
 def structured_features(scores, chosen, terms, passage_of):
@@ -52,9 +52,6 @@ def structured_features(scores, chosen, terms, passage_of):
         for i in candidates
     ]
     return candidates, np.hstack([x, np.array(extra, dtype=np.float64).reshape(len(candidates), len(STRUCTURE))])
-
-
-shipped_features, SHIPPED = companions.candidate_features, companions.FEATURES
 
 
 @contextmanager
