@@ -20,9 +20,9 @@ from companion_choice import FOLDS, choice_items, cross_validated  # noqa: E402
 
 from attribot_rag.citations import CitationPolicy  # noqa: E402
 
-H = Path("benchmarks/citation-head")
-TEXT = [H / f"dev{k}.npz" for k in (20, 60, 100, 140, 180, 240, 280, 320, 360)]
-OWN = [H / "answers-choice-20-own.npz", H / "answers-choice-240-own.npz"]
+HEADS = Path("benchmarks/citation-head")
+TEXT = [HEADS / f"dev{k}.npz" for k in (20, 60, 100, 140, 180, 240, 280, 320, 360)]
+OWN = [HEADS / "answers-choice-20-own.npz", HEADS / "answers-choice-240-own.npz"]
 
 
 def load():
@@ -44,31 +44,32 @@ def load():
             out[key] = (d["features"][m].astype(np.float64), d["gold"][m])
     return out
 
-def block(f, ex_id, mode, k):
+
+def block(features, ex_id, mode, k):
     """A sentence's features (a text answer's are the whole answer's)."""
-    return f.get((ex_id, mode, k)) or f.get((ex_id, mode, -1))
+    return features.get((ex_id, mode, k)) or features.get((ex_id, mode, -1))
 
 
-def fit(f, ids):
+def fit(features, ids):
     """The heads' weights on raw features, fitted on these examples' answers."""
-    bl = [v for (g, _, _), v in f.items() if g in ids]
-    x, y = np.vstack([b[0] for b in bl]), np.concatenate([b[1] for b in bl])
-    sc = np.abs(x).max(axis=0) + 1e-9
-    return LogisticRegression(C=1.0, max_iter=5000).fit(x / sc, y).coef_[0] / sc
+    blocks = [v for (g, _, _), v in features.items() if g in ids]
+    x, y = np.vstack([b[0] for b in blocks]), np.concatenate([b[1] for b in blocks])
+    scale = np.abs(x).max(axis=0) + 1e-9  # fitted on a common scale, returned for raw features
+    return LogisticRegression(C=1.0, max_iter=5000).fit(x / scale, y).coef_[0] / scale
 
 
-def scored(items, f):
+def scored(items, features):
     """Every answer with the heads' scores recorded as the method "facts" (heads fitted on
     the other folds), checked like the run's rankers (its top source's support is in the
     records for 687 of 689 sentences)."""
     uniq = sorted({e.id for e, _, _ in items})
     weights = {}
     for tr, te in GroupKFold(FOLDS).split(np.zeros(len(uniq)), groups=uniq):
-        w = fit(f, {uniq[i] for i in tr})
+        w = fit(features, {uniq[i] for i in tr})
         weights.update({uniq[i]: w for i in te})
     out = []
     for ex, mode, rec in items:
-        facts = [None if t is None else [float(v) for v in block(f, ex.id, mode, k)[0] @ weights[ex.id]]
+        facts = [None if t is None else [float(v) for v in block(features, ex.id, mode, k)[0] @ weights[ex.id]]
                  for k, t in enumerate(rec["targets"])]
         out.append((ex, mode, {**rec, "scores": {**rec["scores"], "facts": facts}, "checked": [*rec.get("checked", ["at2"]), "facts"]}))
     return out
